@@ -1,0 +1,79 @@
+"""Shared plumbing of the three CLIs: the method registry lookup and flags generated from a config.
+
+Each method's config dataclass is the single source of its flags: every field becomes
+``--field-name`` with its default in ``--help``; fields whose default is ``None`` take the
+``--preset``'s value, listed in the help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import typing
+
+METHODS = {"kdloss": "kdface.methods.kdloss"}
+DEFAULT_METHOD = "kdloss"
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def method_module(name: str):
+    if name not in METHODS:
+        raise SystemExit(f"unknown --method {name!r}; known: {sorted(METHODS)}")
+    return importlib.import_module(METHODS[name])
+
+
+def parser_for(description: str, argv=None):
+    """A parser whose method-specific flags depend on ``--method`` (parsed first)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS))
+    known, _ = pre.parse_known_args(argv)
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help="which method")
+    return parser, method_module(known.method)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default, except ``None`` (those flags say where their default comes from)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser, config_cls, presets: dict, skip=(), help_texts=None) -> None:
+    hints = typing.get_type_hints(config_cls)
+    group = parser.add_argument_group("experiment config")
+    for field in dataclasses.fields(config_cls):
+        if field.name in skip:
+            continue
+        default = field.default
+        hint = hints[field.name]
+        kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+        help_text = (help_texts or {}).get(field.name, "")
+        if default is None and any(field.name in p or f"teacher_{field.name}" in p for p in presets.values()):
+            shown = ", ".join(
+                f"{name}: {p.get(field.name, p.get('teacher_' + field.name))}" for name, p in presets.items()
+            )
+            help_text = f"{help_text} (default from --preset: {shown})".strip()
+        if kind is bool:
+            group.add_argument(_flag(field.name), default=default, action=argparse.BooleanOptionalAction,
+                               help=help_text)  # fmt: skip
+        elif field.name == "preset":
+            group.add_argument(_flag(field.name), default=default, choices=sorted(presets), help=help_text)
+        else:
+            group.add_argument(_flag(field.name), type=kind, default=default, help=help_text)
+
+
+def config_from_args(config_cls, args):
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return config_cls(**{k: v for k, v in vars(args).items() if k in names})

@@ -1,0 +1,180 @@
+"""Landmark evaluation behind ``test.py``: models x test splits -> NME/FR/AUC, CED plot, overlays, report.
+
+NME is computed in **source-image pixels** (predictions are mapped back through the crop), the
+standard protocol; the KD-Loss original measured after its non-uniform 224x224 resize (spec §6.1.11),
+which is what the crop-space ``val_nme`` during training corresponds to.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+from kdface import metrics, report
+from kdface.data.landmarks import NORMALISERS
+from kdface.data.pipeline import CropConfig, landmark_dataset
+from kdface.data.sources import TEST_SPLITS, load_landmark_split
+from kdface.methods.kdloss import landmarks_to_pixels
+
+
+def read_model_card(model_path) -> dict:
+    """The ``<model>.json`` written beside every trained model (empty dict if absent)."""
+    card = Path(model_path).with_suffix(".json")
+    return json.loads(card.read_text()) if card.exists() else {}
+
+
+def load_model(model_path) -> keras.Model:
+    path = Path(model_path)
+    if not path.exists():
+        raise FileNotFoundError(f"model {path} does not exist")
+    return keras.saving.load_model(path, compile=False)
+
+
+def predict_split(model, source, crop: CropConfig, batch_size=64):
+    """Predictions mapped to source-image pixels, with ground truth, crops and crop-space points."""
+    size = model.input_shape[1]
+    ds = landmark_dataset(source.dataset, image_size=size, batch_size=batch_size, crop=crop, with_meta=True)
+    preds, gts, boxes, crops, crop_gts = [], [], [], [], []
+    for images, targets, meta in ds:
+        preds.append(model.predict_on_batch(images))
+        gts.append(meta["landmarks"].numpy())
+        boxes.append(meta["box"].numpy())
+        if sum(len(c) for c in crops) < 32:
+            crops.append(images.numpy())
+            crop_gts.append(targets.numpy())
+    if not preds:
+        raise ValueError(f"split {source.split!r} of {source.name!r} is empty")
+    pred = np.concatenate(preds)
+    boxes = np.concatenate(boxes)
+    return {
+        "pred": landmarks_to_pixels(pred, boxes=boxes),
+        "gt": np.concatenate(gts),
+        "crops": np.concatenate(crops)[:32],
+        "crop_pred": landmarks_to_pixels(pred[:32], image_size=size),
+        "crop_gt": landmarks_to_pixels(np.concatenate(crop_gts)[:32], image_size=size),
+    }
+
+
+def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="datasets/tfds", out_dir="runs/test",
+             normaliser=None) -> dict:  # fmt: skip
+    """Evaluate each model on each test split; writes report.json, report.md, CED plots and overlays."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, rows, images = {}, [], {}
+    ced = {}
+    for model_path in model_paths:
+        card = read_model_card(model_path)
+        name = Path(model_path).stem
+        ds_name = dataset or card.get("dataset")
+        if ds_name is None:
+            raise ValueError(f"{model_path} has no model card; pass --dataset")
+        norm = (
+            tuple(NORMALISERS[normaliser])
+            if normaliser
+            else tuple(card.get("normaliser", NORMALISERS[ds_name]))
+        )
+        crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
+        model = load_model(model_path)
+        results[name] = {"model": str(model_path), "dataset": ds_name, "normaliser": list(norm), "splits": {}}
+        for split in splits or TEST_SPLITS[ds_name]:
+            source = load_landmark_split(ds_name, split, data_dir, tfds_dir)
+            out = predict_split(model, source, crop)
+            nme = metrics.nme_per_image(out["pred"], out["gt"], norm)
+            summary = metrics.summarize(nme)
+            results[name]["splits"][split] = summary
+            rows.append({"model": name, "split": split, "train_s": card.get("train_seconds", ""), **summary})
+            ced[f"{name} ({split})"] = nme
+            grid = out_dir / f"overlays_{name}_{split}.png"
+            report.overlay_grid(out["crops"], out["crop_pred"], out["crop_gt"], grid)
+            images[f"{name} on {split} (green: ground truth, red: prediction)"] = grid.name
+    metrics.plot_ced(ced, out_dir / "ced.png")
+    images = {"Cumulative error distribution": "ced.png", **images}
+    report.write_report_json(out_dir / "report.json", results)
+    columns = ["model", "split", "nme", "fr", "auc", "auc_original", "count", "train_s"]
+    notes = (
+        "NME in % of the normalising distance (source-image pixels), FR = % of images with NME > 0.1, "
+        "AUC = standard area under the CED up to 0.1 (normalised to 1); 'AUC (KD-Loss code)' is the "
+        "original's non-standard variant (maximum 0.95). train_s = training wall time in seconds."
+    )
+    report.write_report_markdown(out_dir / "report.md", "Landmark evaluation", rows, columns, notes, images)
+    for row in rows:
+        print(f"{row['model']:>28s}  {row['split']:>12s}  NME {row['nme']:6.2f}%  FR {row['fr']:6.2f}%  "
+              f"AUC {row['auc']:.4f}  (original AUC {row['auc_original']:.4f}, n={row['count']})")  # fmt: skip
+    print(f"report: {out_dir / 'report.md'}")
+    return results
+
+
+# --- photos ---------------------------------------------------------------------------------------
+
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+def detect_faces(image_rgb: np.ndarray) -> np.ndarray:
+    """Haar-cascade face boxes ``(K, 4)`` as ``(x0, y0, x1, y1)``, largest first."""
+    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_CASCADE))
+    if cascade.empty():
+        raise RuntimeError(
+            f"OpenCV's {HAAR_CASCADE} could not be loaded (opencv-python-headless 4.x ships it)"
+        )
+    gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+    boxes = np.array([(x, y, x + w, y + h) for x, y, w, h in found], np.float32).reshape(-1, 4)
+    return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]))]
+
+
+def detection_to_crop_box(box, crop: CropConfig) -> np.ndarray:
+    """Map a Haar box to the crop the model was trained on (landmark box + padding).
+
+    The 68-point landmark box spans brows to chin and jaw to jaw; a Haar box starts at the forehead
+    and ends above the chin, so it is moved down by 10 % and kept the same size (a heuristic).
+    """
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    y0, y1 = y0 + 0.1 * h, y1 + 0.1 * h
+    pad_x = crop.pad_px + crop.pad_frac * w
+    pad_y = crop.pad_px + crop.pad_frac * h
+    return np.array([x0 - pad_x, y0 - pad_y, x1 + pad_x, y1 + pad_y], np.float32)
+
+
+def predict_photo(model_path, photo, out_dir="runs/photo") -> dict:
+    """Detect faces in a photo, predict landmarks for each, write an overlay and a JSON of the points."""
+    import tensorflow as tf
+
+    from kdface.data.pipeline import AugmentConfig, crop_and_augment
+
+    bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"could not read an image from {photo}")
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    card = read_model_card(model_path)
+    crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
+    model = load_model(model_path)
+    size = model.input_shape[1]
+    boxes = np.array([detection_to_crop_box(b, crop) for b in detect_faces(image)], np.float32).reshape(-1, 4)
+    faces = []
+    if len(boxes):
+        crops = [
+            crop_and_augment(image, tf.reshape(b, (2, 2)), b, tf.constant([0, 0], tf.int64), image_size=size,
+                             crop=CropConfig(pad_px=0.0), augment=AugmentConfig.none())[0]
+            for b in boxes
+        ]  # fmt: skip
+        pred = model.predict(np.stack(crops), verbose=0)
+        points = landmarks_to_pixels(pred, boxes=boxes)
+        overlay = image
+        for pts in points:
+            overlay = report.draw_landmarks(overlay, pts, radius=max(1.5, image.shape[1] / 300))
+        faces = [{"box": b.tolist(), "landmarks": p.tolist()} for b, p in zip(boxes, points, strict=True)]
+    else:
+        overlay = image
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overlay_path = out_dir / f"{Path(photo).stem}_landmarks.png"
+    cv2.imwrite(str(overlay_path), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    result = {"photo": str(photo), "faces": faces, "overlay": str(overlay_path)}
+    report.write_report_json(out_dir / f"{Path(photo).stem}_landmarks.json", result)
+    print(f"{len(faces)} face(s); overlay {overlay_path}")
+    return result

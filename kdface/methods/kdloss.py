@@ -1,0 +1,472 @@
+"""KD-Loss (Fard & Mahoor, CVIU 2022): facial landmarks with Tough and Tolerant teachers.
+
+* Tough-Teacher: EfficientNet-B3 regressing the hard (ground-truth) landmarks with L2.
+* Tolerant-Teacher: the same network regressing ASM soft landmarks (PCA, 90 % variance).
+* Student: MobileNetV2 trained with KD-Loss (main loss + ALoss_Tou + ALoss_Tol); ``--no-kd`` trains
+  the same student with plain L2 on the same budget, as the baseline.
+
+Models take RGB images in ``[0, 1]`` of shape ``(S, S, 3)`` (a face crop) and return the flat,
+interleaved, crop-normalised landmark vector ``(B, 2N)``; see :func:`landmarks_to_pixels`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kdface.backbones import build_backbone
+from kdface.data.asm import ActiveShapeModel
+from kdface.data.pipeline import AugmentConfig, CropConfig, landmark_dataset
+from kdface.data.sources import load_landmark_split
+from kdface.losses.kd_loss import kd_loss
+from kdface.metrics.keras_metrics import LandmarkNME
+
+TEACHER_BACKBONE = "efficientnet_b3"
+STUDENT_BACKBONE = "mobilenet_v2"
+
+# The original's sizes (spec §1, §3.1) and a small budget that finishes on 2 CPU cores.
+PRESETS = {
+    "paper": dict(
+        image_size=224, batch_size=70, teacher_epochs=150, student_epochs=150,
+        learning_rate=1e-3, lr_decay=1e-4, pad_px=10.0, pad_frac=0.0,
+    ),
+    "demo": dict(
+        image_size=64, batch_size=32, teacher_epochs=12, student_epochs=12,
+        learning_rate=1e-3, lr_decay=1e-4, pad_px=0.0, pad_frac=0.08,
+    ),
+}  # fmt: skip
+
+
+@dataclasses.dataclass
+class KDLossConfig:
+    """One experiment. ``None`` fields take the preset's value (see :data:`PRESETS`)."""
+
+    dataset: str = "synthface"
+    data_dir: str | None = None
+    tfds_dir: str = "datasets/tfds"
+    preset: str = "demo"
+    image_size: int | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    lr_decay: float | None = None
+    pad_px: float | None = None
+    pad_frac: float | None = None
+    augment: bool = True
+    val_fraction: float = 0.05
+    seed: int = 0
+    steps_per_epoch: int | None = None
+    weights: str | None = None  # None (scratch), "imagenet", or a backbone weights file
+    teacher_backbone: str = TEACHER_BACKBONE
+    student_backbone: str = STUDENT_BACKBONE
+    teacher_dropout: float = 0.5
+    asm_variance: float = 0.9
+    asm_fit_epochs: int = 2  # passes over the augmented training set the ASM is fitted on
+    cache_teachers: bool = False
+    main_weight: float = 2.0
+    tough_weight: float = 1.0
+    tolerant_weight: float = 1.0
+
+    def resolved(self, role: str) -> KDLossConfig:
+        """A copy with preset values filled in; ``role`` is ``teacher`` or ``student`` (for epochs)."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; known: {sorted(PRESETS)}")
+        preset = PRESETS[self.preset]
+        values = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None and field.name in preset:
+                value = preset[field.name]
+            values[field.name] = value
+        if values["epochs"] is None:
+            values["epochs"] = preset[f"{role}_epochs"]
+        return dataclasses.replace(self, **values)
+
+
+def _optimizer(config: KDLossConfig) -> keras.optimizers.Optimizer:
+    # Keras 2's legacy ``decay`` (lr / (1 + decay * step)), as the original used.
+    schedule = keras.optimizers.schedules.InverseTimeDecay(config.learning_rate, 1, config.lr_decay)
+    return keras.optimizers.Adam(schedule)
+
+
+def build_regressor(backbone: str, num_points: int, image_size: int, dropout: float = 0.0, weights=None,
+                    name: str = "landmark_regressor") -> keras.Model:  # fmt: skip
+    """Backbone -> global average pooling -> (Dropout) -> Dense(2N) named ``landmarks``."""
+    features = build_backbone(backbone, image_size, weights=weights)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = features(inputs)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(2 * num_points, name="landmarks")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable("kdface")
+class KDLossDistiller(keras.Model):
+    """The student trained with KD-Loss against frozen Tough and Tolerant teachers.
+
+    Inputs are images, or dicts ``{"image", "tough", "tolerant"}`` holding teacher predictions
+    cached once per image (valid only when the student sees exactly the cached view, i.e. without
+    augmentation). Otherwise the teachers run in inference mode on the student's exact batch.
+    ``deploy_model`` is the student: that is what gets saved.
+    """
+
+    def __init__(self, student, tough, tolerant, loss_weights=(2.0, 1.0, 1.0), **kwargs):
+        super().__init__(**kwargs)
+        self.student, self.tough, self.tolerant = student, tough, tolerant
+        self.tough.trainable = False
+        self.tolerant.trainable = False
+        self.loss_weights = tuple(float(w) for w in loss_weights)
+        self.main_tracker = keras.metrics.Mean(name="main")
+        self.tough_tracker = keras.metrics.Mean(name="aloss_tough")
+        self.tolerant_tracker = keras.metrics.Mean(name="aloss_tolerant")
+
+    @property
+    def deploy_model(self):
+        return self.student
+
+    def call(self, inputs, training=False):
+        images = inputs["image"] if isinstance(inputs, dict) else inputs
+        return self.student(images, training=training)
+
+    def _teacher(self, teacher, images):
+        size = teacher.input_shape[1]
+        if size != images.shape[1]:
+            images = tf.image.resize(images, (size, size), antialias=True)
+        return tf.stop_gradient(teacher(images, training=False))
+
+    def teacher_predictions(self, inputs):
+        if isinstance(inputs, dict) and "tough" in inputs:
+            return inputs["tough"], inputs["tolerant"]
+        images = inputs["image"] if isinstance(inputs, dict) else inputs
+        return self._teacher(self.tough, images), self._teacher(self.tolerant, images)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        tough, tolerant = self.teacher_predictions(x)
+        main_weight, tough_weight, tolerant_weight = self.loss_weights
+        terms = kd_loss(y, y_pred, tough, tolerant, main_weight=main_weight, tough_weight=tough_weight,
+                        tolerant_weight=tolerant_weight)  # fmt: skip
+        self.main_tracker.update_state(terms.main)
+        self.tough_tracker.update_state(terms.aloss_tough)
+        self.tolerant_tracker.update_state(terms.aloss_tolerant)
+        return terms.total
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "tough": keras.saving.serialize_keras_object(self.tough),
+            "tolerant": keras.saving.serialize_keras_object(self.tolerant),
+            "loss_weights": list(self.loss_weights),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        for key in ("student", "tough", "tolerant"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def _splits(config: KDLossConfig):
+    if not 0 <= config.val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {config.val_fraction}")
+    if config.val_fraction == 0:
+        return "train", None
+    cut = int(round(100 * (1 - config.val_fraction)))
+    return f"train[:{cut}%]", f"train[{cut}%:]"
+
+
+def _source(config: KDLossConfig, split: str):
+    return load_landmark_split(config.dataset, split, config.data_dir, config.tfds_dir)
+
+
+def _crop(config: KDLossConfig) -> CropConfig:
+    return CropConfig(pad_px=config.pad_px, pad_frac=config.pad_frac, union_dataset_box=config.dataset != "300w"
+                      and config.dataset != "synthface")  # fmt: skip
+
+
+def train_val_datasets(config: KDLossConfig, target_transform=None, augment=None, repeat=False):
+    """``(train, val, source)`` batched datasets; val is never augmented."""
+    train_split, val_split = _splits(config)
+    source = _source(config, train_split)
+    augment = (
+        augment if augment is not None else (AugmentConfig() if config.augment else AugmentConfig.none())
+    )
+    common = dict(image_size=config.image_size, batch_size=config.batch_size, crop=_crop(config),
+                  target_transform=target_transform)  # fmt: skip
+    train = landmark_dataset(source.dataset, augment=augment, shuffle=True, seed=config.seed,
+                             cache=not augment.enabled, repeat=repeat, **common)  # fmt: skip
+    val = None
+    if val_split is not None:
+        val = landmark_dataset(_source(config, val_split).dataset, cache=True, **common)
+    return train, val, source
+
+
+def fit_asm(config: KDLossConfig) -> ActiveShapeModel:
+    """Fit the ASM on the training targets as the teacher sees them (augmented, like the original's
+    offline-augmented set), so rotated and flipped shapes are inside the model's span."""
+    train, _, _ = train_val_datasets(config)
+    epochs = config.asm_fit_epochs if config.augment else 1
+    vectors = np.concatenate([y.numpy() for _ in range(epochs) for _, y in train])
+    return ActiveShapeModel.fit(vectors, config.asm_variance)
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+
+def build_teacher(config: KDLossConfig, num_points: int, which: str) -> keras.Model:
+    model = build_regressor(config.teacher_backbone, num_points, config.image_size, config.teacher_dropout,
+                            config.weights, name=f"{which}_teacher")  # fmt: skip
+    return model
+
+
+def build_student(config: KDLossConfig, num_points: int) -> keras.Model:
+    return build_regressor(
+        STUDENT_BACKBONE, num_points, config.image_size, 0.0, config.weights, name="student"
+    )
+
+
+def compile_regressor(model: keras.Model, config: KDLossConfig, normaliser) -> keras.Model:
+    model.compile(optimizer=_optimizer(config), loss="mse", metrics=[LandmarkNME(normaliser)])
+    return model
+
+
+def load_teacher(path) -> keras.Model:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"teacher model {path} does not exist; train it with train_teacher.py first")
+    return keras.saving.load_model(path, compile=False)
+
+
+def cached_teacher_dataset(config: KDLossConfig, tough, tolerant, source):
+    """Training batches ``({"image", "tough", "tolerant"}, target)`` with teacher outputs computed once.
+
+    Only offered without augmentation: the cache holds the teachers' view of the un-augmented
+    crop, and distilling from a view the student does not see hurts (big_vision's finding).
+    """
+    if config.augment:
+        raise ValueError(
+            "cache_teachers needs augment=False: cached predictions are of the un-augmented crop"
+        )
+    crop = _crop(config)
+    plain = landmark_dataset(source.dataset, image_size=config.image_size, batch_size=config.batch_size,
+                             crop=crop)  # fmt: skip
+    tough_preds = tough.predict(plain.map(lambda x, y: x), verbose=0)
+    tolerant_preds = tolerant.predict(plain.map(lambda x, y: x), verbose=0)
+    images = plain.unbatch()
+    cache = tf.data.Dataset.from_tensor_slices((tough_preds, tolerant_preds))
+    ds = tf.data.Dataset.zip(images, cache).map(
+        lambda xy, teachers: ({"image": xy[0], "tough": teachers[0], "tolerant": teachers[1]}, xy[1])
+    )
+    ds = ds.cache().shuffle(2048, seed=config.seed, reshuffle_each_iteration=True)
+    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def landmarks_to_pixels(predictions, image_size=None, boxes=None):
+    """Model output ``(B, 2N)`` -> pixel landmarks ``(B, N, 2)``.
+
+    With ``image_size`` (int or ``(width, height)``): pixels of the crop the model saw.
+    With ``boxes`` ``(B, 4)`` = ``(x0, y0, x1, y1)`` of each crop in its source image: source-image
+    pixels. Pixels follow the kdface convention (origin at the top-left pixel's corner; subtract 0.5
+    for OpenCV-style pixel-centre coordinates).
+    """
+    pred = np.asarray(predictions, np.float32)
+    points = pred.reshape(pred.shape[0], -1, 2) + 0.5  # in [0, 1] of the crop
+    if boxes is not None:
+        boxes = np.asarray(boxes, np.float32)
+        return points * (boxes[:, None, 2:] - boxes[:, None, :2]) + boxes[:, None, :2]
+    if image_size is None:
+        raise ValueError("give image_size or boxes")
+    width, height = (image_size, image_size) if np.isscalar(image_size) else image_size
+    return points * np.asarray([width, height], np.float32)
+
+
+# --- entry points used by train_teacher.py / train_student.py --------------------------------------
+
+
+def model_card(config: KDLossConfig, role: str, num_points: int, normaliser, **extra) -> dict:
+    """What test.py and users need to use a saved model: written beside it as ``<model>.json``."""
+    return {
+        "method": "kdloss",
+        "task": "landmarks",
+        "role": role,
+        "dataset": config.dataset,
+        "num_points": num_points,
+        "normaliser": list(normaliser),
+        "image_size": config.image_size,
+        "crop": dataclasses.asdict(_crop(config)),
+        "config": dataclasses.asdict(config),
+        **extra,
+    }
+
+
+FLAG_HELP = {
+    "dataset": "synthface (generated here), 300w, cofw or wflw",
+    "data_dir": "raw dataset folder (SynthFaces: generated there; default datasets/synthfaces/demo)",
+    "tfds_dir": "where prepared TFDS records are kept",
+    "preset": "paper: the original's sizes and schedule (for GPUs); demo: small and quick (CPU)",
+    "image_size": "square input size of the face crop",
+    "batch_size": "batch size",
+    "epochs": "training epochs",
+    "learning_rate": "Adam learning rate",
+    "lr_decay": "inverse-time decay per step (Keras 2 legacy 'decay')",
+    "pad_px": "crop padding around the landmark box, pixels per side",
+    "pad_frac": "crop padding around the landmark box, fraction of its size per side",
+    "augment": "online augmentation (flip with landmark relabelling, rotation, zoom, shift, colour)",
+    "val_fraction": "fraction of the training split held out for validation / best-model selection",
+    "seed": "random seed (data order, augmentation, initialisation)",
+    "steps_per_epoch": "steps per epoch (default: one pass over the training split)",
+    "weights": "backbone initialisation: none (scratch, as the paper), 'imagenet' (needs internet), or a weights file",
+    "teacher_backbone": "teacher network (the paper: efficientnet_b3)",
+    "student_backbone": "student network (the paper: mobilenet_v2)",
+    "teacher_dropout": "dropout before the teacher's landmark layer",
+    "asm_variance": "shape variance the Tolerant-Teacher's ASM keeps",
+    "asm_fit_epochs": "passes over the augmented training set used to fit the ASM",
+    "cache_teachers": "compute teacher predictions once per image (needs --no-augment)",
+    "main_weight": "KD-Loss weight of the main loss",
+    "tough_weight": "KD-Loss weight of ALoss_Tou",
+    "tolerant_weight": "KD-Loss weight of ALoss_Tol",
+}
+
+
+def add_teacher_arguments(parser) -> None:
+    from kdface.cli import add_config_arguments
+
+    parser.add_argument("--teacher", choices=("tough", "tolerant"), required=True,
+                        help="tough: hard landmarks; tolerant: ASM soft landmarks")  # fmt: skip
+    skip = ("cache_teachers", "main_weight", "tough_weight", "tolerant_weight", "student_backbone")
+    add_config_arguments(parser, KDLossConfig, PRESETS, skip=skip, help_texts=FLAG_HELP)
+
+
+def add_student_arguments(parser) -> None:
+    from kdface.cli import add_config_arguments
+
+    parser.add_argument(
+        "--tough", help="Tough-Teacher .keras (default models/teachers/<dataset>_tough.keras)"
+    )
+    parser.add_argument(
+        "--tolerant", help="Tolerant-Teacher .keras (default models/teachers/<dataset>_tolerant.keras)"
+    )
+    parser.add_argument(
+        "--no-kd", action="store_true", help="train the plain MobileNetV2 baseline with L2 instead"
+    )
+    skip = ("teacher_dropout", "asm_variance", "asm_fit_epochs", "teacher_backbone")
+    add_config_arguments(parser, KDLossConfig, PRESETS, skip=skip, help_texts=FLAG_HELP)
+
+
+def _timed_fit(model, train, val, config, run_dir):
+    import time
+
+    from kdface import training
+
+    start = time.time()
+    history = training.fit(model, train, val, run_dir=run_dir, epochs=config.epochs,
+                           monitor="val_nme" if val is not None else "loss", steps_per_epoch=config.steps_per_epoch)  # fmt: skip
+    return history, time.time() - start
+
+
+def _publish(run_dir: Path, out: Path, card: dict) -> None:
+    """Copy the run's best model to ``out`` (atomically) with its model card beside it."""
+    import json
+    import os
+    import shutil
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    best = run_dir / "best.keras"
+    if not best.exists():
+        best = run_dir / "last.keras"
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.copyfile(best, tmp)
+    os.replace(tmp, out)
+    card_path = out.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2, default=str))
+    print(f"saved {out} (and {card_path.name}); run directory {run_dir}")
+
+
+def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None) -> Path:
+    from kdface import training
+
+    config = config.resolved("teacher")
+    tf.keras.utils.set_random_seed(config.seed)
+    out = Path(out or f"models/teachers/{config.dataset}_{teacher}.keras")
+    run_dir = Path(run_dir or f"runs/kdloss/{config.dataset}_{teacher}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    extra = {}
+    transform = None
+    if teacher == "tolerant":
+        asm = fit_asm(config)
+        asm.save(run_dir / "asm.npz")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        asm.save(out.with_suffix(".asm.npz"))
+        transform = asm.project_tf
+        extra["asm"] = {"file": str(out.with_suffix(".asm.npz")), "components": asm.num_components,
+                        "variance": asm.variance}  # fmt: skip
+        print(f"ASM: {asm.num_components} components keep {100 * asm.variance:.0f}% of the shape variance")
+    train, _, source = train_val_datasets(config, target_transform=transform)
+    _, val, _ = train_val_datasets(config)  # validation against the hard ground truth
+    model = compile_regressor(build_teacher(config, source.num_points, teacher), config, source.normaliser)
+    training.write_config(run_dir, {"role": f"{teacher}_teacher", **dataclasses.asdict(config)})
+    _, seconds = _timed_fit(model, train, val, config, run_dir)
+    card = model_card(config, f"{teacher}_teacher", source.num_points, source.normaliser,
+                      train_seconds=round(seconds, 1), run_dir=str(run_dir), **extra)  # fmt: skip
+    _publish(run_dir, out, card)
+    return out
+
+
+def train_student(
+    config: KDLossConfig, tough=None, tolerant=None, no_kd=False, out=None, run_dir=None
+) -> Path:
+    from kdface import training
+
+    config = config.resolved("student")
+    tf.keras.utils.set_random_seed(config.seed)
+    name = "no_kd" if no_kd else "kd"
+    out = Path(out or f"models/students/{config.dataset}_{name}.keras")
+    run_dir = Path(run_dir or f"runs/kdloss/{config.dataset}_student_{name}")
+    train, val, source = train_val_datasets(config)
+    student = build_student(config, source.num_points)
+    extra = {}
+    if no_kd:
+        model = compile_regressor(student, config, source.normaliser)
+    else:
+        tough_model = load_teacher(tough or f"models/teachers/{config.dataset}_tough.keras")
+        tolerant_model = load_teacher(tolerant or f"models/teachers/{config.dataset}_tolerant.keras")
+        for teacher in (tough_model, tolerant_model):
+            if teacher.output_shape[-1] != 2 * source.num_points:
+                raise ValueError(
+                    f"teacher {teacher.name} predicts {teacher.output_shape[-1] // 2} points but "
+                    f"{config.dataset} has {source.num_points}"
+                )
+        model = KDLossDistiller(student, tough_model, tolerant_model,
+                                (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
+        model.compile(optimizer=_optimizer(config), metrics=[LandmarkNME(source.normaliser)])
+        if config.cache_teachers:
+            train = cached_teacher_dataset(config, tough_model, tolerant_model, source)
+        extra = {"tough": str(tough), "tolerant": str(tolerant)}
+    training.write_config(run_dir, {"role": f"student_{name}", **dataclasses.asdict(config), **extra})
+    _, seconds = _timed_fit(model, train, val, config, run_dir)
+    card = model_card(config, f"student_{name}", source.num_points, source.normaliser,
+                      train_seconds=round(seconds, 1), run_dir=str(run_dir), **extra)  # fmt: skip
+    _publish(run_dir, out, card)
+    return out
+
+
+def teacher_main(args) -> None:
+    from kdface.cli import config_from_args
+
+    train_teacher(config_from_args(KDLossConfig, args), args.teacher, args.out, args.run_dir)
+
+
+def student_main(args) -> None:
+    from kdface.cli import config_from_args
+
+    train_student(
+        config_from_args(KDLossConfig, args), args.tough, args.tolerant, args.no_kd, args.out, args.run_dir
+    )

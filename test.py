@@ -1,0 +1,44 @@
+#!/usr/bin/env python
+"""Evaluate trained models on a dataset's test splits, or predict landmarks on a photo.
+
+Examples: python test.py --model models/students/synthface_kd.keras --dataset synthface
+          python test.py --model models/students/synthface_kd.keras --image photo.jpg
+"""
+
+import argparse
+
+from kdface.cli import HelpFormatter, quiet_tensorflow
+
+
+def main(argv=None):
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=HelpFormatter)
+    parser.add_argument("--model", action="append", required=True,
+                        help="a saved .keras model; repeat to compare several in one report")  # fmt: skip
+    parser.add_argument("--dataset", help="synthface, 300w, cofw or wflw (default: the model card's dataset)")
+    parser.add_argument("--split", action="append",
+                        help="test split(s) (default: all of the dataset's, e.g. common/challenging/full)")  # fmt: skip
+    parser.add_argument("--data-dir", help="raw dataset folder (default: SynthFaces demo folder)")
+    parser.add_argument("--tfds-dir", default="datasets/tfds", help="where prepared TFDS records are kept")
+    parser.add_argument("--normaliser", choices=("300w", "cofw", "wflw", "wflw_interpupil"),
+                        help="NME normaliser (default: the dataset's; wflw_interpupil = the KD-Loss original's)")  # fmt: skip
+    parser.add_argument(
+        "--image", help="a photo: detect faces (OpenCV Haar cascade), predict, write an overlay"
+    )
+    parser.add_argument(
+        "--out", default="runs/test", help="output folder for report.json/report.md and plots"
+    )
+    args = parser.parse_args(argv)
+
+    from kdface import evaluation
+
+    if args.image:
+        for model in args.model:
+            evaluation.predict_photo(model, args.image, args.out)
+    else:
+        evaluation.evaluate(args.model, args.dataset, args.split, args.data_dir, args.tfds_dir, args.out,
+                            args.normaliser)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
