@@ -20,6 +20,9 @@ from kdface.data.pipeline import CropConfig, landmark_dataset
 from kdface.data.sources import TEST_SPLITS, load_landmark_split
 from kdface.methods.kdloss import landmarks_to_pixels
 
+# Test splits that are unions of others: their NMEs are concatenated rather than predicted again.
+UNION_SPLITS = {"full": ("common", "challenging")}
+
 
 def read_model_card(model_path) -> dict:
     """The ``<model>.json`` written beside every trained model (empty dict if absent)."""
@@ -80,17 +83,23 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
         crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
         model = load_model(model_path)
         results[name] = {"model": str(model_path), "dataset": ds_name, "normaliser": list(norm), "splits": {}}
+        computed = {}
         for split in splits or TEST_SPLITS[ds_name]:
-            source = load_landmark_split(ds_name, split, data_dir, tfds_dir)
-            out = predict_split(model, source, crop)
-            nme = metrics.nme_per_image(out["pred"], out["gt"], norm)
+            parts = UNION_SPLITS.get(split, ())
+            if parts and all(part in computed for part in parts):
+                nme = np.concatenate([computed[part] for part in parts])  # no second prediction pass
+            else:
+                source = load_landmark_split(ds_name, split, data_dir, tfds_dir)
+                out = predict_split(model, source, crop)
+                nme = metrics.nme_per_image(out["pred"], out["gt"], norm)
+                grid = out_dir / f"overlays_{name}_{split}.png"
+                report.overlay_grid(out["crops"], out["crop_pred"], out["crop_gt"], grid)
+                images[f"{name} on {split} (green: ground truth, red: prediction)"] = grid.name
+            computed[split] = nme
             summary = metrics.summarize(nme)
             results[name]["splits"][split] = summary
             rows.append({"model": name, "split": split, "train_s": card.get("train_seconds", ""), **summary})
             ced[f"{name} ({split})"] = nme
-            grid = out_dir / f"overlays_{name}_{split}.png"
-            report.overlay_grid(out["crops"], out["crop_pred"], out["crop_gt"], grid)
-            images[f"{name} on {split} (green: ground truth, red: prediction)"] = grid.name
     metrics.plot_ced(ced, out_dir / "ced.png")
     images = {"Cumulative error distribution": "ced.png", **images}
     report.write_report_json(out_dir / "report.json", results)

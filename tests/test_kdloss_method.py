@@ -100,3 +100,22 @@ def test_paper_architectures_match_the_spec_sizes():
     # keras.applications' EfficientNet expects [0, 255]: the [0, 1] input is scaled up inside
     scaling = teacher.get_layer("efficientnet_b3").get_layer("to_application_range")
     assert scaling.scale == 255.0 and scaling.offset == 0.0
+
+
+def _batch_norms(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _batch_norms(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+
+
+def test_bn_momentum_override_reaches_every_batchnorm_and_survives_saving(tmp_path):
+    assert {layer.momentum for layer in _batch_norms(build_regressor("mobilenet_v2", POINTS, SIZE))} == {
+        0.999
+    }
+    model = build_regressor("mobilenet_v2", POINTS, SIZE, name="student", bn_momentum=0.9)
+    assert len(list(_batch_norms(model))) > 30
+    assert {layer.momentum for layer in _batch_norms(model)} == {0.9}
+    model.save(tmp_path / "m.keras")
+    assert {layer.momentum for layer in _batch_norms(keras.saving.load_model(tmp_path / "m.keras"))} == {0.9}

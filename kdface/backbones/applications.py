@@ -39,10 +39,13 @@ def _application_weights(weights):
     return None  # loaded after building, see below
 
 
-def build_backbone(name: str, image_size: int, weights=None, **kwargs) -> keras.Model:
+def build_backbone(name: str, image_size: int, weights=None, bn_momentum=None, **kwargs) -> keras.Model:
     """A Functional backbone: ``(B, S, S, 3)`` in ``[0, 1]`` -> pooled features ``(B, C)``.
 
     The last feature map stays reachable as layer ``"features"`` for distillation taps.
+    ``bn_momentum`` overrides every BatchNormalization's moving-average momentum: MobileNetV2 ships
+    0.999, whose moving statistics need thousands of steps to settle, so a short from-scratch run
+    validates (inference mode) far worse than it trains unless it is lowered.
     """
     try:
         constructor, scale, offset = _BUILDERS[name]
@@ -58,6 +61,10 @@ def build_backbone(name: str, image_size: int, weights=None, **kwargs) -> keras.
     )
     if weights not in (None, "imagenet"):
         application.load_weights(weights)
+    if bn_momentum is not None:
+        for layer in application.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
     features = keras.layers.Identity(name="features")(application(scaled))
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     return keras.Model(inputs, pooled, name=name)

@@ -12,6 +12,7 @@ interleaved, crop-normalised landmark vector ``(B, 2N)``; see :func:`landmarks_t
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import keras
@@ -32,11 +33,13 @@ STUDENT_BACKBONE = "mobilenet_v2"
 PRESETS = {
     "paper": dict(
         image_size=224, batch_size=70, teacher_epochs=150, student_epochs=150,
-        learning_rate=1e-3, lr_decay=1e-4, pad_px=10.0, pad_frac=0.0,
+        learning_rate=1e-3, lr_schedule="inverse_time", lr_decay=1e-4, pad_px=10.0, pad_frac=0.0,
+        max_rotation=0.5,
     ),
     "demo": dict(
-        image_size=64, batch_size=32, teacher_epochs=12, student_epochs=12,
-        learning_rate=1e-3, lr_decay=1e-4, pad_px=0.0, pad_frac=0.08,
+        image_size=64, batch_size=32, teacher_epochs=3, student_epochs=5,
+        learning_rate=1e-3, lr_schedule="cosine", lr_decay=1e-4, pad_px=0.0, pad_frac=0.08,
+        max_rotation=0.25, bn_momentum=0.9,
     ),
 }  # fmt: skip
 
@@ -53,14 +56,17 @@ class KDLossConfig:
     batch_size: int | None = None
     epochs: int | None = None
     learning_rate: float | None = None
+    lr_schedule: str | None = None  # "inverse_time" (the original's Keras 2 decay) or "cosine" (to 0)
     lr_decay: float | None = None
     pad_px: float | None = None
     pad_frac: float | None = None
     augment: bool = True
+    max_rotation: float | None = None  # radians
     val_fraction: float = 0.05
     seed: int = 0
     steps_per_epoch: int | None = None
     weights: str | None = None  # None (scratch), "imagenet", or a backbone weights file
+    bn_momentum: float | None = None  # None: each network's own (MobileNetV2 0.999, EfficientNet 0.99)
     teacher_backbone: str = TEACHER_BACKBONE
     student_backbone: str = STUDENT_BACKBONE
     teacher_dropout: float = 0.5
@@ -87,16 +93,28 @@ class KDLossConfig:
         return dataclasses.replace(self, **values)
 
 
-def _optimizer(config: KDLossConfig) -> keras.optimizers.Optimizer:
-    # Keras 2's legacy ``decay`` (lr / (1 + decay * step)), as the original used.
-    schedule = keras.optimizers.schedules.InverseTimeDecay(config.learning_rate, 1, config.lr_decay)
+def _optimizer(config: KDLossConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    if config.lr_schedule == "inverse_time":
+        # Keras 2's legacy ``decay`` (lr / (1 + decay * step)), as the original used.
+        schedule = keras.optimizers.schedules.InverseTimeDecay(config.learning_rate, 1, config.lr_decay)
+    elif config.lr_schedule == "cosine":
+        # to zero over the run: a short run ends on settled weights (and BatchNorm statistics)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, config.epochs * steps_per_epoch
+        )
+    else:
+        raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected 'inverse_time' or 'cosine'")
     return keras.optimizers.Adam(schedule)
 
 
+def _steps_per_epoch(config: KDLossConfig, source) -> int:
+    return config.steps_per_epoch or max(1, math.ceil(source.size / config.batch_size))
+
+
 def build_regressor(backbone: str, num_points: int, image_size: int, dropout: float = 0.0, weights=None,
-                    name: str = "landmark_regressor") -> keras.Model:  # fmt: skip
+                    name: str = "landmark_regressor", bn_momentum=None) -> keras.Model:  # fmt: skip
     """Backbone -> global average pooling -> (Dropout) -> Dense(2N) named ``landmarks``."""
-    features = build_backbone(backbone, image_size, weights=weights)
+    features = build_backbone(backbone, image_size, weights=weights, bn_momentum=bn_momentum)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = features(inputs)
     if dropout:
@@ -188,21 +206,25 @@ def _source(config: KDLossConfig, split: str):
 
 
 def _crop(config: KDLossConfig) -> CropConfig:
-    return CropConfig(pad_px=config.pad_px, pad_frac=config.pad_frac, union_dataset_box=config.dataset != "300w"
-                      and config.dataset != "synthface")  # fmt: skip
+    # COFW and WFLW ship a face box; the original united it with the landmark box (spec §4.2, §4.3).
+    return CropConfig(pad_px=config.pad_px, pad_frac=config.pad_frac,
+                      union_dataset_box=config.dataset in ("cofw", "wflw"))  # fmt: skip
 
 
 def train_val_datasets(config: KDLossConfig, target_transform=None, augment=None, repeat=False):
-    """``(train, val, source)`` batched datasets; val is never augmented."""
+    """``(train, val, source)`` batched datasets.
+
+    ``target_transform`` applies to the training targets only: validation is never augmented and
+    always measures against the hard ground truth.
+    """
     train_split, val_split = _splits(config)
     source = _source(config, train_split)
-    augment = (
-        augment if augment is not None else (AugmentConfig() if config.augment else AugmentConfig.none())
-    )
-    common = dict(image_size=config.image_size, batch_size=config.batch_size, crop=_crop(config),
-                  target_transform=target_transform)  # fmt: skip
+    if augment is None:
+        augment = AugmentConfig(rotation=config.max_rotation) if config.augment else AugmentConfig.none()
+    common = dict(image_size=config.image_size, batch_size=config.batch_size, crop=_crop(config))
     train = landmark_dataset(source.dataset, augment=augment, shuffle=True, seed=config.seed,
-                             cache=not augment.enabled, repeat=repeat, **common)  # fmt: skip
+                             cache=not augment.enabled, repeat=repeat, target_transform=target_transform,
+                             **common)  # fmt: skip
     val = None
     if val_split is not None:
         val = landmark_dataset(_source(config, val_split).dataset, cache=True, **common)
@@ -223,18 +245,21 @@ def fit_asm(config: KDLossConfig) -> ActiveShapeModel:
 
 def build_teacher(config: KDLossConfig, num_points: int, which: str) -> keras.Model:
     model = build_regressor(config.teacher_backbone, num_points, config.image_size, config.teacher_dropout,
-                            config.weights, name=f"{which}_teacher")  # fmt: skip
+                            config.weights, name=f"{which}_teacher", bn_momentum=config.bn_momentum)  # fmt: skip
     return model
 
 
 def build_student(config: KDLossConfig, num_points: int) -> keras.Model:
-    return build_regressor(
-        STUDENT_BACKBONE, num_points, config.image_size, 0.0, config.weights, name="student"
+    return build_regressor(config.student_backbone, num_points, config.image_size, 0.0, config.weights,
+                           name="student", bn_momentum=config.bn_momentum)  # fmt: skip
+
+
+def compile_regressor(
+    model: keras.Model, config: KDLossConfig, normaliser, steps_per_epoch: int
+) -> keras.Model:
+    model.compile(
+        optimizer=_optimizer(config, steps_per_epoch), loss="mse", metrics=[LandmarkNME(normaliser)]
     )
-
-
-def compile_regressor(model: keras.Model, config: KDLossConfig, normaliser) -> keras.Model:
-    model.compile(optimizer=_optimizer(config), loss="mse", metrics=[LandmarkNME(normaliser)])
     return model
 
 
@@ -316,6 +341,8 @@ FLAG_HELP = {
     "batch_size": "batch size",
     "epochs": "training epochs",
     "learning_rate": "Adam learning rate",
+    "lr_schedule": "inverse_time: lr / (1 + lr_decay * step), the original's; cosine: to zero over the run",
+    "max_rotation": "augmentation rotation range, +- radians",
     "lr_decay": "inverse-time decay per step (Keras 2 legacy 'decay')",
     "pad_px": "crop padding around the landmark box, pixels per side",
     "pad_frac": "crop padding around the landmark box, fraction of its size per side",
@@ -324,6 +351,7 @@ FLAG_HELP = {
     "seed": "random seed (data order, augmentation, initialisation)",
     "steps_per_epoch": "steps per epoch (default: one pass over the training split)",
     "weights": "backbone initialisation: none (scratch, as the paper), 'imagenet' (needs internet), or a weights file",
+    "bn_momentum": "BatchNorm moving-average momentum for every backbone layer (unset: each network's own)",
     "teacher_backbone": "teacher network (the paper: efficientnet_b3)",
     "student_backbone": "student network (the paper: mobilenet_v2)",
     "teacher_dropout": "dropout before the teacher's landmark layer",
@@ -394,7 +422,7 @@ def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None) ->
     from kdface import training
 
     config = config.resolved("teacher")
-    tf.keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(config.seed)
     out = Path(out or f"models/teachers/{config.dataset}_{teacher}.keras")
     run_dir = Path(run_dir or f"runs/kdloss/{config.dataset}_{teacher}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -409,9 +437,9 @@ def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None) ->
         extra["asm"] = {"file": str(out.with_suffix(".asm.npz")), "components": asm.num_components,
                         "variance": asm.variance}  # fmt: skip
         print(f"ASM: {asm.num_components} components keep {100 * asm.variance:.0f}% of the shape variance")
-    train, _, source = train_val_datasets(config, target_transform=transform)
-    _, val, _ = train_val_datasets(config)  # validation against the hard ground truth
-    model = compile_regressor(build_teacher(config, source.num_points, teacher), config, source.normaliser)
+    train, val, source = train_val_datasets(config, target_transform=transform)
+    model = compile_regressor(build_teacher(config, source.num_points, teacher), config, source.normaliser,
+                              _steps_per_epoch(config, source))  # fmt: skip
     training.write_config(run_dir, {"role": f"{teacher}_teacher", **dataclasses.asdict(config)})
     _, seconds = _timed_fit(model, train, val, config, run_dir)
     card = model_card(config, f"{teacher}_teacher", source.num_points, source.normaliser,
@@ -426,7 +454,7 @@ def train_student(
     from kdface import training
 
     config = config.resolved("student")
-    tf.keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(config.seed)
     name = "no_kd" if no_kd else "kd"
     out = Path(out or f"models/students/{config.dataset}_{name}.keras")
     run_dir = Path(run_dir or f"runs/kdloss/{config.dataset}_student_{name}")
@@ -434,7 +462,7 @@ def train_student(
     student = build_student(config, source.num_points)
     extra = {}
     if no_kd:
-        model = compile_regressor(student, config, source.normaliser)
+        model = compile_regressor(student, config, source.normaliser, _steps_per_epoch(config, source))
     else:
         tough_model = load_teacher(tough or f"models/teachers/{config.dataset}_tough.keras")
         tolerant_model = load_teacher(tolerant or f"models/teachers/{config.dataset}_tolerant.keras")
@@ -446,7 +474,8 @@ def train_student(
                 )
         model = KDLossDistiller(student, tough_model, tolerant_model,
                                 (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
-        model.compile(optimizer=_optimizer(config), metrics=[LandmarkNME(source.normaliser)])
+        model.compile(optimizer=_optimizer(config, _steps_per_epoch(config, source)),
+                      metrics=[LandmarkNME(source.normaliser)])  # fmt: skip
         if config.cache_teachers:
             train = cached_teacher_dataset(config, tough_model, tolerant_model, source)
         extra = {"tough": str(tough), "tolerant": str(tolerant)}
