@@ -54,7 +54,7 @@ def standardise(train, test):
 def expression_probe(data, epochs):
     xtr, xte = standardise(grey_features(data["train"][0]), grey_features(data["test"][0]))
     linear = keras.Sequential([keras.Input((xtr.shape[1],)), keras.layers.Dense(7, kernel_regularizer="l2")])
-    linear.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    linear.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     linear.fit(xtr, data["train"][1], epochs=epochs * 4, batch_size=64, verbose=0)
     linear_acc = linear.evaluate(xte, data["test"][1], verbose=0)[1]
 
@@ -65,7 +65,7 @@ def expression_probe(data, epochs):
     cnn = keras.Sequential([keras.Input(data["train"][0].shape[1:]), *block(32), *block(64), *block(128),
                             *block(128), keras.layers.GlobalAveragePooling2D(), keras.layers.Dropout(0.3),
                             keras.layers.Dense(7)])  # fmt: skip
-    cnn.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    cnn.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     flip = keras.layers.RandomFlip("horizontal")
     train = (
         tf.data.Dataset.from_tensor_slices(data["train"])

@@ -119,3 +119,41 @@ def test_bn_momentum_override_reaches_every_batchnorm_and_survives_saving(tmp_pa
     assert {layer.momentum for layer in _batch_norms(model)} == {0.9}
     model.save(tmp_path / "m.keras")
     assert {layer.momentum for layer in _batch_norms(keras.saving.load_model(tmp_path / "m.keras"))} == {0.9}
+
+
+def test_cached_teacher_predictions_stay_aligned_with_their_images():
+    # A "teacher" whose output identifies its input (the image's mean, repeated): after caching,
+    # shuffling and batching, every cached prediction must still belong to the image beside it.
+    from kdface.data.sources import LandmarkSource
+    from kdface.methods.kdloss import KDLossConfig, cached_teacher_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (20, 48, 48, 3), dtype=np.uint8)
+    landmarks = np.tile(rng.uniform(10, 38, (1, 68, 2)), (20, 1, 1)).astype(np.float32)
+    source = tf.data.Dataset.from_tensor_slices(
+        {
+            "image": images,
+            "landmarks": landmarks,
+            "box": np.zeros((20, 4), np.float32),
+            "key": [str(i) for i in range(20)],
+        }
+    )
+    inputs = keras.Input((SIZE, SIZE, 3))
+    mean = keras.layers.GlobalAveragePooling2D()(inputs)
+    teacher = keras.Model(
+        inputs,
+        keras.layers.Lambda(
+            lambda m: keras.ops.tile(keras.ops.mean(m, axis=-1, keepdims=True), (1, 2 * POINTS))
+        )(mean),
+    )
+    config = KDLossConfig(augment=False, image_size=SIZE, batch_size=6, pad_px=0.0, pad_frac=0.1)
+    ds = cached_teacher_dataset(
+        config, teacher, teacher, LandmarkSource(source, "x", "train", 68, (36, 45), 20, None)
+    )
+    seen = 0
+    for x, y in ds:
+        expected = x["image"].numpy().mean(axis=(1, 2, 3))
+        np.testing.assert_allclose(x["tough"].numpy()[:, 0], expected, atol=1e-5)
+        np.testing.assert_allclose(x["tolerant"].numpy()[:, 5], expected, atol=1e-5)
+        seen += len(y)
+    assert seen == 20
