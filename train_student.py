@@ -5,21 +5,7 @@ Example: python train_student.py --method kdloss --tough models/teachers/synthfa
          --tolerant models/teachers/synthface_tolerant.keras --dataset synthface --preset demo
 """
 
-from kdface.cli import parser_for, quiet_tensorflow
-
-
-def main(argv=None):
-    quiet_tensorflow()
-    parser, method = parser_for(__doc__.splitlines()[1], argv)
-    parser.add_argument(
-        "--out", help="where the trained student goes (default models/students/<dataset>_<kd|no_kd>.keras)"
-    )
-    parser.add_argument(
-        "--run-dir", help="run directory: logs, TensorBoard, best/last models (default runs/<method>/...)"
-    )
-    method.add_student_arguments(parser)
-    method.student_main(parser.parse_args(argv))
-
+from kdface.cli import training_main
 
 if __name__ == "__main__":
-    main()
+    training_main("student", __doc__.splitlines()[1])

@@ -4,21 +4,7 @@
 Example: python train_teacher.py --method kdloss --teacher tough --dataset synthface --preset demo
 """
 
-from kdface.cli import parser_for, quiet_tensorflow
-
-
-def main(argv=None):
-    quiet_tensorflow()
-    parser, method = parser_for(__doc__.splitlines()[1], argv)
-    parser.add_argument(
-        "--out", help="where the trained teacher goes (default models/teachers/<dataset>_<teacher>.keras)"
-    )
-    parser.add_argument(
-        "--run-dir", help="run directory: logs, TensorBoard, best/last models (default runs/<method>/...)"
-    )
-    method.add_teacher_arguments(parser)
-    method.teacher_main(parser.parse_args(argv))
-
+from kdface.cli import training_main
 
 if __name__ == "__main__":
-    main()
+    training_main("teacher", __doc__.splitlines()[1])

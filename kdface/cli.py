@@ -77,3 +77,18 @@ def add_config_arguments(parser, config_cls, presets: dict, skip=(), help_texts=
 def config_from_args(config_cls, args):
     names = {f.name for f in dataclasses.fields(config_cls)}
     return config_cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def training_main(role: str, description: str, argv=None) -> None:
+    """The body of train_teacher.py / train_student.py: parse -> the method's config -> train -> save."""
+    quiet_tensorflow()
+    parser, method = parser_for(description, argv)
+    folder = "models/teachers" if role == "teacher" else "models/students"
+    parser.add_argument(
+        "--out", help=f"where the trained {role} goes (default {folder}/<dataset>_<name>.keras)"
+    )
+    parser.add_argument(
+        "--run-dir", help="run directory: logs, TensorBoard, best/last models (default runs/<method>/...)"
+    )
+    getattr(method, f"add_{role}_arguments")(parser)
+    getattr(method, f"{role}_main")(parser.parse_args(argv))
