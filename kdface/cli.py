@@ -60,11 +60,17 @@ def add_config_arguments(parser, config_cls, presets: dict, skip=(), help_texts=
         hint = hints[field.name]
         kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
         help_text = (help_texts or {}).get(field.name, "")
-        if default is None and any(field.name in p or f"teacher_{field.name}" in p for p in presets.values()):
-            shown = ", ".join(
-                f"{name}: {p.get(field.name, p.get('teacher_' + field.name))}" for name, p in presets.items()
-            )
-            help_text = f"{help_text} (default from --preset: {shown})".strip()
+        if default is None:
+            shown = []
+            for preset_name, values in presets.items():
+                if field.name in values:
+                    shown.append(f"{preset_name}: {values[field.name]}")
+                elif any(key.endswith(f"_{field.name}") for key in values):  # e.g. teacher_/student_epochs
+                    per_role = ", ".join(f"{k.removesuffix('_' + field.name)} {v}" for k, v in values.items()
+                                         if k.endswith(f"_{field.name}"))  # fmt: skip
+                    shown.append(f"{preset_name}: {per_role}")
+            if shown:
+                help_text = f"{help_text} (default from --preset: {'; '.join(shown)})".strip()
         if kind is bool:
             group.add_argument(_flag(field.name), default=default, action=argparse.BooleanOptionalAction,
                                help=help_text)  # fmt: skip

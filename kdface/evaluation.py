@@ -15,10 +15,9 @@ import keras
 import numpy as np
 
 from kdface import metrics, report
-from kdface.data.landmarks import NORMALISERS
+from kdface.data.landmarks import NORMALISERS, landmarks_to_pixels
 from kdface.data.pipeline import CropConfig, landmark_dataset
 from kdface.data.sources import TEST_SPLITS, load_landmark_split
-from kdface.methods.kdloss import landmarks_to_pixels
 
 # Test splits that are unions of others: their NMEs are concatenated rather than predicted again.
 UNION_SPLITS = {"full": ("common", "challenging")}

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kdface.data.landmarks import landmarks_to_pixels
 from kdface.losses import kd_loss
-from kdface.methods.kdloss import KDLossDistiller, build_regressor, landmarks_to_pixels
+from kdface.methods.kdloss import KDLossDistiller, build_regressor
 
 SIZE, POINTS = 32, 68
 

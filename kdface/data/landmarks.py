@@ -147,6 +147,24 @@ def denormalise(vector, width, height):
     return np.stack([(pts[..., 0] + 0.5) * width, (pts[..., 1] + 0.5) * height], axis=-1)
 
 
+def landmarks_to_pixels(predictions, image_size=None, boxes=None):
+    """Model output ``(B, 2N)`` -> pixel landmarks ``(B, N, 2)``.
+
+    With ``image_size`` (int or ``(width, height)``): pixels of the crop the model saw.
+    With ``boxes`` ``(B, 4)`` = ``(x0, y0, x1, y1)`` of each crop in its source image: source-image
+    pixels. Pixels follow the kdface convention (origin at the top-left pixel's corner; subtract 0.5
+    for OpenCV-style pixel-centre coordinates).
+    """
+    if boxes is not None:
+        boxes = np.asarray(boxes, np.float32)
+        size = boxes[:, None, 2:] - boxes[:, None, :2]
+        return denormalise(predictions, size[..., 0], size[..., 1]) + boxes[:, None, :2]
+    if image_size is None:
+        raise ValueError("give image_size or boxes")
+    width, height = (image_size, image_size) if np.isscalar(image_size) else image_size
+    return denormalise(predictions, width, height)
+
+
 def landmark_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     pts = np.asarray(landmarks)
     return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))

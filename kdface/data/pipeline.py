@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import tensorflow as tf
 
 from kdface.data.landmarks import flip_permutation
@@ -179,7 +178,6 @@ def landmark_dataset(
     with_meta: bool = False,
     cache: bool = False,
     drop_remainder: bool = False,
-    repeat: bool = False,
 ) -> tf.data.Dataset:
     """Batches of ``(images, targets)`` (and ``meta`` with the crop box and key if ``with_meta``).
 
@@ -217,14 +215,4 @@ def landmark_dataset(
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-
-
-def crop_to_image_pixels(points, boxes, image_size):
-    """Landmarks in output-crop pixels ``(B, N, 2)`` -> source-image pixels, given un-augmented crop boxes."""
-    points = np.asarray(points, np.float32)
-    boxes = np.asarray(boxes, np.float32)
-    scale = (boxes[:, 2:] - boxes[:, :2]) / float(image_size)
-    return points * scale[:, None, :] + boxes[:, None, :2]

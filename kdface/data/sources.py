@@ -133,7 +133,6 @@ def load_landmark_split(
     data_dir=None,
     tfds_dir=DEFAULT_TFDS_DIR,
     synthfaces_preset: str = "demo",
-    shuffle_files: bool = False,
 ) -> LandmarkSource:
     """A split as a :class:`LandmarkSource`; its dataset yields ``image`` still encoded.
 
@@ -149,8 +148,7 @@ def load_landmark_split(
     ds = builder.as_dataset(
         split=tfds_split,
         decoders={"image": tfds.decode.SkipDecoding()},
-        shuffle_files=shuffle_files,
-        read_config=tfds.ReadConfig(shuffle_seed=0),
+        shuffle_files=False,  # a fixed order: cached teacher predictions are zipped with it
     )
     size = int(builder.info.splits[tfds_split].num_examples)
     if name == "wflw" and base in wflw.ATTRIBUTES:

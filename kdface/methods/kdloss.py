@@ -6,20 +6,27 @@
   the same student with plain L2 on the same budget, as the baseline.
 
 Models take RGB images in ``[0, 1]`` of shape ``(S, S, 3)`` (a face crop) and return the flat,
-interleaved, crop-normalised landmark vector ``(B, 2N)``; see :func:`landmarks_to_pixels`.
+interleaved, crop-normalised landmark vector ``(B, 2N)``; see
+:func:`kdface.data.landmarks.landmarks_to_pixels`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import shutil
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kdface import training
 from kdface.backbones import build_backbone
+from kdface.cli import add_config_arguments, config_from_args
 from kdface.data.asm import ActiveShapeModel
 from kdface.data.pipeline import AugmentConfig, CropConfig, landmark_dataset
 from kdface.data.sources import load_landmark_split
@@ -211,7 +218,7 @@ def _crop(config: KDLossConfig) -> CropConfig:
                       union_dataset_box=config.dataset in ("cofw", "wflw"))  # fmt: skip
 
 
-def train_val_datasets(config: KDLossConfig, target_transform=None, augment=None, repeat=False):
+def train_val_datasets(config: KDLossConfig, target_transform=None, augment=None):
     """``(train, val, source)`` batched datasets.
 
     ``target_transform`` applies to the training targets only: validation is never augmented and
@@ -223,7 +230,7 @@ def train_val_datasets(config: KDLossConfig, target_transform=None, augment=None
         augment = AugmentConfig(rotation=config.max_rotation) if config.augment else AugmentConfig.none()
     common = dict(image_size=config.image_size, batch_size=config.batch_size, crop=_crop(config))
     train = landmark_dataset(source.dataset, augment=augment, shuffle=True, seed=config.seed,
-                             cache=not augment.enabled, repeat=repeat, target_transform=target_transform,
+                             cache=not augment.enabled, target_transform=target_transform,
                              **common)  # fmt: skip
     val = None
     if val_split is not None:
@@ -294,25 +301,6 @@ def cached_teacher_dataset(config: KDLossConfig, tough, tolerant, source):
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def landmarks_to_pixels(predictions, image_size=None, boxes=None):
-    """Model output ``(B, 2N)`` -> pixel landmarks ``(B, N, 2)``.
-
-    With ``image_size`` (int or ``(width, height)``): pixels of the crop the model saw.
-    With ``boxes`` ``(B, 4)`` = ``(x0, y0, x1, y1)`` of each crop in its source image: source-image
-    pixels. Pixels follow the kdface convention (origin at the top-left pixel's corner; subtract 0.5
-    for OpenCV-style pixel-centre coordinates).
-    """
-    pred = np.asarray(predictions, np.float32)
-    points = pred.reshape(pred.shape[0], -1, 2) + 0.5  # in [0, 1] of the crop
-    if boxes is not None:
-        boxes = np.asarray(boxes, np.float32)
-        return points * (boxes[:, None, 2:] - boxes[:, None, :2]) + boxes[:, None, :2]
-    if image_size is None:
-        raise ValueError("give image_size or boxes")
-    width, height = (image_size, image_size) if np.isscalar(image_size) else image_size
-    return points * np.asarray([width, height], np.float32)
-
-
 # --- entry points used by train_teacher.py / train_student.py --------------------------------------
 
 
@@ -365,8 +353,6 @@ FLAG_HELP = {
 
 
 def add_teacher_arguments(parser) -> None:
-    from kdface.cli import add_config_arguments
-
     parser.add_argument("--teacher", choices=("tough", "tolerant"), required=True,
                         help="tough: hard landmarks; tolerant: ASM soft landmarks")  # fmt: skip
     skip = ("cache_teachers", "main_weight", "tough_weight", "tolerant_weight", "student_backbone")
@@ -374,8 +360,6 @@ def add_teacher_arguments(parser) -> None:
 
 
 def add_student_arguments(parser) -> None:
-    from kdface.cli import add_config_arguments
-
     parser.add_argument(
         "--tough", help="Tough-Teacher .keras (default models/teachers/<dataset>_tough.keras)"
     )
@@ -390,10 +374,6 @@ def add_student_arguments(parser) -> None:
 
 
 def _timed_fit(model, train, val, config, run_dir):
-    import time
-
-    from kdface import training
-
     start = time.time()
     history = training.fit(model, train, val, run_dir=run_dir, epochs=config.epochs,
                            monitor="val_nme" if val is not None else "loss", steps_per_epoch=config.steps_per_epoch)  # fmt: skip
@@ -402,10 +382,6 @@ def _timed_fit(model, train, val, config, run_dir):
 
 def _publish(run_dir: Path, out: Path, card: dict) -> None:
     """Copy the run's best model to ``out`` (atomically) with its model card beside it."""
-    import json
-    import os
-    import shutil
-
     out.parent.mkdir(parents=True, exist_ok=True)
     best = run_dir / "best.keras"
     if not best.exists():
@@ -419,8 +395,6 @@ def _publish(run_dir: Path, out: Path, card: dict) -> None:
 
 
 def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None) -> Path:
-    from kdface import training
-
     config = config.resolved("teacher")
     keras.utils.set_random_seed(config.seed)
     out = Path(out or f"models/teachers/{config.dataset}_{teacher}.keras")
@@ -451,8 +425,6 @@ def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None) ->
 def train_student(
     config: KDLossConfig, tough=None, tolerant=None, no_kd=False, out=None, run_dir=None
 ) -> Path:
-    from kdface import training
-
     config = config.resolved("student")
     keras.utils.set_random_seed(config.seed)
     name = "no_kd" if no_kd else "kd"
@@ -488,14 +460,10 @@ def train_student(
 
 
 def teacher_main(args) -> None:
-    from kdface.cli import config_from_args
-
     train_teacher(config_from_args(KDLossConfig, args), args.teacher, args.out, args.run_dir)
 
 
 def student_main(args) -> None:
-    from kdface.cli import config_from_args
-
     train_student(
         config_from_args(KDLossConfig, args), args.tough, args.tolerant, args.no_kd, args.out, args.run_dir
     )
