@@ -7,7 +7,7 @@ Examples: python test.py --model models/students/synthface_kd.keras --dataset sy
 
 import argparse
 
-from kdface.cli import HelpFormatter, quiet_tensorflow
+from kdface.cli import HelpFormatter, quiet_tensorflow, run_cli
 
 
 def main(argv=None):
@@ -28,16 +28,24 @@ def main(argv=None):
     parser.add_argument(
         "--out", default="runs/test", help="output folder for report.json/report.md and plots"
     )
+    parser.add_argument("--on-bad-sample", choices=("error", "skip"), default="error",
+                        help="a bad test image or annotation stops with an error naming it, or is skipped, "
+                             "counted and listed in --out")  # fmt: skip
+    parser.add_argument("--unsafe-load-model", action="store_true",
+                        help="allow models that contain Python code (Lambda layers); only for files you trust")  # fmt: skip
     args = parser.parse_args(argv)
+    run_cli(_run, args)
 
+
+def _run(args):
     from kdface import evaluation
 
     if args.image:
         for model in args.model:
-            evaluation.predict_photo(model, args.image, args.out)
+            evaluation.predict_photo(model, args.image, args.out, args.unsafe_load_model)
     else:
         evaluation.evaluate(args.model, args.dataset, args.split, args.data_dir, args.tfds_dir, args.out,
-                            args.normaliser)  # fmt: skip
+                            args.normaliser, args.on_bad_sample, args.unsafe_load_model)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import importlib
 import os
+import sys
 import typing
 
 METHODS = {"kdloss": "kdface.methods.kdloss"}
@@ -85,8 +86,22 @@ def config_from_args(config_cls, args):
     return config_cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
+def run_cli(main, *args) -> None:
+    """Run a CLI body; kdface's documented errors end it with one clear line and exit status 2
+    (3 when the loss became NaN/Inf), not a traceback."""
+    from kdface.errors import KdfaceError, NonFiniteLossError
+
+    try:
+        main(*args)
+    except KdfaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(3 if isinstance(exc, NonFiniteLossError) else 2) from None
+
+
 def training_main(role: str, description: str, argv=None) -> None:
     """The body of train_teacher.py / train_student.py: parse -> the method's config -> train -> save."""
+    from kdface.training import add_run_arguments
+
     quiet_tensorflow()
     parser, method = parser_for(description, argv)
     folder = "models/teachers" if role == "teacher" else "models/students"
@@ -94,7 +109,11 @@ def training_main(role: str, description: str, argv=None) -> None:
         "--out", help=f"where the trained {role} goes (default {folder}/<dataset>_<name>.keras)"
     )
     parser.add_argument(
-        "--run-dir", help="run directory: logs, TensorBoard, best/last models (default runs/<method>/...)"
+        "--run-dir",
+        help="run directory: logs, TensorBoard, best/last models, resumable backup "
+        "(default runs/<method>/...)",
     )
     getattr(method, f"add_{role}_arguments")(parser)
-    getattr(method, f"{role}_main")(parser.parse_args(argv))
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    run_cli(getattr(method, f"{role}_main"), args)

@@ -18,6 +18,8 @@ from kdface import metrics, report
 from kdface.data.landmarks import NORMALISERS, landmarks_to_pixels
 from kdface.data.pipeline import CropConfig, landmark_dataset
 from kdface.data.sources import TEST_SPLITS, load_landmark_split
+from kdface.io import load_keras_model, write_json
+from kdface.io.atomic import write_image
 
 # Test splits that are unions of others: their NMEs are concatenated rather than predicted again.
 UNION_SPLITS = {"full": ("common", "challenging")}
@@ -29,11 +31,9 @@ def read_model_card(model_path) -> dict:
     return json.loads(card.read_text()) if card.exists() else {}
 
 
-def load_model(model_path) -> keras.Model:
-    path = Path(model_path)
-    if not path.exists():
-        raise FileNotFoundError(f"model {path} does not exist")
-    return keras.saving.load_model(path, compile=False)
+def load_model(model_path, unsafe: bool = False) -> keras.Model:
+    """A saved model, loaded with Keras' ``safe_mode`` unless ``unsafe`` (``--unsafe-load-model``)."""
+    return load_keras_model(model_path, unsafe=unsafe)
 
 
 def predict_split(model, source, crop: CropConfig, batch_size=64):
@@ -62,11 +62,11 @@ def predict_split(model, source, crop: CropConfig, batch_size=64):
 
 
 def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="datasets/tfds", out_dir="runs/test",
-             normaliser=None) -> dict:  # fmt: skip
+             normaliser=None, on_bad_sample="error", unsafe_load_model=False) -> dict:  # fmt: skip
     """Evaluate each model on each test split; writes report.json, report.md, CED plots and overlays."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, rows, images = {}, [], {}
+    results, rows, images, skipped = {}, [], {}, []
     ced = {}
     for model_path in model_paths:
         card = read_model_card(model_path)
@@ -80,7 +80,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
             else tuple(card.get("normaliser", NORMALISERS[ds_name]))
         )
         crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
-        model = load_model(model_path)
+        model = load_model(model_path, unsafe_load_model)
         results[name] = {"model": str(model_path), "dataset": ds_name, "normaliser": list(norm), "splits": {}}
         computed = {}
         for split in splits or TEST_SPLITS[ds_name]:
@@ -88,7 +88,8 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
             if parts and all(part in computed for part in parts):
                 nme = np.concatenate([computed[part] for part in parts])  # no second prediction pass
             else:
-                source = load_landmark_split(ds_name, split, data_dir, tfds_dir)
+                source = load_landmark_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
+                skipped.extend(r for r in source.skipped if r not in skipped)
                 out = predict_split(model, source, crop)
                 nme = metrics.nme_per_image(out["pred"], out["gt"], norm)
                 grid = out_dir / f"overlays_{name}_{split}.png"
@@ -99,6 +100,11 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
             results[name]["splits"][split] = summary
             rows.append({"model": name, "split": split, "train_s": card.get("train_seconds", ""), **summary})
             ced[f"{name} ({split})"] = nme
+    if skipped:
+        write_json(out_dir / "skipped_samples.json", {"count": len(skipped), "skipped": skipped})
+        print(
+            f"skipped {len(skipped)} bad sample(s) (--on-bad-sample skip); list: {out_dir / 'skipped_samples.json'}"
+        )
     metrics.plot_ced(ced, out_dir / "ced.png")
     images = {"Cumulative error distribution": "ced.png", **images}
     report.write_report_json(out_dir / "report.json", results)
@@ -148,7 +154,7 @@ def detection_to_crop_box(box, crop: CropConfig) -> np.ndarray:
     return np.array([x0 - pad_x, y0 - pad_y, x1 + pad_x, y1 + pad_y], np.float32)
 
 
-def predict_photo(model_path, photo, out_dir="runs/photo") -> dict:
+def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bool = False) -> dict:
     """Detect faces in a photo, predict landmarks for each, write an overlay and a JSON of the points."""
     import tensorflow as tf
 
@@ -160,7 +166,7 @@ def predict_photo(model_path, photo, out_dir="runs/photo") -> dict:
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     card = read_model_card(model_path)
     crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
-    model = load_model(model_path)
+    model = load_model(model_path, unsafe_load_model)
     size = model.input_shape[1]
     boxes = np.array([detection_to_crop_box(b, crop) for b in detect_faces(image)], np.float32).reshape(-1, 4)
     faces = []
@@ -181,7 +187,7 @@ def predict_photo(model_path, photo, out_dir="runs/photo") -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     overlay_path = out_dir / f"{Path(photo).stem}_landmarks.png"
-    cv2.imwrite(str(overlay_path), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    write_image(overlay_path, overlay)
     result = {"photo": str(photo), "faces": faces, "overlay": str(overlay_path)}
     report.write_report_json(out_dir / f"{Path(photo).stem}_landmarks.json", result)
     print(f"{len(faces)} face(s); overlay {overlay_path}")

@@ -12,12 +12,13 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from kdface.io.atomic import write_image, write_text
 
 GT_COLOR = (0, 255, 0)  # green, RGB
 PRED_COLOR = (255, 0, 0)  # red, RGB
@@ -123,9 +124,7 @@ def overlay_grid(
         r, c = divmod(k, cols)
         grid[r * tile_h : (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w] = tile
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write image {path}")
+        write_image(path, grid)
     return grid
 
 
@@ -149,27 +148,9 @@ def _json_key(key):
     return key if isinstance(key, (str, int, float, bool)) or key is None else str(key)
 
 
-def _atomic_write_text(path, text: str) -> Path:
-    """Write via a temp file in the same folder + ``os.replace``, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_report_json(path, data: Mapping) -> Path:
     """Atomically write ``data`` (NumPy values allowed) as indented JSON."""
-    return _atomic_write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+    return write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
 
 
 def format_value(key: str, value) -> str:
@@ -223,4 +204,4 @@ def write_report_markdown(
         lines.append("")
     for caption, rel in (images or {}).items():
         lines += [f"**{caption}**", "", f"![{caption}]({Path(rel).as_posix()})", ""]
-    return _atomic_write_text(path, "\n".join(lines))
+    return write_text(path, "\n".join(lines))

@@ -126,7 +126,8 @@ def test_cached_teacher_predictions_stay_aligned_with_their_images():
     # A "teacher" whose output identifies its input (the image's mean, repeated): after caching,
     # shuffling and batching, every cached prediction must still belong to the image beside it.
     from kdface.data.sources import LandmarkSource
-    from kdface.methods.kdloss import KDLossConfig, cached_teacher_dataset
+    from kdface.data.pipeline import CropConfig, landmark_training_stream
+    from kdface.methods.kdloss import KDLossConfig, teacher_predictions
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (20, 48, 48, 3), dtype=np.uint8)
@@ -148,13 +149,15 @@ def test_cached_teacher_predictions_stay_aligned_with_their_images():
         )(mean),
     )
     config = KDLossConfig(augment=False, image_size=SIZE, batch_size=6, pad_px=0.0, pad_frac=0.1)
-    ds = cached_teacher_dataset(
+    cached = teacher_predictions(
         config, teacher, teacher, LandmarkSource(source, "x", "train", 68, (36, 45), 20, None)
     )
+    ds = landmark_training_stream(source, image_size=SIZE, batch_size=6, crop=CropConfig(0.0, 0.1), seed=3,
+                                  extra=cached)  # fmt: skip
     seen = 0
-    for x, y in ds:
+    for x, y in ds.take(6):  # two epochs of 3 full batches, each epoch shuffled differently
         expected = x["image"].numpy().mean(axis=(1, 2, 3))
         np.testing.assert_allclose(x["tough"].numpy()[:, 0], expected, atol=1e-5)
         np.testing.assert_allclose(x["tolerant"].numpy()[:, 5], expected, atol=1e-5)
         seen += len(y)
-    assert seen == 20
+    assert seen == 36

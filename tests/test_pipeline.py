@@ -5,7 +5,13 @@ import pytest
 import tensorflow as tf
 
 from kdface.data.landmarks import flip_permutation
-from kdface.data.pipeline import AugmentConfig, CropConfig, crop_and_augment, landmark_dataset
+from kdface.data.pipeline import (
+    AugmentConfig,
+    CropConfig,
+    crop_and_augment,
+    landmark_dataset,
+    landmark_training_stream,
+)
 
 SIZE = 64
 COLOURS = {36: (255, 0, 0), 45: (0, 255, 0), 30: (0, 0, 255)}
@@ -87,26 +93,50 @@ def test_large_sources_are_downscaled_with_antialiasing():
     assert np.abs(out_big - out_small).mean() < 0.01
 
 
-def test_dataset_is_deterministic_and_targets_are_normalised():
+def _stream_source(n=6):
     image, landmarks = _fixture()
     encoded = tf.io.encode_png(image)
-    source = tf.data.Dataset.from_tensors(
-        {"image": encoded, "landmarks": landmarks, "box": np.zeros(4, np.float32), "key": "a"}
-    ).repeat(6)
+    keys = tf.data.Dataset.range(n).map(lambda i: tf.strings.as_string(i))
+    return keys.map(lambda key: {"image": encoded, "landmarks": landmarks, "box": tf.zeros(4), "key": key})
 
+
+def _take(ds, n):
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(n)]
+
+
+def test_training_stream_is_deterministic_and_targets_are_normalised():
     def batches():
-        ds = landmark_dataset(
-            source, image_size=SIZE, batch_size=3, augment=AugmentConfig(), shuffle=True, seed=5
+        ds = landmark_training_stream(
+            _stream_source(), image_size=SIZE, batch_size=3, augment=AugmentConfig(), seed=5
         )
-        return [(x.numpy(), y.numpy()) for x, y in ds]
+        return _take(ds, 4)  # two epochs of 6 elements
 
     first, second = batches(), batches()
     for (x1, y1), (x2, y2) in zip(first, second, strict=True):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
     targets = np.concatenate([y for _, y in first])
-    assert targets.shape == (6, 136) and np.abs(targets).max() < 0.75
+    assert targets.shape == (12, 136) and np.abs(targets).max() < 0.75
     assert not np.allclose(targets[0], targets[1])  # each element gets its own augmentation
+    assert not np.allclose(targets[:6], targets[6:])  # and each epoch its own
+
+
+@pytest.mark.parametrize("augment", [AugmentConfig(), AugmentConfig.none()], ids=["augmented", "cached"])
+@pytest.mark.parametrize("start_epoch,skip", [(0, 1), (1, 0), (2, 3)])
+def test_training_stream_resumes_at_any_epoch_and_batch(augment, start_epoch, skip):
+    """A stream started at (epoch, batch) yields exactly what the full stream yields from there on:
+    the data half of exact resume (the other half is the restored variables)."""
+    common = dict(image_size=SIZE, batch_size=2, augment=augment, seed=9)
+    per_epoch = 5  # 11 elements // batch 2, the remainder dropped
+    full = _take(landmark_training_stream(_stream_source(11), **common), 4 * per_epoch)
+    resumed = landmark_training_stream(
+        _stream_source(11), start_epoch=start_epoch, skip_batches=skip, **common
+    )
+    offset = start_epoch * per_epoch + skip
+    for (x1, y1), (x2, y2) in zip(full[offset:], _take(resumed, len(full) - offset), strict=True):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    assert all(x.shape[0] == 2 for x, _ in full)  # full batches only
 
 
 def test_cache_refuses_augmentation():

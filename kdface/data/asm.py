@@ -7,10 +7,10 @@ coefficients clamped to ``+-3 sqrt(lambda_i)``: ``x_soft = mu + V clip(V^T (x - 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import tensorflow as tf
+
+from kdface.io.atomic import atomic_path
 
 
 class ActiveShapeModel:
@@ -54,10 +54,9 @@ class ActiveShapeModel:
         return mean + tf.linalg.matvec(components, tf.clip_by_value(b, -limit, limit))
 
     def save(self, path) -> None:
-        tmp = f"{path}.tmp{os.getpid()}.npz"
-        np.savez(tmp, mean=self.mean, components=self.components, eigenvalues=self.eigenvalues,
-                 variance=np.float64(self.variance))  # fmt: skip
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, mean=self.mean, components=self.components, eigenvalues=self.eigenvalues,
+                     variance=np.float64(self.variance))  # fmt: skip
 
     @classmethod
     def load(cls, path) -> ActiveShapeModel:

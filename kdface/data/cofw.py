@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from kdface.data.landmarks import DataFormatError, LandmarkSample
+from kdface.data.validation import as_policy
 
 NUM_POINTS = 29
 PHIS_COLUMNS = 3 * NUM_POINTS  # 29 x, 29 y, 29 occlusion flags
@@ -132,7 +133,14 @@ class _MatV73:
 def _open_mat(path: Path):
     import h5py
 
-    return _MatV73(path) if h5py.is_hdf5(path) else _MatV5(path)
+    try:
+        return _MatV73(path) if h5py.is_hdf5(path) else _MatV5(path)
+    except _LIBRARY_ERRORS as exc:
+        raise DataFormatError(path, "a readable MATLAB .mat file (v5 or v7.3)", got=str(exc)[:120]) from None
+
+
+# What h5py/scipy raise on damaged files (beyond our own DataFormatError).
+_LIBRARY_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError)
 
 
 def _matrix(mat, name: str, columns: int, what: str) -> np.ndarray:
@@ -166,7 +174,7 @@ def _to_rgb(image: np.ndarray, mat, name: str, index: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_mat(path, images_var: str, phis_var: str, boxes_var: str, key_prefix: str):
+def read_mat(path, images_var: str, phis_var: str, boxes_var: str, key_prefix: str, bad=None):
     """Yield :class:`LandmarkSample` for every face of one COFW ``.mat`` file.
 
     The file is validated (shapes, counts, finite values, 0/1 occlusion flags) before the first
@@ -175,61 +183,77 @@ def read_mat(path, images_var: str, phis_var: str, boxes_var: str, key_prefix: s
     path = Path(path)
     mat = _open_mat(path)
     try:
-        phis = _matrix(mat, phis_var, PHIS_COLUMNS, "29 x, 29 y, 29 occlusion flags per face")
-        boxes = _matrix(mat, boxes_var, 4, "x, y, w, h per face")
-        if images_var not in mat:
-            raise DataFormatError(path, f"a variable {images_var!r} (cell array of images)")
-        images = mat.cell(images_var)
-        counts = {images_var: len(images), phis_var: len(phis), boxes_var: len(boxes)}
-        if len(set(counts.values())) != 1:
-            raise DataFormatError(
-                path,
-                f"as many images in {images_var!r} as rows in {phis_var!r} and {boxes_var!r}",
-                got=", ".join(f"{k}: {v}" for k, v in counts.items()),
-            )
-        for name, arr in ((phis_var, phis), (boxes_var, boxes)):
-            bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
-            if bad.size:
-                i = int(bad[0])
-                raise DataFormatError(
-                    path,
-                    f"finite values in every row of {name!r} (the line number is the 0-based sample index)",
-                    line=i,
-                    got=np.array2string(arr[i], threshold=8, edgeitems=3),
-                )
-        flags = phis[:, 2 * NUM_POINTS :]
-        bad = np.flatnonzero(~np.all((flags == 0) | (flags == 1), axis=1))
-        if bad.size:
-            i = int(bad[0])
-            raise DataFormatError(
-                path,
-                f"occlusion flags 0/1 in columns 59-87 of {phis_var!r} "
-                "(the line number is the 0-based sample index)",
-                line=i,
-                got=np.array2string(flags[i], threshold=8, edgeitems=3),
-            )
-
-        for i, (item, row, box) in enumerate(zip(images, phis, boxes, strict=True)):
-            landmarks = np.stack([row[:NUM_POINTS], row[NUM_POINTS : 2 * NUM_POINTS]], axis=1) - MAT_OFFSET
-            x, y, w, h = (float(v) for v in box)
-            yield LandmarkSample(
-                key=f"{key_prefix}_{i:04d}",
-                landmarks=landmarks.astype(np.float32),
-                image=_to_rgb(mat.image(item), mat, images_var, i),
-                box=(x - MAT_OFFSET, y - MAT_OFFSET, x - MAT_OFFSET + w, y - MAT_OFFSET + h),
-                attributes={"occluded": flags[i].astype(bool)},
-            )
+        yield from _read_mat_samples(mat, path, images_var, phis_var, boxes_var, key_prefix, as_policy(bad))
+    except DataFormatError:
+        raise
+    except _LIBRARY_ERRORS as exc:
+        raise DataFormatError(path, "a readable MATLAB .mat file (v5 or v7.3)", got=str(exc)[:120]) from None
     finally:
         mat.close()
 
 
-def read_split(root, split: str):
+def _read_mat_samples(mat, path, images_var, phis_var, boxes_var, key_prefix, bad):
+    phis = _matrix(mat, phis_var, PHIS_COLUMNS, "29 x, 29 y, 29 occlusion flags per face")
+    boxes = _matrix(mat, boxes_var, 4, "x, y, w, h per face")
+    if images_var not in mat:
+        raise DataFormatError(path, f"a variable {images_var!r} (cell array of images)")
+    images = mat.cell(images_var)
+    counts = {images_var: len(images), phis_var: len(phis), boxes_var: len(boxes)}
+    if len(set(counts.values())) != 1:
+        raise DataFormatError(
+            path,
+            f"as many images in {images_var!r} as rows in {phis_var!r} and {boxes_var!r}",
+            got=", ".join(f"{k}: {v}" for k, v in counts.items()),
+        )
+    rejected = set()
+    for name, arr in ((phis_var, phis), (boxes_var, boxes)):
+        for i in np.flatnonzero(~np.all(np.isfinite(arr), axis=1)):
+            rejected.add(int(i))
+            bad.handle(DataFormatError(
+                path,
+                f"finite values in every row of {name!r} (the line number is the 0-based sample index)",
+                line=int(i),
+                got=np.array2string(arr[i], threshold=8, edgeitems=3),
+            ))  # fmt: skip
+    flags = phis[:, 2 * NUM_POINTS :]
+    for i in np.flatnonzero(~np.all((flags == 0) | (flags == 1), axis=1)):
+        rejected.add(int(i))
+        bad.handle(DataFormatError(
+            path,
+            f"occlusion flags 0/1 in columns 59-87 of {phis_var!r} "
+            "(the line number is the 0-based sample index)",
+            line=int(i),
+            got=np.array2string(flags[i], threshold=8, edgeitems=3),
+        ))  # fmt: skip
+
+    for i, (item, row, box) in enumerate(zip(images, phis, boxes, strict=True)):
+        if i in rejected:
+            continue
+        try:
+            image = _to_rgb(mat.image(item), mat, images_var, i)
+        except DataFormatError as err:
+            bad.handle(err)
+            continue
+        landmarks = np.stack([row[:NUM_POINTS], row[NUM_POINTS : 2 * NUM_POINTS]], axis=1) - MAT_OFFSET
+        x, y, w, h = (float(v) for v in box)
+        yield LandmarkSample(
+            key=f"{key_prefix}_{i:04d}",
+            landmarks=landmarks.astype(np.float32),
+            image=image,
+            box=(x - MAT_OFFSET, y - MAT_OFFSET, x - MAT_OFFSET + w, y - MAT_OFFSET + h),
+            attributes={"occluded": flags[i].astype(bool)},
+            origin=f"{path}:{i}",
+        )
+
+
+def read_split(root, split: str, bad=None):
     """Yield :class:`LandmarkSample` (``image`` set, no ``image_path``) for COFW ``train`` or ``test``.
 
-    Keys are ``f"{split}_{i:04d}"``; ``attributes["occluded"]`` is a ``(29,)`` bool array.
+    Keys are ``f"{split}_{i:04d}"``; ``attributes["occluded"]`` is a ``(29,)`` bool array. ``bad`` is
+    the :class:`~kdface.data.validation.BadSamples` policy for bad rows and images (default: raise).
     """
     path = find_mat(root, split)
-    yield from read_mat(path, *SPLIT_VARIABLES[split], key_prefix=split)
+    yield from read_mat(path, *SPLIT_VARIABLES[split], key_prefix=split, bad=bad)
 
 
 # --------------------------------------------------------------------------- folder form
@@ -257,31 +281,44 @@ def _read_numbers(path: Path, count: int, what: str) -> np.ndarray:
     return np.asarray(values, np.float64)
 
 
-def read_folder(root):
+def read_folder(root, bad=None):
     """Yield :class:`LandmarkSample` (``image_path`` set) for the pre-extracted folder form.
 
     Every ``an_<name>.txt`` needs ``<name>.png`` (or another image extension) beside it; the
-    ``bb_<name>.txt`` box is optional. Keys are ``<name>``.
+    ``bb_<name>.txt`` box is optional. Keys are ``<name>``. ``bad``: the bad-sample policy.
     """
     root = Path(root)
+    bad = as_policy(bad)
     annotations = sorted(root.glob("an_*.txt"))
     if not annotations:
         raise DataFormatError(root, "COFW folder files an_<name>.txt, bb_<name>.txt, <name>.png")
     for an_path in annotations:
         name = an_path.stem[len("an_") :]
-        values = _read_numbers(an_path, 2 * NUM_POINTS, "29 x values then 29 y values")
+        try:
+            values = _read_numbers(an_path, 2 * NUM_POINTS, "29 x values then 29 y values")
+            image_path = next(
+                (
+                    root / f"{name}{ext}"
+                    for ext in FOLDER_IMAGE_EXTENSIONS
+                    if (root / f"{name}{ext}").is_file()
+                ),
+                None,
+            )
+            if image_path is None:
+                raise DataFormatError(an_path, f"an image {name}.png beside it")
+            box = None
+            bb_path = root / f"bb_{name}.txt"
+            if bb_path.is_file():
+                x, y, w, h = (float(v) for v in _read_numbers(bb_path, 4, "x y w h"))
+                box = (x - MAT_OFFSET, y - MAT_OFFSET, x - MAT_OFFSET + w, y - MAT_OFFSET + h)
+        except DataFormatError as err:
+            bad.handle(err)
+            continue
         landmarks = np.stack([values[:NUM_POINTS], values[NUM_POINTS:]], axis=1) - MAT_OFFSET
-        image_path = next(
-            (root / f"{name}{ext}" for ext in FOLDER_IMAGE_EXTENSIONS if (root / f"{name}{ext}").is_file()),
-            None,
-        )
-        if image_path is None:
-            raise DataFormatError(an_path, f"an image {name}.png beside it")
-        box = None
-        bb_path = root / f"bb_{name}.txt"
-        if bb_path.is_file():
-            x, y, w, h = (float(v) for v in _read_numbers(bb_path, 4, "x y w h"))
-            box = (x - MAT_OFFSET, y - MAT_OFFSET, x - MAT_OFFSET + w, y - MAT_OFFSET + h)
         yield LandmarkSample(
-            key=name, landmarks=landmarks.astype(np.float32), image_path=str(image_path), box=box
+            key=name,
+            landmarks=landmarks.astype(np.float32),
+            image_path=str(image_path),
+            box=box,
+            origin=str(an_path),
         )

@@ -23,22 +23,7 @@ from typing import Any
 
 import numpy as np
 
-
-class DataFormatError(ValueError):
-    """A data file is not in the format its reader expects.
-
-    The message names the file, the line (when there is one) and what was expected.
-    """
-
-    def __init__(self, path, expected: str, line: int | None = None, got: str | None = None):
-        where = f"{path}" if line is None else f"{path}:{line}"
-        msg = f"{where}: expected {expected}"
-        if got is not None:
-            msg += f", got {got!r}"
-        super().__init__(msg)
-        self.path = str(path)
-        self.line = line
-        self.expected = expected
+from kdface.errors import DataFormatError as DataFormatError  # re-exported: readers import it here
 
 
 @dataclasses.dataclass
@@ -55,6 +40,7 @@ class LandmarkSample:
     image: np.ndarray | None = None
     box: tuple[float, float, float, float] | None = None
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    origin: str | None = None  # where the annotation came from, "file" or "file:line", for error messages
 
 
 def _pairs_to_permutation(num_points: int, pairs) -> np.ndarray:

@@ -9,6 +9,11 @@ Input elements are dicts from :func:`kdface.data.sources.load_landmark_split`:
 ``image`` (encoded bytes or uint8 ``HxWx3``), ``landmarks`` ``(N, 2)`` kdface pixels, ``box`` ``(4,)``.
 Output elements are ``(image float32 SxSx3 in [0,1], target (2N,))`` with targets normalised to the
 crop (see :mod:`kdface.data.landmarks`), or ``(image, target, meta)`` with ``with_meta=True``.
+
+Training reads a :func:`landmark_training_stream`: an endless stream of batches in which epoch
+``e``'s order and augmentation depend only on ``(seed, e)``, so a resumed run can start it at any
+epoch and batch and see exactly the batches the uninterrupted run saw (see
+:func:`kdface.data.streams.epoch_stream`).
 """
 
 from __future__ import annotations
@@ -164,37 +169,7 @@ def crop_and_augment(image, landmarks, box, seed, *, image_size, crop: CropConfi
     return out, points, box / tf.tile(rescale, [2])
 
 
-def landmark_dataset(
-    source: tf.data.Dataset,
-    *,
-    image_size: int,
-    batch_size: int,
-    crop: CropConfig = CropConfig(),
-    augment: AugmentConfig | None = None,
-    shuffle: bool = False,
-    seed: int = 0,
-    deterministic: bool = True,
-    target_transform=None,
-    with_meta: bool = False,
-    cache: bool = False,
-    drop_remainder: bool = False,
-) -> tf.data.Dataset:
-    """Batches of ``(images, targets)`` (and ``meta`` with the crop box and key if ``with_meta``).
-
-    ``target_transform`` maps a normalised target vector to another (the Tolerant-Teacher's ASM
-    projection). ``cache`` keeps decoded crops in memory; only valid without augmentation.
-    """
-    augment = augment or AugmentConfig.none()
-    if cache and augment.enabled:
-        raise ValueError("cache=True would freeze one random augmentation per image; turn augmentation off")
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    options.experimental_optimization.map_parallelization = True
-    ds = source.with_options(options)
-    if shuffle and not cache:
-        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip(ds, seeds)
+def _prepare_fn(image_size, crop, augment, target_transform, with_meta):
     size = float(image_size)
 
     def prepare(example, element_seed):
@@ -210,9 +185,108 @@ def landmark_dataset(
             return image, target, meta
         return image, target
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return prepare
+
+
+def _options(deterministic: bool) -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_optimization.map_parallelization = True
+    return options
+
+
+def landmark_dataset(
+    source: tf.data.Dataset,
+    *,
+    image_size: int,
+    batch_size: int,
+    crop: CropConfig = CropConfig(),
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
+    deterministic: bool = True,
+    target_transform=None,
+    with_meta: bool = False,
+    cache: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """One pass over ``source`` in its own order, as batches of ``(images, targets)`` (and ``meta``
+    with the crop box and key if ``with_meta``): for validation, evaluation and teacher caching.
+
+    ``target_transform`` maps a normalised target vector to another (the Tolerant-Teacher's ASM
+    projection). ``cache`` keeps decoded crops in memory; only valid without augmentation.
+    """
+    augment = augment or AugmentConfig.none()
+    if cache and augment.enabled:
+        raise ValueError("cache=True would freeze one random augmentation per image; turn augmentation off")
+    ds = source.with_options(_options(deterministic)).enumerate()
+    prepare = _prepare_fn(image_size, crop, augment, target_transform, with_meta)
+    ds = ds.map(lambda index, example: prepare(example, tf.stack([tf.constant(seed, tf.int64), index])),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)  # fmt: skip
     if cache:
         ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def landmark_training_stream(
+    source: tf.data.Dataset,
+    *,
+    image_size: int,
+    batch_size: int,
+    crop: CropConfig = CropConfig(),
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
+    target_transform=None,
+    start_epoch: int = 0,
+    skip_batches: int = 0,
+    shuffle_buffer: int = 2048,
+    extra: tf.data.Dataset | None = None,
+) -> tf.data.Dataset:
+    """The endless training stream: epoch ``start_epoch`` from batch ``skip_batches`` on, then the
+    following epochs, each shuffled and augmented as a function of ``(seed, epoch)`` only.
+
+    Each epoch is ``len(source) // batch_size`` full batches (the remainder is dropped, so every
+    step sees a full batch on every replica). Without augmentation the prepared crops are cached in
+    memory once. ``extra`` is a dataset aligned with ``source`` (same order) whose elements are
+    attached to the inputs as a dict ``{"image": ..., **extra}`` (e.g. cached teacher predictions).
+    """
+    from kdface.data.streams import epoch_stream
+
+    augment = augment or AugmentConfig.none()
+    prepare = _prepare_fn(image_size, crop, augment, target_transform, with_meta=False)
+    elements = source.with_options(_options(True))
+    if extra is not None:
+        elements = tf.data.Dataset.zip(elements, extra)
+    else:
+        elements = elements.map(lambda example: (example, ()))
+
+    def with_extra(inputs, target, attached):
+        if extra is None:
+            return inputs, target
+        return {"image": inputs, **attached}, target
+
+    if not augment.enabled:
+        # Crops are the same every epoch: prepare once (fixed seed; nothing random is drawn).
+        fixed = tf.constant([seed, 0], tf.int64)
+        prepared = elements.map(lambda example, attached: (*prepare(example, fixed), attached),
+                                num_parallel_calls=tf.data.AUTOTUNE).cache()  # fmt: skip
+
+        def one_epoch(epoch_seed, skip):
+            ds = prepared.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+            ds = ds.skip(skip).map(with_extra, num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.batch(batch_size, drop_remainder=True)
+    else:
+
+        def one_epoch(epoch_seed, skip):
+            ds = elements.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+            ds = ds.enumerate().skip(skip)  # skip before decoding: resuming mid-epoch costs no augmentation
+
+            def element(index, pair):
+                example, attached = pair
+                image, target = prepare(example, tf.stack([epoch_seed, index]))
+                return with_extra(image, target, attached)
+
+            ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.batch(batch_size, drop_remainder=True)
+
+    return epoch_stream(one_epoch, seed=seed, batch_size=batch_size, start_epoch=start_epoch,
+                        skip_batches=skip_batches)  # fmt: skip

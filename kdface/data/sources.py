@@ -5,7 +5,9 @@
 
 Prepared TFRecords live under ``tfds_dir/<builder>-<hash of the raw folder's path>`` with a
 fingerprint of the raw files (names, sizes, mtimes); if the raw tree changes, the prepared copy is
-rebuilt instead of silently serving stale data.
+rebuilt instead of silently serving stale data. The bad-sample policy is part of the hash too (a
+``skip`` preparation holds fewer examples); the samples it skipped are listed in
+``kdface_skipped.json`` beside the records and travel with the :class:`LandmarkSource`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from kdface.data import tfds_builders, wflw
 from kdface.data.landmarks import NORMALISERS, NUM_POINTS
+from kdface.io.atomic import write_json
 
 DEFAULT_TFDS_DIR = Path("datasets/tfds")
 DEFAULT_SYNTHFACES_DIR = Path("datasets/synthfaces")
@@ -67,6 +70,7 @@ class LandmarkSource:
     normaliser: tuple[int, int]
     size: int
     data_dir: Path
+    skipped: list = dataclasses.field(default_factory=list)  # records of samples skipped while preparing
 
 
 def datasets() -> list[str]:
@@ -85,16 +89,18 @@ def _fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare_builder(name: str, data_dir, tfds_dir=DEFAULT_TFDS_DIR, synthfaces_preset="demo"):
-    """Build (once) and return the prepared TFDS builder for ``name`` and its raw folder."""
+def prepare_builder(
+    name: str, data_dir, tfds_dir=DEFAULT_TFDS_DIR, synthfaces_preset="demo", on_bad_sample="error"
+):
+    """Build (once) and return ``(builder, raw folder, skipped-sample records)`` for ``name``."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown landmark dataset {name!r}; known: {datasets()}")
     builder_cls = _BUILDERS[name]
-    kwargs, download_config = {}, {}
+    kwargs, download_config = {"on_bad_sample": on_bad_sample}, {}
     if name == "synthface":
         raw_dir = Path(data_dir) if data_dir else DEFAULT_SYNTHFACES_DIR / synthfaces_preset
         raw_dir.mkdir(parents=True, exist_ok=True)
-        kwargs = {"root": raw_dir.resolve(), "preset": synthfaces_preset}
+        kwargs.update(root=raw_dir.resolve(), preset=synthfaces_preset)
     else:
         if data_dir is None:
             raise ValueError(
@@ -108,9 +114,10 @@ def prepare_builder(name: str, data_dir, tfds_dir=DEFAULT_TFDS_DIR, synthfaces_p
             )
         download_config = {"manual_dir": str(raw_dir.resolve())}
     raw_dir = raw_dir.resolve()
-    tag = hashlib.sha256(str(raw_dir).encode()).hexdigest()[:10]
+    tag = hashlib.sha256(f"{raw_dir}\0{on_bad_sample}".encode()).hexdigest()[:10]
     prepared_dir = Path(tfds_dir).resolve() / f"{name}-{tag}"
     stamp = prepared_dir / "kdface_fingerprint.json"
+    skipped_file = prepared_dir / "kdface_skipped.json"
     if prepared_dir.exists():
         recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
         if recorded.get("fingerprint") != _fingerprint(raw_dir):
@@ -120,11 +127,12 @@ def prepare_builder(name: str, data_dir, tfds_dir=DEFAULT_TFDS_DIR, synthfaces_p
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(try_download_gcs=False, **download_config)
         )
-        # Fingerprint after preparing: a generated dataset (SynthFaces) only exists now.
-        tmp = stamp.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": _fingerprint(raw_dir), "raw_dir": str(raw_dir)}))
-        os.replace(tmp, stamp)
-    return builder, raw_dir
+        builder.bad_samples.write(skipped_file)
+        # Fingerprint after preparing: a generated dataset (SynthFaces) only exists now. Written
+        # last, so an interrupted preparation is redone rather than half-used.
+        write_json(stamp, {"fingerprint": _fingerprint(raw_dir), "raw_dir": str(raw_dir)})
+    skipped = json.loads(skipped_file.read_text())["skipped"] if skipped_file.exists() else []
+    return builder, raw_dir, skipped
 
 
 def load_landmark_split(
@@ -133,17 +141,20 @@ def load_landmark_split(
     data_dir=None,
     tfds_dir=DEFAULT_TFDS_DIR,
     synthfaces_preset: str = "demo",
+    on_bad_sample: str = "error",
 ) -> LandmarkSource:
     """A split as a :class:`LandmarkSource`; its dataset yields ``image`` still encoded.
 
     ``split`` may carry a TFDS slice, e.g. ``train[:95%]`` (how the validation set is held out).
+    ``on_bad_sample``: ``error`` raises on the first bad sample, ``skip`` leaves bad samples out and
+    lists them in ``LandmarkSource.skipped``.
     """
     base, _, slicing = split.partition("[")
     if base not in _SPLITS.get(name, {}):
         raise ValueError(f"unknown split {split!r} for {name!r}; known: {sorted(_SPLITS.get(name, {}))}")
     if slicing and "+" in _SPLITS[name][base]:
         raise ValueError(f"split {base!r} of {name!r} is a union and cannot be sliced")
-    builder, manual_dir = prepare_builder(name, data_dir, tfds_dir, synthfaces_preset)
+    builder, manual_dir, skipped = prepare_builder(name, data_dir, tfds_dir, synthfaces_preset, on_bad_sample)
     tfds_split = _SPLITS[name][base] + (f"[{slicing}" if slicing else "")
     ds = builder.as_dataset(
         split=tfds_split,
@@ -157,4 +168,4 @@ def load_landmark_split(
         size = -1  # unknown until iterated
     keep = ("image", "landmarks", "box", "key")
     ds = ds.map(lambda example: {k: example[k] for k in keep})
-    return LandmarkSource(ds, name, split, NUM_POINTS[name], NORMALISERS[name], size, manual_dir)
+    return LandmarkSource(ds, name, split, NUM_POINTS[name], NORMALISERS[name], size, manual_dir, skipped)

@@ -74,6 +74,7 @@ import cv2
 import numpy as np
 
 from kdface.data.w300 import write_pts
+from kdface.io.atomic import write_bytes, write_text
 
 __all__ = [
     "EXPRESSION_NAMES",
@@ -1727,11 +1728,8 @@ def _identity_cached(seed: int, identity_id: int) -> Identity:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    # No fsync per file: thousands of images; the synthfaces.json marker (written last) is what counts.
+    write_bytes(path, data, fsync=False)
 
 
 def _encode(rgb_or_gray: np.ndarray, ext: str, jpeg_quality: int) -> bytes:
@@ -1887,7 +1885,7 @@ def generate(
         return root
     root.mkdir(parents=True, exist_ok=True)
     _clear_previous(root)
-    (root / _IN_PROGRESS).write_text("generation started; incomplete until synthfaces.json exists\n")
+    write_text(root / _IN_PROGRESS, "generation started; incomplete until synthfaces.json exists\n")
     start = time.time()
     jobs, label_lines = _plan(config)
     seed = int(config.seed)

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from kdface.data import cofw, w300, wflw
 from kdface.data.landmarks import landmark_box
+from kdface.data.validation import BadSamples, validated_samples
 
 _HOMEPAGES = {
     "300w": "https://ibug.doc.ic.ac.uk/resources/300-W/",
@@ -46,7 +47,24 @@ def _example(sample, **extra):
     }
 
 
-class KdfaceW300(tfds.core.GeneratorBasedBuilder):
+class _LandmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Shared by the landmark builders: the bad-sample policy and the validation of every sample.
+
+    ``on_bad_sample`` is ``"error"`` (raise :class:`~kdface.errors.DataFormatError`) or ``"skip"``;
+    the skipped samples are in ``self.bad_samples`` after preparing.
+    """
+
+    NUM_POINTS: int
+
+    def __init__(self, *, on_bad_sample: str = "error", **kwargs):
+        self.bad_samples = BadSamples(on_bad_sample)
+        super().__init__(**kwargs)
+
+    def _checked(self, samples):
+        return validated_samples(samples, self.NUM_POINTS, self.bad_samples)
+
+
+class KdfaceW300(_LandmarkBuilder):
     """300W (68 points): train 3148, common 554, challenging 135 (full = common + challenging)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -66,11 +84,11 @@ class KdfaceW300(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(root, split) for split in ("train", "common", "challenging")}
 
     def _generate_examples(self, root, split):
-        for sample in w300.read_split(root, split):
+        for sample in self._checked(w300.read_split(root, split, bad=self.bad_samples)):
             yield _example(sample)
 
 
-class KdfaceCofw(tfds.core.GeneratorBasedBuilder):
+class KdfaceCofw(_LandmarkBuilder):
     """COFW (29 points, occlusion flags): train 1345, test 507."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -89,11 +107,11 @@ class KdfaceCofw(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(root, split) for split in ("train", "test")}
 
     def _generate_examples(self, root, split):
-        for sample in cofw.read_split(root, split):
+        for sample in self._checked(cofw.read_split(root, split, bad=self.bad_samples)):
             yield _example(sample, occluded=np.asarray(sample.attributes["occluded"], np.bool_))
 
 
-class KdfaceWflw(tfds.core.GeneratorBasedBuilder):
+class KdfaceWflw(_LandmarkBuilder):
     """WFLW (98 points, 6 attribute flags): train 7500, test 2500 (subsets are attribute filters)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -113,7 +131,7 @@ class KdfaceWflw(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(root, split) for split in ("train", "test")}
 
     def _generate_examples(self, root, split):
-        for sample in wflw.read_split(root, split):
+        for sample in self._checked(wflw.read_split(root, split, bad=self.bad_samples)):
             flags = [bool(sample.attributes[name]) for name in wflw.ATTRIBUTES]
             yield _example(sample, attributes=np.asarray(flags, np.bool_))
 

@@ -13,12 +13,14 @@ common = LFPW-test + HELEN-test (554), challenging = iBUG (135), full = common +
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from kdface.data.landmarks import DataFormatError, LandmarkSample
+from kdface.data.validation import as_policy
+from kdface.io.atomic import write_text
 
 SPLIT_FOLDERS = {
     "train": ("lfpw/trainset", "helen/trainset", "afw"),
@@ -47,7 +49,11 @@ def read_pts(path) -> np.ndarray:
     if len(lines) < 3:
         raise DataFormatError(path, "a header of 3 lines ('version: 1', 'n_points: N', '{')", line=len(lines))
     header = lines[1].split(":")
-    if len(header) != 2 or header[0].strip() != "n_points" or not header[1].strip().isdigit():
+    if (
+        len(header) != 2
+        or header[0].strip() != "n_points"
+        or not re.fullmatch(r"[0-9]{1,6}", header[1].strip())
+    ):
         raise DataFormatError(path, "'n_points: <int>'", line=2, got=lines[1])
     n = int(header[1])
     if lines[2].strip() != "{":
@@ -78,9 +84,7 @@ def write_pts(path, landmarks) -> None:
     pts = np.asarray(landmarks, dtype=np.float64) + PTS_OFFSET
     body = "".join(f"{x:.3f} {y:.3f}\n" for x, y in pts)
     text = f"version: 1\nn_points: {len(pts)}\n{{\n{body}}}\n"
-    tmp = f"{path}.tmp{os.getpid()}"
-    Path(tmp).write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _image_for(pts_path: Path) -> Path:
@@ -91,10 +95,15 @@ def _image_for(pts_path: Path) -> Path:
     raise DataFormatError(pts_path, f"an image beside it with one of the extensions {IMAGE_EXTENSIONS}")
 
 
-def read_split(root, split: str):
-    """Yield :class:`LandmarkSample` for one 300W split (``train``, ``common``, ``challenging``, ``full``)."""
+def read_split(root, split: str, bad=None):
+    """Yield :class:`LandmarkSample` for one 300W split (``train``, ``common``, ``challenging``, ``full``).
+
+    ``bad`` is the :class:`~kdface.data.validation.BadSamples` policy for malformed ``.pts`` files and
+    missing images (default: raise).
+    """
     if split not in SPLIT_FOLDERS:
         raise ValueError(f"unknown 300W split {split!r}; expected one of {sorted(SPLIT_FOLDERS)}")
+    bad = as_policy(bad)
     root = Path(root)
     found = False
     for folder in SPLIT_FOLDERS[split]:
@@ -103,11 +112,18 @@ def read_split(root, split: str):
             continue
         for pts_path in sorted(directory.glob("*.pts")):
             found = True
+            try:
+                landmarks = read_pts(pts_path)
+                image_path = _image_for(pts_path)
+            except DataFormatError as err:
+                bad.handle(err)
+                continue
             yield LandmarkSample(
                 key=f"{folder}/{pts_path.stem}",
-                landmarks=read_pts(pts_path),
-                image_path=str(_image_for(pts_path)),
+                landmarks=landmarks,
+                image_path=str(image_path),
                 attributes={"subset": folder.split("/")[0]},
+                origin=str(pts_path),
             )
     if not found:
         raise DataFormatError(

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kdface.data.landmarks import DataFormatError, LandmarkSample
+from kdface.data.validation import as_policy, safe_relative_path
 
 NUM_POINTS = 98
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
@@ -85,30 +86,39 @@ def annotation_path(root, split: str) -> Path:
     return Path(root) / ANNOTATION_DIR / ANNOTATION_FILES["train" if split == "train" else "test"]
 
 
-def read_split(root, split: str):
+def read_split(root, split: str, bad=None):
     """Yield :class:`LandmarkSample` for ``train``, ``test`` or a test subset (see module doc).
 
-    Keys are ``f"{relative_image_path}#{line_number}"`` (an image can hold several faces).
+    Keys are ``f"{relative_image_path}#{line_number}"`` (an image can hold several faces). ``bad`` is
+    the :class:`~kdface.data.validation.BadSamples` policy for malformed lines and missing images
+    (default: raise). Image paths that leave ``WFLW_images`` are always refused.
     """
     path = annotation_path(root, split)
     if not path.is_file():
         raise DataFormatError(path, f"the WFLW annotation file for split {split!r}")
+    bad = as_policy(bad)
     image_root = Path(root) / IMAGE_DIR
     subset = split if split in ATTRIBUTES else None
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line_number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
-            landmarks, box, attributes, rel = parse_line(text, path, line_number)
+            try:
+                landmarks, box, attributes, rel = parse_line(text, path, line_number)
+            except DataFormatError as err:
+                bad.handle(err)
+                continue
+            image_path = safe_relative_path(image_root, rel, path, line_number)
             if subset is not None and not attributes[subset]:
                 continue
-            image_path = image_root / rel
             if not image_path.is_file():
-                raise DataFormatError(path, f"an image at {image_path}", line=line_number, got=rel)
+                bad.handle(DataFormatError(path, f"an image at {image_path}", line=line_number, got=rel))
+                continue
             yield LandmarkSample(
                 key=f"{rel}#{line_number}",
                 landmarks=landmarks,
                 image_path=str(image_path),
                 box=box,
                 attributes=attributes,
+                origin=f"{path}:{line_number}",
             )

@@ -13,11 +13,8 @@ interleaved, crop-normalised landmark vector ``(B, 2N)``; see
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
 import shutil
-import time
+import typing
 from pathlib import Path
 
 import keras
@@ -28,10 +25,13 @@ from kdface import training
 from kdface.backbones import build_backbone
 from kdface.cli import add_config_arguments, config_from_args
 from kdface.data.asm import ActiveShapeModel
-from kdface.data.pipeline import AugmentConfig, CropConfig, landmark_dataset
-from kdface.data.sources import load_landmark_split
+from kdface.data.pipeline import AugmentConfig, CropConfig, landmark_dataset, landmark_training_stream
+from kdface.data.sources import LandmarkSource, load_landmark_split
+from kdface.errors import RunError
+from kdface.io import atomic_path, load_keras_model, write_json
 from kdface.losses.kd_loss import kd_loss
 from kdface.metrics.keras_metrics import LandmarkNME
+from kdface.training.trainer import check_writable
 
 TEACHER_BACKBONE = "efficientnet_b3"
 STUDENT_BACKBONE = "mobilenet_v2"
@@ -115,7 +115,8 @@ def _optimizer(config: KDLossConfig, steps_per_epoch: int) -> keras.optimizers.O
 
 
 def _steps_per_epoch(config: KDLossConfig, source) -> int:
-    return config.steps_per_epoch or max(1, math.ceil(source.size / config.batch_size))
+    """Full batches per epoch (the training stream drops the remainder)."""
+    return config.steps_per_epoch or source.size // config.batch_size
 
 
 def build_regressor(backbone: str, num_points: int, image_size: int, dropout: float = 0.0, weights=None,
@@ -208,8 +209,10 @@ def _splits(config: KDLossConfig):
     return f"train[:{cut}%]", f"train[{cut}%:]"
 
 
-def _source(config: KDLossConfig, split: str):
-    return load_landmark_split(config.dataset, split, config.data_dir, config.tfds_dir)
+def _source(config: KDLossConfig, split: str, on_bad_sample: str = "error"):
+    return load_landmark_split(
+        config.dataset, split, config.data_dir, config.tfds_dir, on_bad_sample=on_bad_sample
+    )
 
 
 def _crop(config: KDLossConfig) -> CropConfig:
@@ -218,32 +221,50 @@ def _crop(config: KDLossConfig) -> CropConfig:
                       union_dataset_box=config.dataset in ("cofw", "wflw"))  # fmt: skip
 
 
-def train_val_datasets(config: KDLossConfig, target_transform=None, augment=None):
-    """``(train, val, source)`` batched datasets.
+def _augment(config: KDLossConfig) -> AugmentConfig:
+    return AugmentConfig(rotation=config.max_rotation) if config.augment else AugmentConfig.none()
+
+
+@dataclasses.dataclass
+class TrainData:
+    """The training stream factory, its epoch length, the validation set and the training source."""
+
+    stream: typing.Callable  # (start_epoch, skip_batches) -> endless tf.data stream
+    steps_per_epoch: int
+    val: tf.data.Dataset | None
+    source: LandmarkSource
+    skipped: list
+
+
+def train_data(config: KDLossConfig, target_transform=None, on_bad_sample="error", extra=None) -> TrainData:
+    """The training stream and validation set of ``config``.
 
     ``target_transform`` applies to the training targets only: validation is never augmented and
-    always measures against the hard ground truth.
+    always measures against the hard ground truth. ``extra`` (aligned with the training split)
+    is attached to the inputs (cached teacher predictions).
     """
     train_split, val_split = _splits(config)
-    source = _source(config, train_split)
-    if augment is None:
-        augment = AugmentConfig(rotation=config.max_rotation) if config.augment else AugmentConfig.none()
+    source = _source(config, train_split, on_bad_sample)
     common = dict(image_size=config.image_size, batch_size=config.batch_size, crop=_crop(config))
-    train = landmark_dataset(source.dataset, augment=augment, shuffle=True, seed=config.seed,
-                             cache=not augment.enabled, target_transform=target_transform,
-                             **common)  # fmt: skip
+
+    def stream(start_epoch: int = 0, skip_batches: int = 0):
+        return landmark_training_stream(source.dataset, augment=_augment(config), seed=config.seed,
+                                        target_transform=target_transform, start_epoch=start_epoch,
+                                        skip_batches=skip_batches, extra=extra, **common)  # fmt: skip
+
     val = None
     if val_split is not None:
-        val = landmark_dataset(_source(config, val_split).dataset, cache=True, **common)
-    return train, val, source
+        val = landmark_dataset(_source(config, val_split, on_bad_sample).dataset, cache=True, **common)
+    return TrainData(stream, _steps_per_epoch(config, source), val, source, source.skipped)
 
 
-def fit_asm(config: KDLossConfig) -> ActiveShapeModel:
+def fit_asm(config: KDLossConfig, on_bad_sample="error") -> ActiveShapeModel:
     """Fit the ASM on the training targets as the teacher sees them (augmented, like the original's
     offline-augmented set), so rotated and flipped shapes are inside the model's span."""
-    train, _, _ = train_val_datasets(config)
+    data = train_data(config, on_bad_sample=on_bad_sample)
     epochs = config.asm_fit_epochs if config.augment else 1
-    vectors = np.concatenate([y.numpy() for _ in range(epochs) for _, y in train])
+    batches = data.stream(0, 0).take(epochs * max(1, data.steps_per_epoch))
+    vectors = np.concatenate([y.numpy() for _, y in batches])
     return ActiveShapeModel.fit(vectors, config.asm_variance)
 
 
@@ -270,15 +291,15 @@ def compile_regressor(
     return model
 
 
-def load_teacher(path) -> keras.Model:
+def load_teacher(path, unsafe: bool = False) -> keras.Model:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"teacher model {path} does not exist; train it with train_teacher.py first")
-    return keras.saving.load_model(path, compile=False)
+        raise RunError(f"teacher model {path} does not exist; train it with train_teacher.py first")
+    return load_keras_model(path, unsafe=unsafe)
 
 
-def cached_teacher_dataset(config: KDLossConfig, tough, tolerant, source):
-    """Training batches ``({"image", "tough", "tolerant"}, target)`` with teacher outputs computed once.
+def teacher_predictions(config: KDLossConfig, tough, tolerant, source) -> tf.data.Dataset:
+    """Teacher outputs for every image of ``source``, in its order, computed once (``--cache-teachers``).
 
     Only offered without augmentation: the cache holds the teachers' view of the un-augmented
     crop, and distilling from a view the student does not see hurts (big_vision's finding).
@@ -287,18 +308,11 @@ def cached_teacher_dataset(config: KDLossConfig, tough, tolerant, source):
         raise ValueError(
             "cache_teachers needs augment=False: cached predictions are of the un-augmented crop"
         )
-    crop = _crop(config)
     plain = landmark_dataset(source.dataset, image_size=config.image_size, batch_size=config.batch_size,
-                             crop=crop)  # fmt: skip
-    tough_preds = tough.predict(plain.map(lambda x, y: x), verbose=0)
-    tolerant_preds = tolerant.predict(plain.map(lambda x, y: x), verbose=0)
-    images = plain.unbatch()
-    cache = tf.data.Dataset.from_tensor_slices((tough_preds, tolerant_preds))
-    ds = tf.data.Dataset.zip(images, cache).map(
-        lambda xy, teachers: ({"image": xy[0], "tough": teachers[0], "tolerant": teachers[1]}, xy[1])
+                             crop=_crop(config)).map(lambda x, y: x)  # fmt: skip
+    return tf.data.Dataset.from_tensor_slices(
+        {"tough": tough.predict(plain, verbose=0), "tolerant": tolerant.predict(plain, verbose=0)}
     )
-    ds = ds.cache().shuffle(2048, seed=config.seed, reshuffle_each_iteration=True)
-    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 # --- entry points used by train_teacher.py / train_student.py --------------------------------------
@@ -373,97 +387,113 @@ def add_student_arguments(parser) -> None:
     add_config_arguments(parser, KDLossConfig, PRESETS, skip=skip, help_texts=FLAG_HELP)
 
 
-def _timed_fit(model, train, val, config, run_dir):
-    start = time.time()
-    history = training.fit(model, train, val, run_dir=run_dir, epochs=config.epochs,
-                           monitor="val_nme" if val is not None else "loss", steps_per_epoch=config.steps_per_epoch)  # fmt: skip
-    return history, time.time() - start
-
-
-def _publish(run_dir: Path, out: Path, card: dict) -> None:
+def _publish(run: training.RunDirectory, out: Path, card: dict) -> None:
     """Copy the run's best model to ``out`` (atomically) with its model card beside it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    best = run_dir / "best.keras"
+    best = run.path / "best.keras"
     if not best.exists():
-        best = run_dir / "last.keras"
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.copyfile(best, tmp)
-    os.replace(tmp, out)
-    card_path = out.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=2, default=str))
-    print(f"saved {out} (and {card_path.name}); run directory {run_dir}")
+        best = run.path / "last.keras"
+    with atomic_path(out) as tmp:
+        shutil.copyfile(best, tmp)
+    card_path = write_json(out.with_suffix(".json"), card)
+    print(f"saved {out} (and {card_path.name}); run directory {run.path}")
 
 
-def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None) -> Path:
+def _open_run(config: KDLossConfig, role: str, run_dir, out: Path, options, **extra):
+    """Seed, then check every output folder and claim the run directory before any data is read."""
+    training.configure_determinism(config.seed, options.deterministic)
+    check_writable(out.parent)
+    record = {"role": role, **dataclasses.asdict(config), "on_bad_sample": options.on_bad_sample, **extra}
+    return training.RunDirectory(run_dir, options).open(record)
+
+
+def _fit(model, data: TrainData, config: KDLossConfig, run):
+    monitor = "val_nme" if data.val is not None else "loss"
+    return training.fit(model, data.stream, data.val, run=run, epochs=config.epochs,
+                        steps_per_epoch=data.steps_per_epoch, monitor=monitor)  # fmt: skip
+
+
+def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None, options=None) -> Path:
     config = config.resolved("teacher")
-    keras.utils.set_random_seed(config.seed)
+    options = options or training.RunOptions()
     out = Path(out or f"models/teachers/{config.dataset}_{teacher}.keras")
-    run_dir = Path(run_dir or f"runs/kdloss/{config.dataset}_{teacher}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run = _open_run(config, f"{teacher}_teacher", run_dir or f"runs/kdloss/{config.dataset}_{teacher}", out,
+                    options)  # fmt: skip
     extra = {}
     transform = None
     if teacher == "tolerant":
-        asm = fit_asm(config)
-        asm.save(run_dir / "asm.npz")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        asm_path = run.path / "asm.npz"
+        if run.state is not None and asm_path.exists():
+            asm = ActiveShapeModel.load(asm_path)  # resuming: the shapes the run started with
+        else:
+            asm = fit_asm(config, options.on_bad_sample)
+            asm.save(asm_path)
         asm.save(out.with_suffix(".asm.npz"))
         transform = asm.project_tf
         extra["asm"] = {"file": str(out.with_suffix(".asm.npz")), "components": asm.num_components,
                         "variance": asm.variance}  # fmt: skip
         print(f"ASM: {asm.num_components} components keep {100 * asm.variance:.0f}% of the shape variance")
-    train, val, source = train_val_datasets(config, target_transform=transform)
-    model = compile_regressor(build_teacher(config, source.num_points, teacher), config, source.normaliser,
-                              _steps_per_epoch(config, source))  # fmt: skip
-    training.write_config(run_dir, {"role": f"{teacher}_teacher", **dataclasses.asdict(config)})
-    _, seconds = _timed_fit(model, train, val, config, run_dir)
-    card = model_card(config, f"{teacher}_teacher", source.num_points, source.normaliser,
-                      train_seconds=round(seconds, 1), run_dir=str(run_dir), **extra)  # fmt: skip
-    _publish(run_dir, out, card)
+    data = train_data(config, target_transform=transform, on_bad_sample=options.on_bad_sample)
+    model = compile_regressor(build_teacher(config, data.source.num_points, teacher), config,
+                              data.source.normaliser, data.steps_per_epoch)  # fmt: skip
+    result = _fit(model, data, config, run)
+    run.write_skipped(data.skipped)
+    card = model_card(config, f"{teacher}_teacher", data.source.num_points, data.source.normaliser,
+                      train_seconds=round(result.seconds, 1), run_dir=str(run.path), **extra)  # fmt: skip
+    _publish(run, out, card)
     return out
 
 
 def train_student(
-    config: KDLossConfig, tough=None, tolerant=None, no_kd=False, out=None, run_dir=None
+    config: KDLossConfig, tough=None, tolerant=None, no_kd=False, out=None, run_dir=None, options=None
 ) -> Path:
     config = config.resolved("student")
-    keras.utils.set_random_seed(config.seed)
+    options = options or training.RunOptions()
     name = "no_kd" if no_kd else "kd"
     out = Path(out or f"models/students/{config.dataset}_{name}.keras")
-    run_dir = Path(run_dir or f"runs/kdloss/{config.dataset}_student_{name}")
-    train, val, source = train_val_datasets(config)
-    student = build_student(config, source.num_points)
     extra = {}
+    if not no_kd:
+        tough = str(tough or f"models/teachers/{config.dataset}_tough.keras")
+        tolerant = str(tolerant or f"models/teachers/{config.dataset}_tolerant.keras")
+        extra = {"tough": tough, "tolerant": tolerant}
+    run = _open_run(config, f"student_{name}", run_dir or f"runs/kdloss/{config.dataset}_student_{name}", out,
+                    options, **extra)  # fmt: skip
     if no_kd:
-        model = compile_regressor(student, config, source.normaliser, _steps_per_epoch(config, source))
+        data = train_data(config, on_bad_sample=options.on_bad_sample)
+        student = build_student(config, data.source.num_points)
+        model = compile_regressor(student, config, data.source.normaliser, data.steps_per_epoch)
     else:
-        tough_model = load_teacher(tough or f"models/teachers/{config.dataset}_tough.keras")
-        tolerant_model = load_teacher(tolerant or f"models/teachers/{config.dataset}_tolerant.keras")
+        tough_model = load_teacher(tough, options.unsafe_load_model)
+        tolerant_model = load_teacher(tolerant, options.unsafe_load_model)
+        cached = None
+        if config.cache_teachers:
+            train_split, _ = _splits(config)
+            source = _source(config, train_split, options.on_bad_sample)
+            cached = teacher_predictions(config, tough_model, tolerant_model, source)
+        data = train_data(config, on_bad_sample=options.on_bad_sample, extra=cached)
         for teacher in (tough_model, tolerant_model):
-            if teacher.output_shape[-1] != 2 * source.num_points:
-                raise ValueError(
+            if teacher.output_shape[-1] != 2 * data.source.num_points:
+                raise RunError(
                     f"teacher {teacher.name} predicts {teacher.output_shape[-1] // 2} points but "
-                    f"{config.dataset} has {source.num_points}"
+                    f"{config.dataset} has {data.source.num_points}"
                 )
+        student = build_student(config, data.source.num_points)
         model = KDLossDistiller(student, tough_model, tolerant_model,
                                 (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
-        model.compile(optimizer=_optimizer(config, _steps_per_epoch(config, source)),
-                      metrics=[LandmarkNME(source.normaliser)])  # fmt: skip
-        if config.cache_teachers:
-            train = cached_teacher_dataset(config, tough_model, tolerant_model, source)
-        extra = {"tough": str(tough), "tolerant": str(tolerant)}
-    training.write_config(run_dir, {"role": f"student_{name}", **dataclasses.asdict(config), **extra})
-    _, seconds = _timed_fit(model, train, val, config, run_dir)
-    card = model_card(config, f"student_{name}", source.num_points, source.normaliser,
-                      train_seconds=round(seconds, 1), run_dir=str(run_dir), **extra)  # fmt: skip
-    _publish(run_dir, out, card)
+        model.compile(optimizer=_optimizer(config, data.steps_per_epoch),
+                      metrics=[LandmarkNME(data.source.normaliser)])  # fmt: skip
+    result = _fit(model, data, config, run)
+    run.write_skipped(data.skipped)
+    card = model_card(config, f"student_{name}", data.source.num_points, data.source.normaliser,
+                      train_seconds=round(result.seconds, 1), run_dir=str(run.path), **extra)  # fmt: skip
+    _publish(run, out, card)
     return out
 
 
 def teacher_main(args) -> None:
-    train_teacher(config_from_args(KDLossConfig, args), args.teacher, args.out, args.run_dir)
+    train_teacher(config_from_args(KDLossConfig, args), args.teacher, args.out, args.run_dir,
+                  training.run_options_from_args(args))  # fmt: skip
 
 
 def student_main(args) -> None:
-    train_student(
-        config_from_args(KDLossConfig, args), args.tough, args.tolerant, args.no_kd, args.out, args.run_dir
-    )
+    train_student(config_from_args(KDLossConfig, args), args.tough, args.tolerant, args.no_kd, args.out,
+                  args.run_dir, training.run_options_from_args(args))  # fmt: skip

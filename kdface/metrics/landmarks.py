@@ -15,11 +15,11 @@ Two AUCs are provided because published KD-Loss numbers use a non-standard one:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
 from kdface.data.landmarks import NORMALISERS
+from kdface.io.atomic import atomic_path
 
 
 def _resolve_normaliser(normaliser) -> tuple[int, int]:
@@ -164,6 +164,6 @@ def plot_ced(
     if curves:
         ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(str(tmp), format="png")
     return path

@@ -1,5 +1,25 @@
 """The shared trainer."""
 
-from kdface.training.trainer import SaveDeployable, deployable, fit, save_model_atomically, write_config
+from kdface.training.trainer import (
+    RunDirectory,
+    RunOptions,
+    SaveDeployable,
+    add_run_arguments,
+    configure_determinism,
+    deployable,
+    fit,
+    run_options_from_args,
+    save_model_atomically,
+)
 
-__all__ = ["SaveDeployable", "deployable", "fit", "save_model_atomically", "write_config"]
+__all__ = [
+    "RunDirectory",
+    "RunOptions",
+    "SaveDeployable",
+    "add_run_arguments",
+    "configure_determinism",
+    "deployable",
+    "fit",
+    "run_options_from_args",
+    "save_model_atomically",
+]

@@ -1,28 +1,278 @@
-"""The one trainer every method uses: a run directory, callbacks, ``fit``, best/last models.
+"""The one trainer every method uses: a run directory, resumable ``fit``, best/last models.
 
-A run directory holds ``config.json``, ``history.csv``, ``tensorboard/``, ``best.keras`` and
-``last.keras``. The saved models are each method's *deployable* model (for a distiller, the
-student alone), so they load with ``keras.saving.load_model`` and predict on images directly.
+A run directory holds ``config.json``, ``history.csv``, ``tensorboard/``, ``best.keras``,
+``last.keras``, ``best.json``, ``skipped_samples.json`` (when samples were skipped) and ``backup/``
+(the resumable training state). The saved models are each method's *deployable* model (for a
+distiller, the student alone), so they load with ``keras.saving.load_model`` and predict on images.
+
+Resume. ``backup/`` holds ``state.json`` and one ``step-<global step>.npz`` with every model and
+optimizer variable, the RNG seed-generator states (Dropout) included, written every
+``backup_every`` steps and at each epoch end. Every file is written to a temporary name and renamed,
+and ``state.json`` is renamed last, so a kill at any instant leaves a complete earlier state. A
+resumed run restores the variables and starts the epoch-indexed data stream
+(:mod:`kdface.data.streams`) at the saved epoch and batch, so in deterministic mode it ends with the
+same weights as an uninterrupted run. Keras' own ``BackupAndRestore`` is not used because (Keras
+3.15) it restores only the epoch, not the step or the data position, does not save seed-generator
+state, and writes its weights and metadata in place (a kill mid-write leaves a torn checkpoint).
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
-import os
+import math
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import keras
+import numpy as np
+import tensorflow as tf
+
+from kdface.errors import NonFiniteLossError, RunError
+from kdface.io.atomic import atomic_path, remove_stale_temporaries, write_json, write_text
+
+RUN_MARKER = "kdface_run"
+BACKUP_DIR = "backup"
+STATE_FILE = "state.json"
+# Headroom beyond the estimated checkpoint sizes before a run is allowed to start.
+DISK_MARGIN_BYTES = 64 * 2**20
 
 
-def save_model_atomically(model: keras.Model, path) -> Path:
-    """Write ``model`` to ``path`` via a temporary file, so a crash never leaves a truncated model."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
+@dataclasses.dataclass
+class RunOptions:
+    """How a run is executed (not what is trained): shared by every training CLI."""
+
+    resume: bool = False
+    restart: bool = False
+    backup_every: int = 200  # optimizer steps between backups (and one at every epoch end)
+    deterministic: bool = False  # op determinism: bit-identical reruns and resumes, somewhat slower
+    on_bad_sample: str = "error"
+    unsafe_load_model: bool = False
+
+    def __post_init__(self):
+        if self.resume and self.restart:
+            raise RunError("--resume and --restart contradict each other; pass one")
+        if self.backup_every < 0:
+            raise RunError(f"--backup-every must be >= 0 (0: only at epoch ends), got {self.backup_every}")
+
+
+def add_run_arguments(parser) -> None:
+    group = parser.add_argument_group("run control (resume, determinism, bad input, safety)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue the run in --run-dir from its last backup (starts fresh if there is none)")  # fmt: skip
+    group.add_argument("--restart", action="store_true",
+                       help="discard the run in --run-dir and start over")  # fmt: skip
+    group.add_argument("--backup-every", type=int, default=RunOptions.backup_every,
+                       help="optimizer steps between resumable backups (0: epoch ends only)")  # fmt: skip
+    group.add_argument("--deterministic", action="store_true",
+                       help="TensorFlow op determinism: reruns and resumed runs give bit-identical weights")  # fmt: skip
+    group.add_argument("--on-bad-sample", choices=("error", "skip"), default="error",
+                       help="a bad image or annotation stops with an error naming it, or is skipped, "
+                            "counted and listed in the run directory")  # fmt: skip
+    group.add_argument("--unsafe-load-model", action="store_true",
+                       help="allow loading .keras models that contain Python code (Lambda layers); "
+                            "only for files you trust")  # fmt: skip
+
+
+def run_options_from_args(args) -> RunOptions:
+    names = {f.name for f in dataclasses.fields(RunOptions)}
+    return RunOptions(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def configure_determinism(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; with ``deterministic``, also TF op determinism."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+# --------------------------------------------------------------------------- output checks
+
+
+def check_writable(directory) -> Path:
+    """Create ``directory`` if needed and prove a file can be written there, or raise :class:`RunError`."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / ".kdface-write-test", fsync=False) as tmp:
+            tmp.write_bytes(b"ok")
+        (directory / ".kdface-write-test").unlink()
+    except OSError as exc:
+        raise RunError(f"cannot write to {directory}: {exc.strerror or exc}; choose another folder") from None
+    return directory
+
+
+def check_free_space(directory, need_bytes: int) -> None:
+    """Raise :class:`RunError` if ``directory``'s file system has less than ``need_bytes`` free."""
+    free = shutil.disk_usage(directory).free
+    if free < need_bytes:
+        raise RunError(
+            f"too little disk space in {directory}: {free / 2**20:.0f} MiB free, this run needs about "
+            f"{need_bytes / 2**20:.0f} MiB (models, resumable backups); free space or choose another folder"
+        )
+
+
+def estimated_run_bytes(model: keras.Model) -> int:
+    """Disk a run needs at its peak: the backup being written beside the previous one (all variables),
+    best/last/published deployable models plus one temporary copy, and a margin."""
+    variables = list(model.variables) + (list(model.optimizer.variables) if model.optimizer else [])
+    backup = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    deploy = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in deployable(model).variables)
+    return 2 * backup + 4 * deploy + DISK_MARGIN_BYTES
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+class RunDirectory:
+    """A run directory and the resume/restart policy around it.
+
+    ``open(config)`` refuses to mix two runs: a folder that already holds a kdface run needs
+    ``--resume`` (continue; the config must match) or ``--restart`` (discard it). A non-empty folder
+    kdface did not create is never written into or deleted.
+    """
+
+    def __init__(self, path, options: RunOptions | None = None):
+        self.path = Path(path)
+        self.options = options or RunOptions()
+        self.state: dict | None = None
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.path / BACKUP_DIR
+
+    def _is_kdface_run(self) -> bool:
+        config = self.path / "config.json"
+        if not config.is_file():
+            return False
+        try:
+            return RUN_MARKER in json.loads(config.read_text())
+        except ValueError:
+            return False
+
+    def open(self, config: dict) -> RunDirectory:
+        options = self.options
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"run directory {self.path} exists and is not a folder")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if not self._is_kdface_run():
+                raise RunError(
+                    f"{self.path} is not empty and holds no kdface run; choose a new or empty --run-dir "
+                    "(kdface never writes into or deletes a folder it did not create)"
+                )
+            if options.restart:
+                shutil.rmtree(self.path)
+            elif options.resume:
+                recorded = json.loads((self.path / "config.json").read_text())
+                _require_same_config(self.path, recorded.get("config", {}), config)
+                self.state = read_state(self.backup_dir)
+            else:
+                state = read_state(self.backup_dir)
+                where = "a finished run" if state and state.get("finished") else "an unfinished run"
+                if state and not state.get("finished"):
+                    where += f" (backed up at epoch {state['epoch'] + 1}, batch {state['step']})"
+                raise RunError(
+                    f"{self.path} already holds {where}. Pass --resume to continue it or --restart to "
+                    "discard it and start over"
+                )
+        check_writable(self.path)
+        remove_stale_temporaries(self.path)
+        if self.backup_dir.is_dir():
+            remove_stale_temporaries(self.backup_dir)
+        if self.state is None:
+            write_json(self.path / "config.json", {RUN_MARKER: 1, "config": config,
+                                                   "run": dataclasses.asdict(options)})  # fmt: skip
+        return self
+
+    def write_skipped(self, records: list[dict]) -> Path | None:
+        """List skipped samples in ``skipped_samples.json`` (and say so); nothing if none."""
+        if not records:
+            return None
+        path = write_json(self.path / "skipped_samples.json", {"count": len(records), "skipped": records})
+        print(f"skipped {len(records)} bad sample(s) (--on-bad-sample skip); list: {path}")
+        return path
+
+
+def _require_same_config(path: Path, recorded: dict, config: dict) -> None:
+    fresh = json.loads(json.dumps(config, default=str))  # compare as they were written
+    keys = sorted(set(recorded) | set(fresh))
+    changed = [k for k in keys if recorded.get(k) != fresh.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {fresh.get(k)!r}" for k in changed[:8])
+        raise RunError(
+            f"--resume: the run in {path} was started with a different config ({detail}). Resume with the "
+            "same flags, or --restart"
+        )
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def read_state(backup_dir) -> dict | None:
+    state_path = Path(backup_dir) / STATE_FILE
+    if not state_path.is_file():
+        return None
+    try:
+        state = json.loads(state_path.read_text())
+    except ValueError as exc:
+        # Cannot happen through kdface (state.json is renamed into place); someone edited it.
+        raise RunError(f"{state_path} is not valid JSON ({exc}); --restart to start over") from None
+    return state
+
+
+def _state_variables(model: keras.Model) -> list:
+    """Everything that determines the rest of a run: model variables (weights, BatchNorm statistics,
+    seed-generator states) and optimizer variables (step counter, moments), in a fixed order."""
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return list(model.variables) + list(model.optimizer.variables if model.optimizer else [])
+
+
+def save_backup(model: keras.Model, backup_dir, *, epoch: int, step: int, extra: dict) -> dict:
+    """Write one complete training state; returns the new ``state.json`` content."""
+    backup_dir = Path(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    variables = _state_variables(model)
+    global_step = int(model.optimizer.iterations.numpy()) if model.optimizer else 0
+    name = f"step-{global_step:010d}.npz"
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)})
+    with atomic_path(backup_dir / name) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    state = {"epoch": epoch, "step": step, "global_step": global_step, "checkpoint": name,
+             "variables": [v.path for v in variables], **extra}  # fmt: skip
+    write_json(backup_dir / STATE_FILE, state)  # the commit point
+    for old in backup_dir.glob("step-*.npz"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return state
+
+
+def restore_backup(model: keras.Model, backup_dir, state: dict) -> None:
+    """Assign the variables saved in ``state``'s checkpoint to ``model`` (and its optimizer)."""
+    path = Path(backup_dir) / state["checkpoint"]
+    variables = _state_variables(model)
+    paths = [v.path for v in variables]
+    if paths != state["variables"]:
+        missing = sorted(set(state["variables"]) - set(paths))[:5]
+        extra = sorted(set(paths) - set(state["variables"]))[:5]
+        raise RunError(
+            f"{path}: the backup does not match this model ({len(state['variables'])} saved variables, "
+            f"{len(paths)} here; only saved: {missing}; only here: {extra}); --restart to start over"
+        )
+    with np.load(path) as data:
+        for i, variable in enumerate(variables):
+            value = data[f"v{i}"]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise RunError(f"{path}: {variable.path} has shape {value.shape}, the model {variable.shape}")
+            variable.assign(value)
+
+
+# --------------------------------------------------------------------------- callbacks
 
 
 def deployable(model: keras.Model) -> keras.Model:
@@ -30,65 +280,201 @@ def deployable(model: keras.Model) -> keras.Model:
     return getattr(model, "deploy_model", model)
 
 
+def save_model_atomically(model: keras.Model, path) -> Path:
+    """Write ``model`` to ``path`` via a temporary file, so a crash never leaves a truncated model."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop at the first NaN/Inf loss, remembering the step; the savers below then save nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.tripped = False
+        self.step = None
+        self.value = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and not self.tripped:
+            self.tripped = True
+            self.value = float(loss)
+            self.step = int(self.model.optimizer.iterations.numpy())
+            self.model.stop_training = True
+
+
 class SaveDeployable(keras.callbacks.Callback):
     """Save the deployable model as ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves."""
 
-    def __init__(self, run_dir, monitor="val_loss", mode="min"):
+    def __init__(self, run_dir, monitor="val_loss", mode="min", guard=None, best=None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.monitor, self.mode = monitor, mode
-        self.best = None
+        self.guard = guard
+        self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.tripped:
+            return
         logs = logs or {}
         model = deployable(self.model)
         save_model_atomically(model, self.run_dir / "last.keras")
         value = logs.get(self.monitor)
-        if value is None:
+        if value is None or not math.isfinite(float(value)):
             return
         better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
         if better:
             self.best = float(value)
             save_model_atomically(model, self.run_dir / "best.keras")
-            (self.run_dir / "best.json").write_text(json.dumps({"epoch": epoch + 1, self.monitor: self.best}))
+            write_json(self.run_dir / "best.json", {"epoch": epoch + 1, self.monitor: self.best})
 
 
-def write_config(run_dir, config: dict) -> None:
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+class TrainingBackup(keras.callbacks.Callback):
+    """Resumable state every ``every`` optimizer steps and at each epoch end (see module doc)."""
+
+    def __init__(self, backup_dir, every: int, guard: StopOnNonFiniteLoss, saver: SaveDeployable):
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
+        self.every = every
+        self.guard, self.saver = guard, saver
+        self.batch_offset = 0  # batches of the current epoch done before this fit() call
+        self.epoch = 0
+        self.last_saved_step = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _save(self, epoch: int, step: int):
+        state = save_backup(
+            self.model, self.backup_dir, epoch=epoch, step=step, extra={"best": self.saver.best}
+        )
+        self.last_saved_step = state["global_step"]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.guard.tripped or not self.every:
+            return
+        if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
+            self._save(self.epoch, self.batch_offset + batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.batch_offset = 0
+        if not self.guard.tripped:
+            self._save(epoch + 1, 0)
+
+
+def _truncate_history(path: Path, epochs_done: int) -> None:
+    """Keep only the rows of epochs a resumed run will not redo (a kill can leave later ones)."""
+    if not path.is_file():
+        return
+    rows = list(csv.reader(path.read_text().splitlines()))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epochs_done]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(kept)
+    write_text(path, out.getvalue())
+
+
+# --------------------------------------------------------------------------- fit
+
+
+@dataclasses.dataclass
+class FitResult:
+    epochs_run: int
+    seconds: float
+    resumed_from: dict | None
+    last_backup_step: int | None
 
 
 def fit(
     model: keras.Model,
-    train_ds,
+    train_stream,
     val_ds,
     *,
-    run_dir,
+    run: RunDirectory,
     epochs: int,
+    steps_per_epoch: int,
     monitor: str = "val_loss",
     mode: str = "min",
-    steps_per_epoch: int | None = None,
     verbose: int | str = "auto",
     callbacks=(),
-):
-    """``model.fit`` with kdface's callbacks; returns the Keras ``History``."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+) -> FitResult:
+    """Train ``model`` for ``epochs`` epochs of ``steps_per_epoch`` steps, resumably.
+
+    ``train_stream(start_epoch, skip_batches)`` returns the endless training stream (see
+    :mod:`kdface.data.streams`). If ``run.state`` holds a backup, the variables are restored and
+    training continues from its epoch and batch. Raises :class:`NonFiniteLossError` if the loss
+    becomes NaN/Inf (nothing is saved from that step on; the last backup and ``last.keras`` are kept).
+    """
+    run_dir = run.path
+    if steps_per_epoch < 1:
+        raise RunError(f"an epoch has no full batch (steps_per_epoch={steps_per_epoch}); lower --batch-size")
+    check_free_space(run_dir, estimated_run_bytes(model))
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs and CI
+    start_epoch, skip, best = 0, 0, None
+    if run.state is not None:
+        if run.state.get("finished"):
+            print(f"{run_dir}: the run finished already; nothing to resume")
+            return FitResult(0, 0.0, run.state, None)
+        restore_backup(model, run.backup_dir, run.state)
+        start_epoch, skip, best = run.state["epoch"], run.state["step"], run.state.get("best")
+        print(
+            f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip} (step {run.state['global_step']})"
+        )
+    if skip >= steps_per_epoch:
+        start_epoch, skip = start_epoch + 1, 0
+    history_path = run_dir / "history.csv"
+    if start_epoch == 0 and skip == 0:
+        history_path.unlink(missing_ok=True)
+    else:
+        _truncate_history(history_path, start_epoch)
+
+    guard = StopOnNonFiniteLoss()
+    monitor = monitor if val_ds is not None else "loss"
+    saver = SaveDeployable(run_dir, monitor=monitor, mode=mode, guard=guard, best=best)
+    backup = TrainingBackup(run.backup_dir, run.options.backup_every, guard, saver)
     all_callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        guard,
+        keras.callbacks.CSVLogger(str(history_path), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False),
-        SaveDeployable(run_dir, monitor=monitor if val_ds is not None else "loss", mode=mode),
+        saver,
+        backup,
         *callbacks,
     ]
-    return model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=all_callbacks,
-        verbose=verbose,
-    )
+    started = time.time()
+    epoch = start_epoch
+    if skip and epoch < epochs:  # finish the interrupted epoch first
+        backup.batch_offset = skip
+        model.fit(train_stream(epoch, skip), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                  steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks, verbose=verbose)  # fmt: skip
+        epoch += 1
+    if epoch < epochs and not guard.tripped:
+        model.fit(train_stream(epoch, 0), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
+                  steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose)  # fmt: skip
+    seconds = time.time() - started
+    if guard.tripped:
+        kept = []
+        if backup.last_saved_step is not None or run.state is not None:
+            step = backup.last_saved_step if backup.last_saved_step is not None else run.state["global_step"]
+            kept.append(f"the backup at step {step} ({run.backup_dir})")
+        if (run_dir / "last.keras").exists():
+            kept.append(f"{run_dir / 'last.keras'}")
+        raise NonFiniteLossError(
+            f"the training loss became {guard.value} at step {guard.step} (epoch {guard.epoch + 1}); training "
+            f"stopped and nothing after that step was saved. Kept: {', '.join(kept) or 'nothing (no step had finished)'}. "
+            "Lower --learning-rate or check the data, then --restart (or --resume to retry from the backup)",
+            guard.step,
+        )
+    # Every epoch ran (or a user callback such as EarlyStopping ended the run): finished.
+    state = read_state(run.backup_dir) or {}
+    write_json(run.backup_dir / STATE_FILE, {**state, "finished": True})
+    for npz in run.backup_dir.glob("step-*.npz"):
+        npz.unlink(missing_ok=True)
+    return FitResult(epochs - start_epoch, seconds, run.state, backup.last_saved_step)

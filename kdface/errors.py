@@ -1,0 +1,58 @@
+"""kdface's documented errors. The CLIs print these as one clear message (no traceback).
+
+* :class:`DataFormatError` (a ``ValueError``): a data file is not in its expected format; names the
+  file, the line and what was expected.
+* :class:`UnsafeFileError` (a ``ValueError``): a file asks for something kdface refuses to do while
+  loading it (run code, reach outside the dataset root).
+* :class:`RunError`: a training run cannot start or go on (unwritable output, too little disk, a run
+  directory that holds another run, a loss that became NaN/Inf).
+"""
+
+from __future__ import annotations
+
+
+class KdfaceError(Exception):
+    """Base of every error kdface raises on purpose."""
+
+
+class DataFormatError(KdfaceError, ValueError):
+    """A data file is not in the format its reader expects.
+
+    The message names the file, the line (when there is one) and what was expected.
+    """
+
+    def __init__(self, path, expected: str, line: int | None = None, got: str | None = None):
+        where = f"{path}" if line is None else f"{path}:{line}"
+        msg = f"{where}: expected {expected}"
+        if got is not None:
+            msg += f", got {got!r}"
+        super().__init__(msg)
+        self.path = str(path)
+        self.line = line
+        self.expected = expected
+
+
+class UnsafeFileError(KdfaceError, ValueError):
+    """A file asks for something kdface will not do while loading it (run code, escape a folder)."""
+
+    def __init__(self, path, reason: str, hint: str | None = None, line: int | None = None):
+        where = f"{path}" if line is None else f"{path}:{line}"
+        message = f"{where}: refused: {reason}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+
+
+class RunError(KdfaceError, RuntimeError):
+    """A training run cannot start, or had to stop (the message says why and what was kept)."""
+
+
+class NonFiniteLossError(RunError):
+    """The training loss became NaN or Inf; training stopped and the last good checkpoint was kept."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
