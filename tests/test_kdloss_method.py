@@ -125,8 +125,8 @@ def test_bn_momentum_override_reaches_every_batchnorm_and_survives_saving(tmp_pa
 def test_cached_teacher_predictions_stay_aligned_with_their_images():
     # A "teacher" whose output identifies its input (the image's mean, repeated): after caching,
     # shuffling and batching, every cached prediction must still belong to the image beside it.
-    from kdface.data.sources import LandmarkSource
     from kdface.data.pipeline import CropConfig, landmark_training_stream
+    from kdface.data.sources import LandmarkSource
     from kdface.methods.kdloss import KDLossConfig, teacher_predictions
 
     rng = np.random.default_rng(0)

@@ -105,6 +105,8 @@ def _take(ds, n):
 
 
 def test_training_stream_is_deterministic_and_targets_are_normalised():
+    tf.random.set_seed(0)  # a global seed of 0 once broke tensor-seeded shuffles inside the stream
+
     def batches():
         ds = landmark_training_stream(
             _stream_source(), image_size=SIZE, batch_size=3, augment=AugmentConfig(), seed=5

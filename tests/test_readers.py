@@ -6,7 +6,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-import scipy.io
+from fixtures import pts_text, random_image, wflw_line, write_cofw_v5, write_cofw_v73
 
 from kdface.data import cofw, w300, wflw
 from kdface.data.landmarks import (
@@ -17,12 +17,6 @@ from kdface.data.landmarks import (
     flip_permutation,
     normalise,
 )
-
-
-def _image(h, w, seed, channels=3):
-    rng = np.random.default_rng(seed)
-    shape = (h, w, channels) if channels else (h, w)
-    return rng.integers(0, 256, shape, dtype=np.uint8)
 
 
 def _raises(fn, *, where: str):
@@ -38,17 +32,11 @@ def _raises(fn, *, where: str):
 # ------------------------------------------------------------------------------------------- 300W
 
 
-def _pts_text(points_file_convention, n_points=None):
-    n = len(points_file_convention) if n_points is None else n_points
-    body = "".join(f"{x} {y}\n" for x, y in points_file_convention)
-    return f"version: 1\nn_points: {n}\n{{\n{body}}}\n"
-
-
 def _write_300w_face(folder, name, seed):
     folder.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(folder / f"{name}.png"), _image(20, 24, seed))
+    cv2.imwrite(str(folder / f"{name}.png"), random_image(20, 24, seed))
     pts = np.random.default_rng(seed).uniform(1, 20, (68, 2)).round(3)
-    (folder / f"{name}.pts").write_text(_pts_text(pts))
+    (folder / f"{name}.pts").write_text(pts_text(pts))
     return pts
 
 
@@ -98,7 +86,7 @@ def test_300w_pts_round_trip(tmp_path):
 )
 def test_300w_malformed_pts(tmp_path, mutate, where):
     path = tmp_path / "foo.pts"
-    lines = _pts_text(np.ones((68, 2))).splitlines()
+    lines = pts_text(np.ones((68, 2))).splitlines()
     mutate(lines)
     path.write_text("\n".join(lines) + "\n")
     _raises(lambda: w300.read_pts(path), where=f"{path}{where}")
@@ -106,7 +94,7 @@ def test_300w_malformed_pts(tmp_path, mutate, where):
 
 def test_300w_wrong_point_count(tmp_path):
     path = tmp_path / "foo.pts"
-    path.write_text(_pts_text(np.ones((68, 2)), n_points=67))
+    path.write_text(pts_text(np.ones((68, 2)), n_points=67))
     err = _raises(lambda: w300.read_pts(path), where=str(path))
     assert "67 coordinate lines" in str(err)
 
@@ -116,7 +104,7 @@ def test_300w_wrong_point_count(tmp_path):
 
 def _cofw_fixture(n=3, seed=0):
     rng = np.random.default_rng(seed)
-    images = [_image(30, 40, 10), _image(25, 35, 11, channels=0), _image(32, 28, 12)][:n]
+    images = [random_image(30, 40, 10), random_image(25, 35, 11, channels=0), random_image(32, 28, 12)][:n]
     xs = rng.uniform(1, 20, (n, 29)).round(2)
     ys = rng.uniform(1, 20, (n, 29)).round(2)
     occ = rng.integers(0, 2, (n, 29)).astype(np.float64)
@@ -125,33 +113,6 @@ def _cofw_fixture(n=3, seed=0):
         [rng.uniform(1, 5, n).round(1), rng.uniform(1, 5, n).round(1), [10.0] * n, [12.0] * n], 1
     )
     return images, phis, boxes
-
-
-def _write_v5(path, images, phis, boxes, names=("IsTr", "phisTr", "bboxesTr")):
-    cell = np.empty((len(images), 1), dtype=object)
-    for i, image in enumerate(images):
-        cell[i, 0] = image
-    scipy.io.savemat(str(path), {names[0]: cell, names[1]: phis, names[2]: boxes})
-
-
-def _write_v73(path, images, phis, boxes, names=("IsTr", "phisTr", "bboxesTr")):
-    """What MATLAB ``save -v7.3`` produces: HDF5 with a 512-byte user block, arrays transposed."""
-    with h5py.File(path, "w", userblock_size=512) as f:
-        refs_group = f.create_group("#refs#")
-        refs = []
-        for i, image in enumerate(images):
-            dset = refs_group.create_dataset(f"r{i}", data=image.T)  # (3, W, H) or (W, H)
-            dset.attrs["MATLAB_class"] = np.bytes_("uint8")
-            refs.append(dset.ref)
-        cell = f.create_dataset(names[0], (1, len(images)), dtype=h5py.ref_dtype)  # N x 1 cell
-        cell[0, :] = refs
-        cell.attrs["MATLAB_class"] = np.bytes_("cell")
-        f.create_dataset(names[1], data=phis.T)  # (87, N)
-        f.create_dataset(names[2], data=boxes.T)  # (4, N)
-    with open(path, "r+b") as handle:
-        handle.write(
-            b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
-        )
 
 
 def _check_cofw(samples, images, phis, boxes, split):
@@ -174,8 +135,8 @@ def test_cofw_v5_and_v73_agree(tmp_path):
     images, phis, boxes = _cofw_fixture()
     (tmp_path / "v5").mkdir()
     (tmp_path / "v73").mkdir()
-    _write_v5(tmp_path / "v5/COFW_train_color.mat", images, phis, boxes)
-    _write_v73(tmp_path / "v73/COFW_train_color.mat", images, phis, boxes)
+    write_cofw_v5(tmp_path / "v5/COFW_train_color.mat", images, phis, boxes)
+    write_cofw_v73(tmp_path / "v73/COFW_train_color.mat", images, phis, boxes)
     assert h5py.is_hdf5(tmp_path / "v73/COFW_train_color.mat")
     v5 = list(cofw.read_split(tmp_path / "v5", "train"))
     v73 = list(cofw.read_split(tmp_path / "v73", "train"))
@@ -185,14 +146,14 @@ def test_cofw_v5_and_v73_agree(tmp_path):
 
 def test_cofw_test_split_variables(tmp_path):
     images, phis, boxes = _cofw_fixture(n=2)
-    _write_v73(tmp_path / "COFW_test_color.mat", images, phis, boxes, names=("IsT", "phisT", "bboxesT"))
+    write_cofw_v73(tmp_path / "COFW_test_color.mat", images, phis, boxes, names=("IsT", "phisT", "bboxesT"))
     _check_cofw(list(cofw.read_split(tmp_path, "test")), images, phis, boxes, "test")
     _raises(lambda: cofw.read_split(tmp_path, "train"), where=str(tmp_path))  # no train file
     with pytest.raises(ValueError):
         list(cofw.read_split(tmp_path, "val"))
 
 
-@pytest.mark.parametrize("writer", [_write_v5, _write_v73])
+@pytest.mark.parametrize("writer", [write_cofw_v5, write_cofw_v73])
 def test_cofw_malformed(tmp_path, writer):
     images, phis, boxes = _cofw_fixture()
     path = tmp_path / "COFW_train_color.mat"
@@ -231,7 +192,7 @@ def test_cofw_folder_round_trip(tmp_path):
     rng = np.random.default_rng(3)
     written = {}
     for name in ("img1", "img2"):
-        cv2.imwrite(str(tmp_path / f"{name}.png"), _image(16, 16, 7))
+        cv2.imwrite(str(tmp_path / f"{name}.png"), random_image(16, 16, 7))
         xs, ys = rng.uniform(1, 15, 29).round(3), rng.uniform(1, 15, 29).round(3)
         (tmp_path / f"an_{name}.txt").write_text(
             "\t".join(map(str, xs)) + "\n" + "\t".join(map(str, ys)) + "\n"
@@ -256,10 +217,6 @@ def test_cofw_folder_round_trip(tmp_path):
 # ------------------------------------------------------------------------------------------- WFLW
 
 
-def _wflw_line(coords, box, attrs, rel):
-    return " ".join([*(f"{v:.6f}" for v in coords.reshape(-1)), *map(str, box), *map(str, attrs), rel])
-
-
 def _wflw_fixture(root):
     rng = np.random.default_rng(5)
     ann_dir = root / wflw.ANNOTATION_DIR
@@ -267,7 +224,7 @@ def _wflw_fixture(root):
     rels = ["51--Dresses/51_Dresses_wearingdress_51_377.jpg", "0--Parade/0_Parade_marchingband_1_116.jpg"]
     for rel in rels:
         (root / "WFLW_images" / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / "WFLW_images" / rel), _image(20, 20, 1))
+        cv2.imwrite(str(root / "WFLW_images" / rel), random_image(20, 20, 1))
     faces = {
         "test": [
             (rng.uniform(0, 19, (98, 2)), (1, 2, 15, 18), (1, 0, 0, 0, 1, 0), rels[0]),
@@ -280,7 +237,7 @@ def _wflw_fixture(root):
         ],
     }
     for split, rows in faces.items():
-        lines = [_wflw_line(*row) for row in rows]
+        lines = [wflw_line(*row) for row in rows]
         if split == "test":
             lines.insert(1, "")  # blank line: skipped, but line numbers keep counting
         (ann_dir / wflw.ANNOTATION_FILES[split]).write_text("\n".join(lines) + "\n")
@@ -317,7 +274,7 @@ def test_wflw_read_split(tmp_path):
 def test_wflw_parse_line():
     coords = np.arange(196, dtype=np.float64).reshape(98, 2) / 4
     landmarks, box, attrs, rel = wflw.parse_line(
-        _wflw_line(coords, (1, 2, 3, 4), (0, 1, 0, 1, 0, 1), "a/b.jpg"), "f", 1
+        wflw_line(coords, (1, 2, 3, 4), (0, 1, 0, 1, 0, 1), "a/b.jpg"), "f", 1
     )
     np.testing.assert_allclose(landmarks, coords + 0.5)
     assert box == (1.5, 2.5, 3.5, 4.5) and rel == "a/b.jpg"

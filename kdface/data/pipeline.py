@@ -249,7 +249,7 @@ def landmark_training_stream(
     memory once. ``extra`` is a dataset aligned with ``source`` (same order) whose elements are
     attached to the inputs as a dict ``{"image": ..., **extra}`` (e.g. cached teacher predictions).
     """
-    from kdface.data.streams import epoch_stream
+    from kdface.data.streams import epoch_stream, windowed_shuffle
 
     augment = augment or AugmentConfig.none()
     prepare = _prepare_fn(image_size, crop, augment, target_transform, with_meta=False)
@@ -271,13 +271,13 @@ def landmark_training_stream(
                                 num_parallel_calls=tf.data.AUTOTUNE).cache()  # fmt: skip
 
         def one_epoch(epoch_seed, skip):
-            ds = prepared.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+            ds = windowed_shuffle(prepared, epoch_seed, shuffle_buffer)
             ds = ds.skip(skip).map(with_extra, num_parallel_calls=tf.data.AUTOTUNE)
             return ds.batch(batch_size, drop_remainder=True)
     else:
 
         def one_epoch(epoch_seed, skip):
-            ds = elements.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+            ds = windowed_shuffle(elements, epoch_seed, shuffle_buffer)
             ds = ds.enumerate().skip(skip)  # skip before decoding: resuming mid-epoch costs no augmentation
 
             def element(index, pair):

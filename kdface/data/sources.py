@@ -162,6 +162,8 @@ def load_landmark_split(
         shuffle_files=False,  # a fixed order: cached teacher predictions are zipped with it
     )
     size = int(builder.info.splits[tfds_split].num_examples)
+    parts = set(_SPLITS[name][base].split("+"))
+    skipped = [record for record in skipped if record.get("split") in parts]
     if name == "wflw" and base in wflw.ATTRIBUTES:
         index = wflw.ATTRIBUTES.index(base)
         ds = ds.filter(lambda example: example["attributes"][index])

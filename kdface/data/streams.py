@@ -21,6 +21,23 @@ def epoch_seed(seed, epoch):
     return tf.cast(seed, tf.int64) * _EPOCH_STRIDE + tf.cast(epoch, tf.int64)
 
 
+def windowed_shuffle(ds: tf.data.Dataset, seed, window: int) -> tf.data.Dataset:
+    """Shuffle ``ds`` within consecutive windows of ``window`` elements, statelessly from ``seed``.
+
+    The same mixing as a shuffle buffer of that size, but a pure function of ``seed`` (a tensor is
+    fine), which ``Dataset.shuffle`` is not: its seed goes through TF's global-seed logic, which
+    cannot take a tensor when the global seed is 0.
+    """
+    seed = tf.cast(seed, tf.int64)
+
+    def permute(window_index, elements):
+        n = tf.shape(tf.nest.flatten(elements)[0])[0]
+        order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([seed, window_index])))
+        return tf.nest.map_structure(lambda t: tf.gather(t, order), elements)
+
+    return ds.batch(window).enumerate().map(permute).unbatch()
+
+
 def epoch_stream(one_epoch, *, seed: int, batch_size: int, start_epoch: int = 0, skip_batches: int = 0):
     """``one_epoch(epoch_seed, skip_elements)`` for epoch ``start_epoch`` (skipping ``skip_batches``
     batches), then for every following epoch, forever, prefetched."""

@@ -60,8 +60,9 @@ class _LandmarkBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self.bad_samples = BadSamples(on_bad_sample)
         super().__init__(**kwargs)
 
-    def _checked(self, samples):
-        return validated_samples(samples, self.NUM_POINTS, self.bad_samples)
+    def _checked(self, samples, split: str):
+        self.bad_samples.split = split  # TFDS generates one split at a time
+        yield from validated_samples(samples, self.NUM_POINTS, self.bad_samples)
 
 
 class KdfaceW300(_LandmarkBuilder):
@@ -84,7 +85,7 @@ class KdfaceW300(_LandmarkBuilder):
         return {split: self._generate_examples(root, split) for split in ("train", "common", "challenging")}
 
     def _generate_examples(self, root, split):
-        for sample in self._checked(w300.read_split(root, split, bad=self.bad_samples)):
+        for sample in self._checked(w300.read_split(root, split, bad=self.bad_samples), split):
             yield _example(sample)
 
 
@@ -107,7 +108,7 @@ class KdfaceCofw(_LandmarkBuilder):
         return {split: self._generate_examples(root, split) for split in ("train", "test")}
 
     def _generate_examples(self, root, split):
-        for sample in self._checked(cofw.read_split(root, split, bad=self.bad_samples)):
+        for sample in self._checked(cofw.read_split(root, split, bad=self.bad_samples), split):
             yield _example(sample, occluded=np.asarray(sample.attributes["occluded"], np.bool_))
 
 
@@ -131,7 +132,7 @@ class KdfaceWflw(_LandmarkBuilder):
         return {split: self._generate_examples(root, split) for split in ("train", "test")}
 
     def _generate_examples(self, root, split):
-        for sample in self._checked(wflw.read_split(root, split, bad=self.bad_samples)):
+        for sample in self._checked(wflw.read_split(root, split, bad=self.bad_samples), split):
             flags = [bool(sample.attributes[name]) for name in wflw.ATTRIBUTES]
             yield _example(sample, attributes=np.asarray(flags, np.bool_))
 

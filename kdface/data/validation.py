@@ -38,6 +38,7 @@ class SkippedSample:
     path: str
     line: int | None
     reason: str
+    split: str | None = None
 
 
 class BadSamples:
@@ -48,12 +49,13 @@ class BadSamples:
             raise ValueError(f"on_bad_sample must be one of {POLICIES}, got {policy!r}")
         self.policy = policy
         self.skipped: list[SkippedSample] = []
+        self.split: str | None = None  # set by a builder while it generates one split
 
     def handle(self, error: DataFormatError) -> None:
         """Raise ``error`` under ``error``; record it under ``skip``."""
         if self.policy == "error":
             raise error
-        self.skipped.append(SkippedSample(error.path, error.line, str(error)))
+        self.skipped.append(SkippedSample(error.path, error.line, str(error), self.split))
 
     def __len__(self) -> int:
         return len(self.skipped)
@@ -163,7 +165,9 @@ def check_image_bytes(data: bytes, path, line: int | None = None) -> tuple[int, 
 def check_image_file(path, line: int | None = None, annotation=None) -> tuple[int, int]:
     """Validate the image at ``path``; errors name ``annotation:line`` too when given."""
     path = Path(path)
-    where = f"{annotation}:{line} -> {path}" if annotation is not None else path
+    where = path
+    if annotation is not None:
+        where = f"{annotation}{'' if line is None else f':{line}'} -> {path}"
     if not path.is_file():
         raise DataFormatError(where, "an image file", got="missing")
     return check_image_bytes(path.read_bytes(), where)

@@ -244,7 +244,8 @@ def save_backup(model: keras.Model, backup_dir, *, epoch: int, step: int, extra:
     with atomic_path(backup_dir / name) as tmp:
         tmp.write_bytes(buffer.getvalue())
     state = {"epoch": epoch, "step": step, "global_step": global_step, "checkpoint": name,
-             "variables": [v.path for v in variables], **extra}  # fmt: skip
+             "variables": [v.path for v in variables], "shapes": [list(v.shape) for v in variables],
+             **extra}  # fmt: skip
     write_json(backup_dir / STATE_FILE, state)  # the commit point
     for old in backup_dir.glob("step-*.npz"):
         if old.name != name:
@@ -256,13 +257,20 @@ def restore_backup(model: keras.Model, backup_dir, state: dict) -> None:
     """Assign the variables saved in ``state``'s checkpoint to ``model`` (and its optimizer)."""
     path = Path(backup_dir) / state["checkpoint"]
     variables = _state_variables(model)
-    paths = [v.path for v in variables]
-    if paths != state["variables"]:
-        missing = sorted(set(state["variables"]) - set(paths))[:5]
-        extra = sorted(set(paths) - set(state["variables"]))[:5]
+    # Variable names carry per-process counters (dense_1 vs dense_3), so the layout is matched by
+    # order and shape; the saved names are shown when it does not match.
+    saved_shapes = [tuple(shape) for shape in state["shapes"]]
+    shapes = [tuple(v.shape) for v in variables]
+    if saved_shapes != shapes:
+        i = next(
+            (k for k, (a, b) in enumerate(zip(saved_shapes, shapes, strict=False)) if a != b),
+            min(len(shapes), len(saved_shapes)),
+        )
+        saved = f"{state['variables'][i]} {saved_shapes[i]}" if i < len(saved_shapes) else "nothing"
+        here = f"{variables[i].path} {shapes[i]}" if i < len(shapes) else "nothing"
         raise RunError(
-            f"{path}: the backup does not match this model ({len(state['variables'])} saved variables, "
-            f"{len(paths)} here; only saved: {missing}; only here: {extra}); --restart to start over"
+            f"{path}: the backup does not match this model ({len(saved_shapes)} saved variables, {len(shapes)} "
+            f"here; variable {i}: saved {saved}, here {here}); --restart to start over"
         )
     with np.load(path) as data:
         for i, variable in enumerate(variables):
@@ -453,11 +461,11 @@ def fit(
     if skip and epoch < epochs:  # finish the interrupted epoch first
         backup.batch_offset = skip
         model.fit(train_stream(epoch, skip), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                  steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks, verbose=verbose)  # fmt: skip
+                  steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
         epoch += 1
     if epoch < epochs and not guard.tripped:
         model.fit(train_stream(epoch, 0), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
-                  steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose)  # fmt: skip
+                  steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
     seconds = time.time() - started
     if guard.tripped:
         kept = []

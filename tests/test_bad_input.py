@@ -1,0 +1,236 @@
+"""Bad input: under ``--on-bad-sample error`` a clear error naming file and line; under ``skip`` a
+counted, listed skip. Exercised through the TFDS builders (what training reads), on fixture trees
+written in the real formats. Also: refusals of unsafe files (path escapes, Lambda models)."""
+
+from __future__ import annotations
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from fixtures import pts_text, random_image, wflw_line, write_cofw_v5
+
+from kdface.data import wflw
+from kdface.data.sources import load_landmark_split
+from kdface.errors import DataFormatError, UnsafeFileError
+from kdface.evaluation import load_model
+from kdface.io.safe_load import load_keras_model
+
+
+def _good_face(folder, name, seed, size=(40, 48)):
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    cv2.imwrite(str(folder / f"{name}.jpg"), random_image(h, w, seed))
+    pts = np.random.default_rng(seed).uniform(5, min(h, w) - 5, (68, 2)).round(2)
+    (folder / f"{name}.pts").write_text(pts_text(pts))
+    return pts
+
+
+def _jpeg(seed=0, h=40, w=48):
+    return cv2.imencode(".jpg", random_image(h, w, seed))[1].tobytes()
+
+
+# name -> (how to break one face in afw/, text the error must contain)
+def _corrupt_image(folder):
+    (folder / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg at all" * 20)
+
+
+def _truncated_image(folder):
+    data = _jpeg()
+    (folder / "bad.jpg").write_bytes(data[: len(data) * 2 // 3])  # header intact, scan cut short
+
+
+def _empty_image(folder):
+    (folder / "bad.jpg").write_bytes(b"")
+
+
+def _missing_image(folder):
+    (folder / "bad.jpg").unlink()
+
+
+def _absurd_dimensions(folder):
+    (folder / "bad.jpg").unlink()
+    cv2.imwrite(str(folder / "bad.png"), np.zeros((4, 40000, 3), np.uint8))
+
+
+def _malformed_pts(folder):
+    text = (folder / "bad.pts").read_text().splitlines()
+    text[10] = "12.5 twelve"
+    (folder / "bad.pts").write_text("\n".join(text) + "\n")
+
+
+def _nan_landmark(folder):
+    text = (folder / "bad.pts").read_text().splitlines()
+    text[5] = "nan 3.0"
+    (folder / "bad.pts").write_text("\n".join(text) + "\n")
+
+
+def _wrong_count(folder):
+    pts = np.random.default_rng(0).uniform(5, 30, (67, 2))
+    (folder / "bad.pts").write_text(pts_text(pts))
+
+
+def _far_outside(folder):
+    text = (folder / "bad.pts").read_text().splitlines()
+    text[20] = "9000.0 12.0"
+    (folder / "bad.pts").write_text("\n".join(text) + "\n")
+
+
+BREAKAGES = {
+    "corrupt image": (_corrupt_image, "an image file (JPEG, PNG"),
+    "truncated image": (_truncated_image, "decodes completely"),
+    "empty image": (_empty_image, "a non-empty image file"),
+    "missing image": (_missing_image, "an image beside it"),
+    "absurd dimensions": (_absurd_dimensions, "40000 x 4"),
+    "malformed annotation line": (_malformed_pts, "bad.pts:11: expected two numbers"),
+    "NaN landmark": (_nan_landmark, "bad.pts:6: expected finite coordinates"),
+    "wrong landmark count": (_wrong_count, "68 landmarks"),
+    "landmark far outside the image": (_far_outside, "point 17 at (8999.5"),
+}
+
+
+def _tree(root, breakage):
+    for i in range(3):
+        _good_face(root / "afw", f"good{i}", i)
+    for i in range(2):
+        _good_face(root / "ibug", f"test{i}", 10 + i)
+        _good_face(root / "lfpw" / "testset", f"test{i}", 20 + i)
+    _good_face(root / "afw", "bad", 99)
+    breakage(root / "afw")
+
+
+@pytest.mark.parametrize("name", list(BREAKAGES))
+def test_300w_bad_sample_error_names_file_and_reason(tmp_path, name):
+    breakage, message = BREAKAGES[name]
+    _tree(tmp_path / "raw", breakage)
+    with pytest.raises(DataFormatError) as info:
+        load_landmark_split("300w", "train", tmp_path / "raw", tmp_path / "tfds")
+    assert "afw/bad." in str(info.value) and message in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("name", list(BREAKAGES))
+def test_300w_bad_sample_skip_counts_and_lists_it(tmp_path, name):
+    breakage, message = BREAKAGES[name]
+    _tree(tmp_path / "raw", breakage)
+    source = load_landmark_split("300w", "train", tmp_path / "raw", tmp_path / "tfds", on_bad_sample="skip")
+    keys = sorted(example["key"].numpy().decode() for example in source.dataset)
+    assert keys == ["afw/good0", "afw/good1", "afw/good2"] and source.size == 3
+    assert len(source.skipped) == 1
+    assert "afw/bad." in source.skipped[0]["path"] and message in source.skipped[0]["reason"]
+    # The policy is part of the prepared copy's identity: "error" still refuses the same tree.
+    with pytest.raises(DataFormatError):
+        load_landmark_split("300w", "train", tmp_path / "raw", tmp_path / "tfds")
+
+
+def _wflw_tree(root, bad_line):
+    ann_dir = root / wflw.ANNOTATION_DIR
+    ann_dir.mkdir(parents=True)
+    (root / "WFLW_images" / "e").mkdir(parents=True)
+    (root / "WFLW_images" / "e" / "a.jpg").write_bytes(_jpeg(1, 60, 60))
+    rng = np.random.default_rng(0)
+    good = [wflw_line(rng.uniform(5, 50, (98, 2)), (2, 2, 55, 55), (0,) * 6, "e/a.jpg") for _ in range(2)]
+    lines = [good[0], bad_line, good[1]]
+    for split in ("train", "test"):
+        (ann_dir / wflw.ANNOTATION_FILES[split]).write_text("\n".join(lines) + "\n")
+    return ann_dir / wflw.ANNOTATION_FILES["train"]
+
+
+def _line(path="e/a.jpg", flags=(0,) * 6, points=None):
+    points = np.random.default_rng(1).uniform(5, 50, (98, 2)) if points is None else points
+    return wflw_line(points, (2, 2, 55, 55), flags, path)
+
+
+WFLW_BAD_LINES = {
+    "wrong field count": (" ".join(_line().split()[:-3]), "207 space-separated fields"),
+    "out-of-range attribute label": (_line(flags=(0, 2, 0, 0, 0, 0)), "attribute 'expression'"),
+    "NaN coordinate": (
+        " ".join(_line().split()[:7] + ["nan"] + _line().split()[8:]),
+        "field 8 is 'nan' (not finite)",
+    ),
+    "missing image": (_line(path="e/missing.jpg"), "an image at"),
+}
+
+
+@pytest.mark.parametrize("name", list(WFLW_BAD_LINES))
+def test_wflw_bad_line_error_and_skip(tmp_path, name):
+    bad_line, message = WFLW_BAD_LINES[name]
+    annotation = _wflw_tree(tmp_path / "raw", bad_line)
+    with pytest.raises(DataFormatError) as info:
+        load_landmark_split("wflw", "train", tmp_path / "raw", tmp_path / "tfds")
+    assert f"{annotation}:2" in str(info.value) and message in str(info.value), str(info.value)
+    source = load_landmark_split("wflw", "train", tmp_path / "raw", tmp_path / "tfds", on_bad_sample="skip")
+    assert source.size == 2 and len(source.skipped) == 1 and source.skipped[0]["line"] == 2
+
+
+@pytest.mark.parametrize(
+    "path", ["../../etc/passwd", "/etc/passwd", "e/../../outside.jpg", "C:\\Windows\\x.jpg"]
+)
+def test_wflw_paths_leaving_the_dataset_root_are_refused_even_under_skip(tmp_path, path):
+    annotation = _wflw_tree(tmp_path / "raw", _line(path=path))
+    for policy in ("error", "skip"):
+        with pytest.raises(UnsafeFileError) as info:
+            list(wflw.read_split(tmp_path / "raw", "train", bad=policy))
+        assert f"{annotation}:2" in str(info.value) and "refused" in str(info.value)
+
+
+def test_cofw_bad_rows_error_or_skip(tmp_path):
+    rng = np.random.default_rng(0)
+    images = [random_image(50, 50, i) for i in range(3)]
+    phis = np.concatenate([rng.uniform(5, 45, (3, 58)), np.zeros((3, 29))], axis=1)
+    phis[1, 3] = np.nan
+    boxes = np.tile([3.0, 3.0, 40.0, 40.0], (3, 1))
+    write_cofw_v5(tmp_path / "COFW_train_color.mat", images, phis, boxes)
+    write_cofw_v5(tmp_path / "COFW_test_color.mat", images, phis, boxes, names=("IsT", "phisT", "bboxesT"))
+    with pytest.raises(DataFormatError, match=r"COFW_train_color.mat:1: expected finite values"):
+        load_landmark_split("cofw", "train", tmp_path, tmp_path / "tfds")
+    source = load_landmark_split("cofw", "train", tmp_path, tmp_path / "tfds", on_bad_sample="skip")
+    assert source.size == 2 and [r["line"] for r in source.skipped] == [1]
+
+
+def test_unsafe_keras_model_is_refused_unless_allowed(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs))
+    model.save(tmp_path / "lambda.keras")
+    for loader in (load_keras_model, load_model):
+        with pytest.raises(UnsafeFileError, match="--unsafe-load-model"):
+            loader(tmp_path / "lambda.keras")
+    loaded = load_keras_model(tmp_path / "lambda.keras", unsafe=True)
+    np.testing.assert_allclose(loaded.predict(np.ones((1, 4)), verbose=0), 2.0)
+    (tmp_path / "fake.keras").write_bytes(b"not a zip")
+    with pytest.raises(UnsafeFileError, match="not a Keras v3 model archive"):
+        load_keras_model(tmp_path / "fake.keras")
+
+
+@pytest.mark.slow
+def test_training_cli_skips_lists_and_counts_bad_samples(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from kdface.data import synthfaces
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "synthfaces"
+    synthfaces.generate(data, synthfaces.SynthFacesConfig.tiny())
+    victim = sorted((data / "300w" / "afw").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:300])  # truncated download
+    command = [sys.executable, root / "train_student.py", "--no-kd", "--dataset", "synthface", "--data-dir", data,
+               "--tfds-dir", tmp_path / "tfds", "--image-size", "32", "--batch-size", "4", "--epochs", "1",
+               "--out", tmp_path / "m.keras"]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def run(*extra):
+        return subprocess.run(list(map(str, command + list(extra))), capture_output=True, text=True, env=env,
+                              cwd=tmp_path)  # fmt: skip
+
+    refused = run("--run-dir", tmp_path / "run_error")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and victim.name in last and "decodes completely" in last
+    skipped = run("--run-dir", tmp_path / "run_skip", "--on-bad-sample", "skip")
+    assert skipped.returncode == 0, skipped.stdout[-2000:] + skipped.stderr[-2000:]
+    assert "skipped 1 bad sample(s)" in skipped.stdout
+    listing = json.loads((tmp_path / "run_skip" / "skipped_samples.json").read_text())
+    assert listing["count"] == 1 and victim.name in listing["skipped"][0]["path"]
