@@ -10,6 +10,7 @@ from kdface.training.trainer import (
     fit,
     run_options_from_args,
     save_model_atomically,
+    seed_models,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "fit",
     "run_options_from_args",
     "save_model_atomically",
+    "seed_models",
 ]

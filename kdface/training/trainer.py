@@ -84,10 +84,20 @@ def run_options_from_args(args) -> RunOptions:
 
 
 def configure_determinism(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras; with ``deterministic``, also TF op determinism."""
+    """Seed Python, NumPy, TensorFlow and Keras; with ``deterministic``, also TF op determinism.
+
+    Call it again right before building the models (:func:`seed_models`): data preparation (TFDS)
+    draws from Python's ``random``, from which Keras seeds its global generator, so a run that prepared
+    its data in-process would otherwise initialise differently from one that found it prepared.
+    """
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def seed_models(seed: int) -> None:
+    """Reseed just before building models, so initial weights do not depend on what ran before."""
+    keras.utils.set_random_seed(seed)
 
 
 # --------------------------------------------------------------------------- output checks
@@ -367,6 +377,8 @@ class TrainingBackup(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.guard.tripped or not self.every:
             return
+        if batch + 1 == self.params.get("steps"):
+            return  # the epoch's last batch: the epoch-end backup follows, after validation and logs
         if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
             self._save(self.epoch, self.batch_offset + batch + 1)
 
