@@ -214,7 +214,7 @@ def test_training_cli_skips_lists_and_counts_bad_samples(tmp_path):
     root = Path(__file__).resolve().parents[1]
     data = tmp_path / "synthfaces"
     synthfaces.generate(data, synthfaces.SynthFacesConfig.tiny())
-    victim = sorted((data / "300w" / "afw").glob("*.jpg"))[0]
+    victim = sorted((data / "300w" / "afw").glob("*.png"))[0]
     victim.write_bytes(victim.read_bytes()[:300])  # truncated download
     command = [sys.executable, root / "train_student.py", "--no-kd", "--dataset", "synthface", "--data-dir", data,
                "--tfds-dir", tmp_path / "tfds", "--image-size", "32", "--batch-size", "4", "--epochs", "1",
