@@ -1,6 +1,7 @@
 """Property-based fuzzing of every reader: damaged and random input raises only kdface's documented
 errors (:class:`~kdface.errors.DataFormatError`, :class:`~kdface.errors.UnsafeFileError`) or is read
 successfully. Any other exception (``IndexError``, ``OSError``, a library's own error type...) fails.
+The bugs this fuzzing found in kdface are fixed and pinned by regression tests (section "found by fuzzing").
 
 Inputs are valid files in the real formats with random mutations (byte flips and overwrites with
 boundary integers, insertions, deletions, duplicated chunks, truncation; for text formats also token
@@ -15,20 +16,16 @@ random cases every time::
 
     KDFACE_FUZZ_PROFILE=long KDFACE_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_fuzz.py
 
-Native crashes: a segfault cannot be caught and aborts the whole pytest run, so mutation kinds that
-crash a C reader are left out (checked beforehand with every case run in a child process):
-
-* COFW v5 (``scipy.io.loadmat``, scipy 1.17.1): changing a tag inside a miMATRIX or its array-flags
-  word, and inserting, deleting or duplicating bytes (which misaligns tags) crash scipy's C reader
-  (SIGSEGV/SIGBUS). v5 files get only in-place changes elsewhere, and truncation; see
-  :func:`_v5_safe_regions`. Random bytes, with or without a v5 header, did not crash it.
-* COFW v7.3 (HDF5 via h5py): nothing left out; mutations anywhere in the file, metadata included,
-  did not crash the HDF5 library in thousands of cases.
+Native crashes: scipy 1.17.1's C reader of MATLAB v5 files can be crashed (SIGSEGV/SIGBUS) by a changed
+tag inside a miMATRIX or its array-flags word, or by inserted/deleted bytes, and made to allocate
+gigabytes by a changed cell-array dimension. kdface therefore reads v5 files in a child process with
+capped memory (``kdface.data.cofw._loadmat_isolated``); :func:`test_fuzz_cofw_v5_hostile` throws
+exactly those mutations at it. COFW v7.3 (HDF5 via h5py): mutations anywhere in the file, metadata
+included, did not crash the HDF5 library in thousands of cases.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import pickle
 import re
@@ -71,23 +68,8 @@ def _scaled(fraction: float, floor: int = 100) -> int:
 # ------------------------------------------------------------------------------------ mutations
 
 BYTE_OPS = ("flip", "byte", "word", "insert", "delete", "duplicate", "truncate")
-BOUNDARY_INTS = (
-    0,
-    1,
-    2,
-    0x7F,
-    0x80,
-    0xFF,
-    0x100,
-    0x7FFF,
-    0xFFFF,
-    0x7FFFFFFF,
-    0xFFFFFFFF,
-    2**63 - 1,
-    2**64 - 1,
-)
-
-
+BOUNDARY_INTS = (0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0xFFFF)
+BOUNDARY_INTS += (2**31 - 1, 2**32 - 1, 2**63 - 1, 2**64 - 1)  # word-size limits
 IN_PLACE_OPS = ("flip", "byte", "word")  # keep every offset; the others shift or cut the rest
 
 
@@ -272,13 +254,6 @@ def wflw_root(workdir):
     return root
 
 
-def _known_wflw_long_name_bug(exc: OSError) -> bool:
-    # KNOWN KDFACE BUG (reported, test_wflw_overlong_image_name below): wflw.read_split calls
-    # Path.is_file(), which on Python < 3.12 raises OSError(ENAMETOOLONG) for a path component over
-    # 255 bytes instead of returning False. Remove this allowance when wflw.py is fixed.
-    return exc.errno == errno.ENAMETOOLONG
-
-
 @given(
     data=mutated_text("\n".join(WFLW_SEED_LINES) + "\n"),
     split=st.sampled_from(("test", "pose", "blur")),
@@ -286,28 +261,18 @@ def _known_wflw_long_name_bug(exc: OSError) -> bool:
 )
 def test_fuzz_wflw_read_split(wflw_root, data, split, bad):
     _write(wflw_root / wflw.ANNOTATION_DIR / wflw.ANNOTATION_FILES["test"], data)
-    try:
-        samples = _documented_or_result(lambda: wflw.read_split(wflw_root, split, bad=bad))
-    except OSError as exc:
-        if not _known_wflw_long_name_bug(exc):
-            raise
-        event("outcome: known bug, OSError ENAMETOOLONG")
-        return
+    samples = _documented_or_result(lambda: wflw.read_split(wflw_root, split, bad=bad))
     image_root = os.path.normpath(wflw_root / wflw.IMAGE_DIR)
     for sample in samples or []:
         assert os.path.normpath(sample.image_path).startswith(image_root + os.sep)
         assert sample.landmarks.shape == (98, 2)
 
 
-@pytest.mark.xfail(
-    raises=OSError,
-    strict=True,
-    reason="kdface bug: wflw.read_split lets OSError(ENAMETOOLONG) from Path.is_file escape",
-)
 def test_wflw_overlong_image_name(wflw_root):
+    """Found by fuzzing: Path.is_file raised OSError(ENAMETOOLONG) out of the reader."""
     line = WFLW_SEED_LINES[0].rsplit(" ", 1)[0] + " " + LONG_NAME
     _write(wflw_root / wflw.ANNOTATION_DIR / wflw.ANNOTATION_FILES["test"], line.encode())
-    with pytest.raises(DataFormatError, match="an image at"):
+    with pytest.raises(DataFormatError, match="an image path the file system accepts"):
         list(wflw.read_split(wflw_root, "test"))
 
 
@@ -353,19 +318,21 @@ _V73_REGIONS = _v73_regions()
 
 
 def _v5_safe_regions(seed: bytes):
-    """Byte ranges of the v5 seed where in-place changes cannot crash ``scipy.io.loadmat``.
+    """Byte ranges of the v5 seed where in-place changes neither crash nor exhaust the machine.
 
     scipy 1.17.1's C reader (``scipy.io.matlab._mio5_utils``) dies with SIGSEGV/SIGBUS, taking pytest
     with it, on a miMATRIX whose array flags claim a complex array without an imaginary part, or whose
     sub-element tag has an unknown type or the small-element bit (found by this fuzzer and mapped by
     changing every byte of the seed in a child process). Shifting bytes (insert, delete, duplicate)
-    misaligns tags and crashes it too. So v5 files only get in-place changes outside those fields,
-    and truncation. Left out: every tag inside a miMATRIX and each array-flags word.
+    misaligns tags and crashes it too. And a cell array's dimensions are allocated (as an object array,
+    filled) before any element is read: one changed byte made a 2 KB file take 8 GB. So v5 files only
+    get in-place changes outside those fields, and truncation. Left out: every tag inside a miMATRIX,
+    each array-flags word and the dimensions of cell arrays.
     """
     fragile = []
 
     def walk(start, stop, inside_matrix):
-        offset = start
+        offset, cell = start, False
         while offset + 8 <= stop:
             kind, size = struct.unpack_from("<II", seed, offset)
             if inside_matrix:
@@ -375,6 +342,10 @@ def _v5_safe_regions(seed: bytes):
                 continue
             if kind == 6 and inside_matrix:  # miUINT32 array flags: class and complex/global/logical bits
                 fragile.append((offset + 8, offset + 16))
+                cell = seed[offset + 8] == 1  # mxCELL_CLASS
+            elif kind == 5 and cell:  # miINT32 dimensions of a cell array
+                fragile.append((offset + 8, offset + 8 + size))
+                cell = False
             if kind == 14:  # miMATRIX: flags, dims, name, then the data elements (or nested matrices)
                 walk(offset + 8, offset + 8 + size, True)
             offset += 8 + size + (-size % 8 if kind != 14 else 0)
@@ -405,6 +376,14 @@ def _read_cofw(path, bad):
     bad=st.sampled_from((None, "skip")),
 )
 def test_fuzz_cofw_v5_mutations(workdir, data, bad):
+    _read_cofw(_write(workdir / "v5.mat", data), bad)
+
+
+@settings(max_examples=max(50, settings().max_examples // 4))
+@given(data=mutated_bytes(V5_SEED), bad=st.sampled_from((None, "skip")))
+def test_fuzz_cofw_v5_hostile(workdir, data, bad):
+    """Every mutation kind anywhere, including those that crash scipy's C reader or make it allocate
+    gigabytes: the isolated child dies, the reader raises DataFormatError."""
     _read_cofw(_write(workdir / "v5.mat", data), bad)
 
 
@@ -589,6 +568,9 @@ def test_fuzz_safe_relative_path(text):
         assert "\x00" not in str(result)
 
 
+# ------------------------------------------------------------------------------------ found by fuzzing
+
+
 def _huge_coordinate(reader, folder: Path):
     """The first landmark's x is 1e300: finite as float64, ``inf`` once cast to float32."""
     if reader == "wflw":
@@ -604,19 +586,12 @@ def _huge_coordinate(reader, folder: Path):
     return list(cofw.read_mat(folder / "huge.mat", "IsTr", "phisTr", "bboxesTr", "train"))[0].landmarks
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="kdface bug: coordinates beyond the float32 range are checked finite as float64, then cast to inf",
-)
 @pytest.mark.parametrize("reader", ["wflw", "cofw_folder", "cofw_mat"])
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_coordinate_beyond_float32_is_rejected(tmp_path, reader):
-    try:
-        landmarks = _huge_coordinate(reader, tmp_path)
-    except DataFormatError:
-        return
-    assert np.all(np.isfinite(landmarks)), "a reader returned non-finite landmarks"
+    """Found by fuzzing: 1e300 passed the float64 finite check and became inf as float32."""
+    with pytest.raises(DataFormatError, match=r"1e\+06|1e\+300"):
+        _huge_coordinate(reader, tmp_path)
 
 
 def test_mutators_change_their_input():

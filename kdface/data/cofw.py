@@ -22,6 +22,7 @@ with the same 1-based convention as the ``.mat`` it was extracted from.
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ from kdface.data.validation import as_policy
 
 NUM_POINTS = 29
 PHIS_COLUMNS = 3 * NUM_POINTS  # 29 x, 29 y, 29 occlusion flags
+# No image is this large; beyond it a number is garbage (and would overflow float32).
+COORDINATE_LIMIT = 1e6
 # .mat coordinates are MATLAB-style 1-based pixel centres; kdface pixels have the origin at the corner.
 MAT_OFFSET = 0.5
 
@@ -59,15 +62,64 @@ def find_mat(root, split: str) -> Path:
 # --------------------------------------------------------------------------- .mat access
 
 
+# Address-space cap of the child that reads v5 files: far above any real COFW file (< 1 GiB).
+V5_READER_MEMORY_LIMIT = 6 * 2**30
+_v5_pool = None
+
+
+def _limit_memory(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _loadmat(path: str) -> dict:
+    import scipy.io
+
+    return scipy.io.loadmat(path)
+
+
+def _shutdown_v5_pool() -> None:
+    if _v5_pool is not None:
+        _v5_pool.shutdown(wait=True)
+
+
+def _loadmat_isolated(path: Path) -> dict:
+    """``scipy.io.loadmat`` in a child process with capped memory: a hostile v5 file can crash scipy's
+    C reader or make it allocate gigabytes (both found by tests/test_fuzz.py); the child dies, not the
+    training process. The child is kept for the next file and replaced after a crash."""
+    import concurrent.futures
+    import multiprocessing
+
+    global _v5_pool
+    if _v5_pool is None:
+        atexit.register(_shutdown_v5_pool)
+        context = multiprocessing.get_context("spawn")  # no fork: TensorFlow's threads make it unsafe
+        _v5_pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=context, initializer=_limit_memory, initargs=(V5_READER_MEMORY_LIMIT,)
+        )
+    try:
+        return _v5_pool.submit(_loadmat, str(path)).result()
+    except concurrent.futures.process.BrokenProcessPool:
+        _v5_pool.shutdown(wait=False)
+        _v5_pool = None
+        raise DataFormatError(path, "a MATLAB v5 .mat file", got="the MATLAB reader crashed on it") from None
+    except MemoryError:
+        raise DataFormatError(
+            path, "a MATLAB v5 .mat file of sane sizes",
+            got=f"reading it needs more than {V5_READER_MEMORY_LIMIT / 2**30:.0f} GiB",
+        ) from None  # fmt: skip
+
+
 class _MatV5:
-    """MATLAB v5 (and older) files via scipy; arrays come in MATLAB orientation."""
+    """MATLAB v5 (and older) files via scipy (in a child process); arrays come in MATLAB orientation."""
 
     def __init__(self, path: Path):
-        import scipy.io
-
         self.path = path
         try:
-            self._data = scipy.io.loadmat(str(path))
+            self._data = _loadmat_isolated(path)
+        except DataFormatError:
+            raise
         except Exception as exc:  # scipy raises assorted errors (MatReadError, IndexError, ...) on junk
             raise DataFormatError(path, "a MATLAB .mat file (v5 or v7.3)", got=str(exc)[:120]) from None
 
@@ -207,11 +259,12 @@ def _read_mat_samples(mat, path, images_var, phis_var, boxes_var, key_prefix, ba
         )
     rejected = set()
     for name, arr in ((phis_var, phis), (boxes_var, boxes)):
-        for i in np.flatnonzero(~np.all(np.isfinite(arr), axis=1)):
+        for i in np.flatnonzero(~np.all(np.isfinite(arr) & (np.abs(arr) <= COORDINATE_LIMIT), axis=1)):
             rejected.add(int(i))
             bad.handle(DataFormatError(
                 path,
-                f"finite values in every row of {name!r} (the line number is the 0-based sample index)",
+                f"finite values within +-{COORDINATE_LIMIT:.0e} in every row of {name!r} "
+                "(the line number is the 0-based sample index)",
                 line=int(i),
                 got=np.array2string(arr[i], threshold=8, edgeitems=3),
             ))  # fmt: skip
@@ -269,8 +322,9 @@ def _read_numbers(path: Path, count: int, what: str) -> np.ndarray:
                 value = float(field)
             except ValueError:
                 raise DataFormatError(path, f"{count} numbers ({what})", line=number, got=text[:80]) from None
-            if not np.isfinite(value):
-                raise DataFormatError(path, f"finite numbers ({what})", line=number, got=text[:80])
+            if not np.isfinite(value) or abs(value) > COORDINATE_LIMIT:
+                raise DataFormatError(path, f"finite numbers within +-{COORDINATE_LIMIT:.0e} ({what})", line=number,
+                                      got=text[:80])  # fmt: skip
             values.append(value)
         if len(values) > count:
             raise DataFormatError(path, f"{count} numbers ({what})", line=number, got=f"{len(values)} so far")

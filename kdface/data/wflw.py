@@ -37,6 +37,8 @@ ANNOTATION_FILES = {
 IMAGE_DIR = "WFLW_images"
 SPLITS = ("train", "test") + ATTRIBUTES
 
+# No image is this large; beyond it a number is garbage (and would overflow float32).
+COORDINATE_LIMIT = 1e6
 # WFLW stores 0-based pixel centres; kdface pixels have the origin at the corner.
 WFLW_OFFSET = 0.5
 
@@ -73,6 +75,8 @@ def parse_line(text: str, path, line_number: int):
     for i, flag in enumerate(flags):
         if flag not in ("0", "1"):
             fail(f"attribute {ATTRIBUTES[i]!r} (field {n_coords + 5 + i}) is {_excerpt(flag, 20)!r}")
+    if np.abs(numbers).max() > COORDINATE_LIMIT:
+        fail(f"a coordinate of {np.abs(numbers).max():.3g} (beyond +-{COORDINATE_LIMIT:.0e} pixels)")
     landmarks = (numbers[:n_coords].reshape(NUM_POINTS, 2) + WFLW_OFFSET).astype(np.float32)
     box = tuple(float(v) + WFLW_OFFSET for v in numbers[n_coords:])
     attributes = {name: flag == "1" for name, flag in zip(ATTRIBUTES, flags, strict=True)}
@@ -111,7 +115,13 @@ def read_split(root, split: str, bad=None):
             image_path = safe_relative_path(image_root, rel, path, line_number)
             if subset is not None and not attributes[subset]:
                 continue
-            if not image_path.is_file():
+            try:
+                exists = image_path.is_file()
+            except OSError as exc:  # e.g. a name over the file system's limit (ENAMETOOLONG)
+                bad.handle(DataFormatError(path, "an image path the file system accepts", line=line_number,
+                                           got=f"{_excerpt(rel)} ({exc.strerror})"))  # fmt: skip
+                continue
+            if not exists:
                 bad.handle(DataFormatError(path, f"an image at {image_path}", line=line_number, got=rel))
                 continue
             yield LandmarkSample(

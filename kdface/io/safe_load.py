@@ -23,6 +23,12 @@ UNSAFE_MODEL_FLAG = "--unsafe-load-model"
 SAFE_PICKLE_GLOBALS = frozenset(
     {
         ("_codecs", "encode"),  # Python 2 pickles store bytes as latin-1 text + this call
+        # Plain containers some protocol-2 pickles build by calling their constructors.
+        *(
+            (module, name)
+            for module in ("builtins", "__builtin__")
+            for name in ("bytes", "bytearray", "set", "frozenset")
+        ),
         ("numpy", "dtype"),
         ("numpy", "ndarray"),
         ("numpy.core.multiarray", "_reconstruct"),
