@@ -31,6 +31,8 @@ from kdface.errors import RunError
 from kdface.io import atomic_path, load_keras_model, write_json
 from kdface.losses.kd_loss import kd_loss
 from kdface.metrics.keras_metrics import LandmarkNME
+from kdface.training import distribute
+from kdface.training.distribute import per_replica_share
 from kdface.training.trainer import check_writable
 
 TEACHER_BACKBONE = "efficientnet_b3"
@@ -44,12 +46,13 @@ PRESETS = {
         image_size=224, batch_size=70, teacher_epochs=150, student_epochs=150,
         learning_rate=1e-3, lr_schedule="inverse_time", lr_decay=1e-4, pad_px=10.0, pad_frac=0.0,
         augment=True, max_rotation=0.5, teacher_backbone=TEACHER_BACKBONE, cache_teachers=False,
+        teacher_dropout=0.5,
     ),
     "demo": dict(
         image_size=64, batch_size=16, teacher_epochs=8, student_epochs=5,
         learning_rate=2e-3, lr_schedule="cosine", lr_decay=1e-4, pad_px=0.0, pad_frac=0.08,
         augment=False, max_rotation=0.25, bn_momentum=0.9, teacher_backbone=STUDENT_BACKBONE,
-        cache_teachers=True,
+        cache_teachers=True, teacher_dropout=0.0,
     ),
 }  # fmt: skip
 
@@ -79,7 +82,7 @@ class KDLossConfig:
     bn_momentum: float | None = None  # None: each network's own (MobileNetV2 0.999, EfficientNet 0.99)
     teacher_backbone: str | None = None
     student_backbone: str = STUDENT_BACKBONE
-    teacher_dropout: float = 0.5
+    teacher_dropout: float | None = None
     asm_variance: float = 0.9
     asm_fit_epochs: int = 2  # passes over the augmented training set the ASM is fitted on
     cache_teachers: bool | None = None
@@ -189,7 +192,8 @@ class KDLossDistiller(keras.Model):
         self.main_tracker.update_state(terms.main)
         self.tough_tracker.update_state(terms.aloss_tough)
         self.tolerant_tracker.update_state(terms.aloss_tolerant)
-        return terms.total
+        # Keras sums the replicas' gradients: each replica contributes its share of the global mean.
+        return per_replica_share(terms.total)
 
     def get_config(self):
         return {
@@ -398,7 +402,9 @@ def add_student_arguments(parser) -> None:
 
 
 def _publish(run: training.RunDirectory, out: Path, card: dict) -> None:
-    """Copy the run's best model to ``out`` (atomically) with its model card beside it."""
+    """Copy the run's best model to ``out`` (atomically) with its model card beside it (chief only)."""
+    if not run.chief:
+        return
     best = run.path / "best.keras"
     if not best.exists():
         best = run.path / "last.keras"
@@ -409,11 +415,23 @@ def _publish(run: training.RunDirectory, out: Path, card: dict) -> None:
 
 
 def _open_run(config: KDLossConfig, role: str, run_dir, out: Path, options, **extra):
-    """Seed, then check every output folder and claim the run directory before any data is read."""
+    """The strategy (first: multi-worker set-up must precede other TF work), seeds, then every output
+    folder checked and the run directory claimed before any data is read."""
+    strategy = distribute.make_strategy(options.strategy)
+    chief = distribute.is_chief(strategy)
     training.configure_determinism(config.seed, options.deterministic)
-    check_writable(out.parent)
+    if chief:
+        check_writable(out.parent)
     record = {"role": role, **dataclasses.asdict(config), "on_bad_sample": options.on_bad_sample, **extra}
-    return training.RunDirectory(run_dir, options).open(record)
+    run = training.RunDirectory(run_dir, options, chief=chief).open(record)
+    run.strategy = strategy
+    return run
+
+
+def _built(model, run):
+    if run.options.sync_batchnorm:
+        print(f"synchronized BatchNorm in {distribute.synchronize_batchnorm(model)} layers")
+    return model
 
 
 def _fit(model, data: TrainData, config: KDLossConfig, run):
@@ -436,16 +454,19 @@ def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None, op
             asm = ActiveShapeModel.load(asm_path)  # resuming: the shapes the run started with
         else:
             asm = fit_asm(config, options.on_bad_sample)
-            asm.save(asm_path)
-        asm.save(out.with_suffix(".asm.npz"))
+            if run.chief:
+                asm.save(asm_path)
+        if run.chief:
+            asm.save(out.with_suffix(".asm.npz"))
         transform = asm.project_tf
         extra["asm"] = {"file": str(out.with_suffix(".asm.npz")), "components": asm.num_components,
                         "variance": asm.variance}  # fmt: skip
         print(f"ASM: {asm.num_components} components keep {100 * asm.variance:.0f}% of the shape variance")
     data = train_data(config, target_transform=transform, on_bad_sample=options.on_bad_sample)
     training.seed_models(config.seed)
-    model = compile_regressor(build_teacher(config, data.source.num_points, teacher), config,
-                              data.source.normaliser, data.steps_per_epoch)  # fmt: skip
+    with distribute.scope(run.strategy):
+        model = compile_regressor(_built(build_teacher(config, data.source.num_points, teacher), run), config,
+                                  data.source.normaliser, data.steps_per_epoch)  # fmt: skip
     result = _fit(model, data, config, run)
     run.write_skipped(data.skipped)
     card = model_card(config, f"{teacher}_teacher", data.source.num_points, data.source.normaliser,
@@ -471,11 +492,13 @@ def train_student(
     if no_kd:
         data = train_data(config, on_bad_sample=options.on_bad_sample)
         training.seed_models(config.seed)
-        student = build_student(config, data.source.num_points)
-        model = compile_regressor(student, config, data.source.normaliser, data.steps_per_epoch)
+        with distribute.scope(run.strategy):
+            student = _built(build_student(config, data.source.num_points), run)
+            model = compile_regressor(student, config, data.source.normaliser, data.steps_per_epoch)
     else:
-        tough_model = load_teacher(tough, options.unsafe_load_model)
-        tolerant_model = load_teacher(tolerant, options.unsafe_load_model)
+        with distribute.scope(run.strategy):
+            tough_model = load_teacher(tough, options.unsafe_load_model)
+            tolerant_model = load_teacher(tolerant, options.unsafe_load_model)
         cached = None
         if config.cache_teachers:
             train_split, _ = _splits(config)
@@ -489,11 +512,12 @@ def train_student(
                     f"{config.dataset} has {data.source.num_points}"
                 )
         training.seed_models(config.seed)
-        student = build_student(config, data.source.num_points)
-        model = KDLossDistiller(student, tough_model, tolerant_model,
-                                (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
-        model.compile(optimizer=_optimizer(config, data.steps_per_epoch),
-                      metrics=[LandmarkNME(data.source.normaliser)])  # fmt: skip
+        with distribute.scope(run.strategy):
+            student = _built(build_student(config, data.source.num_points), run)
+            model = KDLossDistiller(student, tough_model, tolerant_model,
+                                    (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
+            model.compile(optimizer=_optimizer(config, data.steps_per_epoch),
+                          metrics=[LandmarkNME(data.source.normaliser)])  # fmt: skip
     result = _fit(model, data, config, run)
     run.write_skipped(data.skipped)
     card = model_card(config, f"student_{name}", data.source.num_points, data.source.normaliser,

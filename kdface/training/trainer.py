@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from kdface.errors import NonFiniteLossError, RunError
 from kdface.io.atomic import atomic_path, remove_stale_temporaries, write_json, write_text
+from kdface.training.distribute import STRATEGIES, distribute_options
 
 RUN_MARKER = "kdface_run"
 BACKUP_DIR = "backup"
@@ -52,6 +53,8 @@ class RunOptions:
     deterministic: bool = False  # op determinism: bit-identical reruns and resumes, somewhat slower
     on_bad_sample: str = "error"
     unsafe_load_model: bool = False
+    strategy: str = "auto"  # tf.distribute strategy (kdface.training.distribute)
+    sync_batchnorm: bool = False  # BatchNorm statistics over all replicas
 
     def __post_init__(self):
         if self.resume and self.restart:
@@ -73,6 +76,11 @@ def add_run_arguments(parser) -> None:
     group.add_argument("--on-bad-sample", choices=("error", "skip"), default="error",
                        help="a bad image or annotation stops with an error naming it, or is skipped, "
                             "counted and listed in the run directory")  # fmt: skip
+    group.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                       help="tf.distribute strategy: auto picks a TPU, several workers (TF_CONFIG/Slurm), "
+                            "several GPUs, or one device; --batch-size is the global batch")  # fmt: skip
+    group.add_argument("--sync-batchnorm", action="store_true",
+                       help="compute BatchNorm statistics over the global batch (all replicas)")  # fmt: skip
     group.add_argument("--unsafe-load-model", action="store_true",
                        help="allow loading .keras models that contain Python code (Lambda layers); "
                             "only for files you trust")  # fmt: skip
@@ -146,10 +154,12 @@ class RunDirectory:
     kdface did not create is never written into or deleted.
     """
 
-    def __init__(self, path, options: RunOptions | None = None):
+    def __init__(self, path, options: RunOptions | None = None, chief: bool = True):
         self.path = Path(path)
         self.options = options or RunOptions()
         self.state: dict | None = None
+        self.chief = chief  # only the chief writes; other workers read the chief's backup to resume
+        self.strategy = None  # the tf.distribute strategy the run's models are built under
 
     @property
     def backup_dir(self) -> Path:
@@ -166,6 +176,11 @@ class RunDirectory:
 
     def open(self, config: dict) -> RunDirectory:
         options = self.options
+        if not self.chief:
+            # A non-chief worker touches nothing; on --resume it restores what the chief saved
+            # (the run directory must be on a file system all workers share).
+            self.state = read_state(self.backup_dir) if options.resume else None
+            return self
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"run directory {self.path} exists and is not a folder")
         if self.path.is_dir() and any(self.path.iterdir()):
@@ -200,7 +215,7 @@ class RunDirectory:
 
     def write_skipped(self, records: list[dict]) -> Path | None:
         """List skipped samples in ``skipped_samples.json`` (and say so); nothing if none."""
-        if not records:
+        if not records or not self.chief:
             return None
         path = write_json(self.path / "skipped_samples.json", {"count": len(records), "skipped": records})
         print(f"skipped {len(records)} bad sample(s) (--on-bad-sample skip); list: {path}")
@@ -291,6 +306,17 @@ def restore_backup(model: keras.Model, backup_dir, state: dict) -> None:
 
 
 # --------------------------------------------------------------------------- callbacks
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A short hash of a model's weights: equal on every worker of a synchronous run, and across
+    bit-identical reruns (printed at the end of every run)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def deployable(model: keras.Model) -> keras.Model:
@@ -435,7 +461,9 @@ def fit(
     run_dir = run.path
     if steps_per_epoch < 1:
         raise RunError(f"an epoch has no full batch (steps_per_epoch={steps_per_epoch}); lower --batch-size")
-    check_free_space(run_dir, estimated_run_bytes(model))
+    chief = run.chief
+    if chief:
+        check_free_space(run_dir, estimated_run_bytes(model))
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs and CI
     start_epoch, skip, best = 0, 0, None
@@ -451,7 +479,9 @@ def fit(
     if skip >= steps_per_epoch:
         start_epoch, skip = start_epoch + 1, 0
     history_path = run_dir / "history.csv"
-    if start_epoch == 0 and skip == 0:
+    if not chief:
+        pass
+    elif start_epoch == 0 and skip == 0:
         history_path.unlink(missing_ok=True)
     else:
         _truncate_history(history_path, start_epoch)
@@ -460,23 +490,22 @@ def fit(
     monitor = monitor if val_ds is not None else "loss"
     saver = SaveDeployable(run_dir, monitor=monitor, mode=mode, guard=guard, best=best)
     backup = TrainingBackup(run.backup_dir, run.options.backup_every, guard, saver)
-    all_callbacks = [
-        guard,
+    writers = [
         keras.callbacks.CSVLogger(str(history_path), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False),
         saver,
         backup,
-        *callbacks,
     ]
+    all_callbacks = [guard, *(writers if chief else []), *callbacks]
     started = time.time()
     epoch = start_epoch
     if skip and epoch < epochs:  # finish the interrupted epoch first
         backup.batch_offset = skip
-        model.fit(train_stream(epoch, skip), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+        model.fit(distribute_options(train_stream(epoch, skip)), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
                   steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
         epoch += 1
     if epoch < epochs and not guard.tripped:
-        model.fit(train_stream(epoch, 0), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
+        model.fit(distribute_options(train_stream(epoch, 0)), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
                   steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
     seconds = time.time() - started
     if guard.tripped:
@@ -492,6 +521,9 @@ def fit(
             "Lower --learning-rate or check the data, then --restart (or --resume to retry from the backup)",
             guard.step,
         )
+    print(f"final weights digest {weights_digest(deployable(model))}")  # equal on every worker
+    if not chief:
+        return FitResult(epochs - start_epoch, seconds, run.state, None)
     # Every epoch ran (or a user callback such as EarlyStopping ended the run): finished.
     state = read_state(run.backup_dir) or {}
     write_json(run.backup_dir / STATE_FILE, {**state, "finished": True})

@@ -1,0 +1,131 @@
+"""tf.distribute: a MirroredStrategy step over 2 logical CPU devices equals a single-device step on the
+same global batch; MultiWorkerMirroredStrategy with 2 worker processes on 127.0.0.1 trains a tiny
+KD-Loss student, both workers end with equal weights, and only the chief writes.
+
+Each case runs in a subprocess: logical devices and TF_CONFIG must be set before TensorFlow starts.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kdface.data import synthfaces
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MIRRORED_STEP = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from kdface.methods.kdloss import KDLossDistiller, build_regressor
+    from kdface.training.distribute import synchronize_batchnorm
+
+    SIZE, POINTS, BATCH = 32, 68, 8
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (BATCH, SIZE, SIZE, 3)).astype("float32")
+    y = rng.uniform(-0.3, 0.3, (BATCH, 2 * POINTS)).astype("float32")
+
+    def build(method):
+        keras.utils.set_random_seed(1)
+        student = build_regressor("mobilenet_v2", POINTS, SIZE, name="student", bn_momentum=0.9)
+        synchronize_batchnorm(student)  # global-batch statistics: the step is then device-count free
+        if method == "regressor":
+            student.compile(keras.optimizers.Adam(1e-3), "mse")
+            return student
+        teachers = [build_regressor("mobilenet_v2", POINTS, SIZE, name=n) for n in ("tough", "tolerant")]
+        model = KDLossDistiller(student, *teachers)
+        model.compile(keras.optimizers.Adam(1e-3))
+        return model
+
+    results = {}
+    for method in ("kdloss", "regressor"):
+        for name, strategy in (("single", tf.distribute.get_strategy()),
+                               ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+            with strategy.scope():
+                model = build(method)
+            before = [w.copy() for w in model.get_weights()]
+            loss = float(model.train_on_batch(x, y))
+            delta = [a - b for a, b in zip(model.get_weights(), before)]
+            results[(method, name)] = (loss, delta, strategy.num_replicas_in_sync)
+    out = {}
+    for method in ("kdloss", "regressor"):
+        (l1, d1, r1), (l2, d2, r2) = results[(method, "single")], results[(method, "mirrored")]
+        scale = max(float(np.abs(d).max()) for d in d1)
+        out[method] = {"replicas": [r1, r2], "loss": [l1, l2],
+                       "max_update_diff": max(float(np.abs(a - b).max()) for a, b in zip(d1, d2)),
+                       "max_update": scale}
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def _python(script, env=None, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}, cwd=cwd or ROOT)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_mirrored_step_equals_single_device_step():
+    """Same initial weights, same global batch of 8: one step on 1 device vs 2 replicas of 4.
+    Tolerance: loss to 1e-5 relative, every weight update to 1e-4 of the largest update (float32
+    reductions are ordered differently across replicas)."""
+    result = _python(MIRRORED_STEP)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = json.loads(result.stdout.split("RESULT ", 1)[1])
+    for method, r in out.items():
+        assert r["replicas"] == [1, 2], (method, r)
+        assert abs(r["loss"][0] - r["loss"][1]) <= 1e-5 * abs(r["loss"][0]), (method, r)
+        assert r["max_update_diff"] <= 1e-4 * r["max_update"], (method, r)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multiworker_trains_with_equal_weights_and_only_the_chief_writes(tmp_path):
+    data = tmp_path / "synthfaces"
+    synthfaces.generate(data, synthfaces.SynthFacesConfig.tiny())
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        cwd = tmp_path / f"worker{index}"
+        cwd.mkdir()
+        command = [sys.executable, ROOT / "train_student.py", "--no-kd", "--strategy", "multiworker",
+                   "--dataset", "synthface", "--data-dir", data, "--tfds-dir", cwd / "tfds",
+                   "--image-size", "32", "--batch-size", "8", "--epochs", "2", "--seed", "4",
+                   "--run-dir", "run", "--out", "model.keras"]  # fmt: skip
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}  # fmt: skip
+        processes.append(subprocess.Popen(list(map(str, command)), cwd=cwd, env=env, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT))  # fmt: skip
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=420)[0])
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            pytest.fail("multi-worker training did not finish in 420 s")
+    for output, process in zip(outputs, processes, strict=True):
+        assert process.returncode == 0, output[-3000:]
+    digests = [line.split()[-1] for output in outputs for line in output.splitlines() if "final weights digest" in line]
+    assert len(digests) == 2 and digests[0] == digests[1], digests
+    chief, worker = tmp_path / "worker0", tmp_path / "worker1"
+    assert (chief / "model.keras").exists() and (chief / "run" / "last.keras").exists()
+    assert not (worker / "model.keras").exists() and not (worker / "run").exists()
