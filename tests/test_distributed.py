@@ -26,7 +26,7 @@ MIRRORED_STEP = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from kdface.methods.kdloss import KDLossDistiller, build_regressor
+    from kdface.methods.kdloss import KDLossDistiller
     from kdface.training.distribute import synchronize_batchnorm
 
     SIZE, POINTS, BATCH = 32, 68, 8
@@ -36,12 +36,24 @@ MIRRORED_STEP = textwrap.dedent("""
 
     def build(method):
         keras.utils.set_random_seed(1)
-        student = build_regressor("mobilenet_v2", POINTS, SIZE, name="student", bn_momentum=0.9)
+        # A small conv student with BatchNorm (MobileNetV2's size is not under test; its tracing on
+        # 2 replicas would take minutes here).
+        inputs = keras.Input((SIZE, SIZE, 3))
+        x = keras.layers.Conv2D(16, 3, strides=2)(inputs)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        pooled = keras.layers.GlobalAveragePooling2D()(x)
+        student = keras.Model(inputs, keras.layers.Dense(2 * POINTS, name="landmarks")(pooled), name="student")
         synchronize_batchnorm(student)  # global-batch statistics: the step is then device-count free
         if method == "regressor":
             student.compile(keras.optimizers.Adam(1e-3), "mse")
             return student
-        teachers = [build_regressor("mobilenet_v2", POINTS, SIZE, name=n) for n in ("tough", "tolerant")]
+        teachers = []  # frozen and run in inference mode: small ones do (their size is not under test)
+        for name in ("tough", "tolerant"):
+            inputs = keras.Input((SIZE, SIZE, 3))
+            pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inputs))
+            teachers.append(keras.Model(inputs, keras.layers.Dense(2 * POINTS)(pooled), name=name))
         model = KDLossDistiller(student, *teachers)
         model.compile(keras.optimizers.Adam(1e-3))
         return model
@@ -53,7 +65,7 @@ MIRRORED_STEP = textwrap.dedent("""
             with strategy.scope():
                 model = build(method)
             before = [w.copy() for w in model.get_weights()]
-            loss = float(model.train_on_batch(x, y))
+            loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
             delta = [a - b for a, b in zip(model.get_weights(), before)]
             results[(method, name)] = (loss, delta, strategy.num_replicas_in_sync)
     out = {}
@@ -98,6 +110,9 @@ def _free_ports(n):
 
 @pytest.mark.slow
 def test_multiworker_trains_with_equal_weights_and_only_the_chief_writes(tmp_path):
+    """With --sync-batchnorm every variable is identical on both workers (without it, Keras 3 keeps
+    BatchNorm moving statistics per worker; the trainable weights agree either way). No validation
+    split: the tiny set's one validation image cannot be shared by two workers."""
     data = tmp_path / "synthfaces"
     synthfaces.generate(data, synthfaces.SynthFacesConfig.tiny())
     ports = _free_ports(2)
@@ -109,7 +124,7 @@ def test_multiworker_trains_with_equal_weights_and_only_the_chief_writes(tmp_pat
         command = [sys.executable, ROOT / "train_student.py", "--no-kd", "--strategy", "multiworker",
                    "--dataset", "synthface", "--data-dir", data, "--tfds-dir", cwd / "tfds",
                    "--image-size", "32", "--batch-size", "8", "--epochs", "2", "--seed", "4",
-                   "--run-dir", "run", "--out", "model.keras"]  # fmt: skip
+                   "--val-fraction", "0", "--sync-batchnorm", "--run-dir", "run", "--out", "model.keras"]  # fmt: skip
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}  # fmt: skip
         processes.append(subprocess.Popen(list(map(str, command)), cwd=cwd, env=env, text=True,
@@ -124,8 +139,32 @@ def test_multiworker_trains_with_equal_weights_and_only_the_chief_writes(tmp_pat
             pytest.fail("multi-worker training did not finish in 420 s")
     for output, process in zip(outputs, processes, strict=True):
         assert process.returncode == 0, output[-3000:]
-    digests = [line.split()[-1] for output in outputs for line in output.splitlines() if "final weights digest" in line]
+    digests = [
+        line.split()[-1]
+        for output in outputs
+        for line in output.splitlines()
+        if "final weights digest" in line
+    ]
     assert len(digests) == 2 and digests[0] == digests[1], digests
     chief, worker = tmp_path / "worker0", tmp_path / "worker1"
     assert (chief / "model.keras").exists() and (chief / "run" / "last.keras").exists()
     assert not (worker / "model.keras").exists() and not (worker / "run").exists()
+
+
+def test_strategy_choices_and_errors(monkeypatch):
+    import tensorflow as tf
+
+    from kdface.errors import RunError
+    from kdface.training import distribute
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(RunError, match="needs TF_CONFIG"):
+        distribute.make_strategy("multiworker")
+    with pytest.raises(RunError, match="--strategy must be one of"):
+        distribute.make_strategy("horovod")
+    default = distribute.make_strategy("default")
+    assert default is tf.distribute.get_strategy() and distribute.is_chief(default)
+    assert distribute.make_strategy("auto").num_replicas_in_sync == 1  # one CPU here
+    loss = tf.constant(3.0)
+    assert float(distribute.per_replica_share(loss)) == 3.0  # one replica: unchanged

@@ -68,6 +68,7 @@ def make_strategy(name: str = "auto", sync_batchnorm: bool = False) -> tf.distri
                 "--strategy multiworker needs TF_CONFIG (or a Slurm job with several tasks) to find the "
                 "other workers; see docs/distributed.md"
             )
+        patch_keras_multiworker_reduce()
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
@@ -75,6 +76,7 @@ def make_strategy(name: str = "auto", sync_batchnorm: bool = False) -> tf.distri
         if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR"):
             return _tpu_strategy()
         if _workers_in_tf_config() > 1 or _slurm_workers() > 1:
+            patch_keras_multiworker_reduce()
             return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_cluster_resolver())
         if len(tf.config.list_logical_devices("GPU")) > 1:
             return tf.distribute.MirroredStrategy()
@@ -133,3 +135,36 @@ def distribute_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def patch_keras_multiworker_reduce() -> None:
+    """Work around Keras 3.15's ``fit`` under MultiWorkerMirroredStrategy.
+
+    Its step function reduces each replica's (scalar) metric results with
+    ``strategy.reduce("MEAN", v, axis=0)``, which fails for 0-d tensors ("Invalid reduction dimension
+    0 for input with 0 dimensions"); every metric is a scalar, so ``fit`` cannot run at all. kdface
+    replaces the module-level ``reduce_per_replica`` with one that reduces scalars with ``axis=None``
+    (the mean over replicas, which is what ``axis=0`` means for the non-scalar case). Applied only
+    when a multi-worker strategy is in use; remove once Keras fixes it.
+    """
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    original = keras_tf_trainer.reduce_per_replica
+    if getattr(original, "_kdface_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in ("auto", "mean"):
+            import keras
+
+            def reduce(value):
+                if isinstance(value, tf.distribute.DistributedValues) or tf.is_tensor(value):
+                    rank = value.values[0].shape.rank if hasattr(value, "values") else value.shape.rank
+                    return strategy.reduce("MEAN", value, axis=None if rank == 0 else 0)
+                return value
+
+            return keras.tree.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._kdface_patched = True
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica

@@ -18,6 +18,7 @@ state, and writes its weights and metadata in place (a kill mid-write leaves a t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -25,6 +26,7 @@ import json
 import math
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -253,7 +255,9 @@ def _state_variables(model: keras.Model) -> list:
     """Everything that determines the rest of a run: model variables (weights, BatchNorm statistics,
     seed-generator states) and optimizer variables (step counter, moments), in a fixed order."""
     if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+        strategy = getattr(model, "_distribute_strategy", None)  # optimizer slots must be mirrored too
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            model.optimizer.build(model.trainable_variables)
     return list(model.variables) + list(model.optimizer.variables if model.optimizer else [])
 
 
@@ -414,6 +418,32 @@ class TrainingBackup(keras.callbacks.Callback):
             self._save(epoch + 1, 0)
 
 
+@contextlib.contextmanager
+def _strategy_from_context(model: keras.Model, sample_stream):
+    """Run ``fit`` with the model's tf.distribute strategy taken from the scope, not the model.
+
+    Keras 3.15's ``fit`` on a model built under a strategy first pulls one batch from the training
+    iterator to build the model symbolically: that batch is never trained on (which would break exact
+    resume, as each ``fit`` call loses one), and under MultiWorkerMirroredStrategy its cross-replica
+    reduce fails. So kdface builds the model from a separate sample batch itself, then lets ``fit`` find
+    the strategy from the active scope, which skips that path; training is distributed the same way.
+    """
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None:
+        yield
+        return
+    sample = next(iter(sample_stream.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=sample)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model._distribute_strategy = None
+        try:
+            yield
+        finally:
+            model._distribute_strategy = strategy
+
+
 def _truncate_history(path: Path, epochs_done: int) -> None:
     """Keep only the rows of epochs a resumed run will not redo (a kill can leave later ones)."""
     if not path.is_file():
@@ -488,25 +518,30 @@ def fit(
 
     guard = StopOnNonFiniteLoss()
     monitor = monitor if val_ds is not None else "loss"
-    saver = SaveDeployable(run_dir, monitor=monitor, mode=mode, guard=guard, best=best)
-    backup = TrainingBackup(run.backup_dir, run.options.backup_every, guard, saver)
-    writers = [
-        keras.callbacks.CSVLogger(str(history_path), append=True),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False),
+    # Non-chief workers run the same callbacks (they may take part in collective ops, and every
+    # worker must issue the same ones) but write into a scratch folder that is deleted at the end.
+    out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="kdface-worker-"))
+    saver = SaveDeployable(out_dir, monitor=monitor, mode=mode, guard=guard, best=best)
+    backup = TrainingBackup(out_dir / BACKUP_DIR, run.options.backup_every, guard, saver)
+    all_callbacks = [
+        guard,
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False),
         saver,
         backup,
+        *callbacks,
     ]
-    all_callbacks = [guard, *(writers if chief else []), *callbacks]
     started = time.time()
     epoch = start_epoch
-    if skip and epoch < epochs:  # finish the interrupted epoch first
-        backup.batch_offset = skip
-        model.fit(distribute_options(train_stream(epoch, skip)), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                  steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
-        epoch += 1
-    if epoch < epochs and not guard.tripped:
-        model.fit(distribute_options(train_stream(epoch, 0)), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
-                  steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
+    with _strategy_from_context(model, train_stream(start_epoch, skip)):
+        if skip and epoch < epochs:  # finish the interrupted epoch first
+            backup.batch_offset = skip
+            model.fit(distribute_options(train_stream(epoch, skip)), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                      steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
+            epoch += 1
+        if epoch < epochs and not guard.tripped:
+            model.fit(distribute_options(train_stream(epoch, 0)), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
+                      steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
     seconds = time.time() - started
     if guard.tripped:
         kept = []
@@ -523,6 +558,7 @@ def fit(
         )
     print(f"final weights digest {weights_digest(deployable(model))}")  # equal on every worker
     if not chief:
+        shutil.rmtree(out_dir, ignore_errors=True)
         return FitResult(epochs - start_epoch, seconds, run.state, None)
     # Every epoch ran (or a user callback such as EarlyStopping ended the run): finished.
     state = read_state(run.backup_dir) or {}
