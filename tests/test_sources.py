@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from test_readers import _cofw_fixture, _wflw_fixture, _write_v73
+from fixtures import write_cofw_v73 as _write_v73
+from test_readers import _cofw_fixture, _wflw_fixture
 
 from kdface.data import synthfaces, w300
 from kdface.data.sources import load_landmark_split
