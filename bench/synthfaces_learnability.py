@@ -5,7 +5,7 @@
 * Landmarks (300W tree, test split ``common``): ridge regression from 32x32 grey crop pixels to the
   68 landmarks vs the demo's trained networks (read from ``runs/demo/report.json`` if present).
 
-Run: python bench/synthfaces_learnability.py [--root datasets/synthfaces/demo] [--epochs 15]
+Run: python bench/synthfaces_learnability.py [--root datasets/synthfaces/demo] [--epochs 40]
 Prints a Markdown table; the figures in docs/synthfaces.md come from this script.
 """
 
@@ -59,7 +59,7 @@ def expression_probe(data, epochs):
     linear_acc = linear.evaluate(xte, data["test"][1], verbose=0)[1]
 
     def block(filters):
-        return [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False), keras.layers.BatchNormalization(),
+        return [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False), keras.layers.BatchNormalization(momentum=0.9),
                 keras.layers.ReLU(), keras.layers.MaxPooling2D()]  # fmt: skip
 
     cnn = keras.Sequential([keras.Input(data["train"][0].shape[1:]), *block(32), *block(64), *block(128),
@@ -118,7 +118,7 @@ def main():
     )
     parser.add_argument("--root", default="datasets/synthfaces/demo")
     parser.add_argument("--tfds-dir", default="datasets/tfds")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--demo-report", default="runs/demo/report.json")
     args = parser.parse_args()
     root = Path(args.root)
