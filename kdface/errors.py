@@ -11,6 +11,10 @@
 from __future__ import annotations
 
 
+def _where(path, line) -> str:
+    return f"{path}" if line is None else f"{path}:{line}"
+
+
 class KdfaceError(Exception):
     """Base of every error kdface raises on purpose."""
 
@@ -22,8 +26,7 @@ class DataFormatError(KdfaceError, ValueError):
     """
 
     def __init__(self, path, expected: str, line: int | None = None, got: str | None = None):
-        where = f"{path}" if line is None else f"{path}:{line}"
-        msg = f"{where}: expected {expected}"
+        msg = f"{_where(path, line)}: expected {expected}"
         if got is not None:
             msg += f", got {got!r}"
         super().__init__(msg)
@@ -36,8 +39,7 @@ class UnsafeFileError(KdfaceError, ValueError):
     """A file asks for something kdface will not do while loading it (run code, escape a folder)."""
 
     def __init__(self, path, reason: str, hint: str | None = None, line: int | None = None):
-        where = f"{path}" if line is None else f"{path}:{line}"
-        message = f"{where}: refused: {reason}"
+        message = f"{_where(path, line)}: refused: {reason}"
         if hint:
             message += f" ({hint})"
         super().__init__(message)

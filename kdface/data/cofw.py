@@ -257,27 +257,24 @@ def _read_mat_samples(mat, path, images_var, phis_var, boxes_var, key_prefix, ba
             f"as many images in {images_var!r} as rows in {phis_var!r} and {boxes_var!r}",
             got=", ".join(f"{k}: {v}" for k, v in counts.items()),
         )
+
+    def reject(bad_rows, expected, values):
+        for i in np.flatnonzero(bad_rows):
+            rejected.add(int(i))
+            bad.handle(DataFormatError(path, f"{expected} (the line number is the 0-based sample index)",
+                                       line=int(i), got=np.array2string(values[i], threshold=8, edgeitems=3)))  # fmt: skip
+
     rejected = set()
     for name, arr in ((phis_var, phis), (boxes_var, boxes)):
-        for i in np.flatnonzero(~np.all(np.isfinite(arr) & (np.abs(arr) <= COORDINATE_LIMIT), axis=1)):
-            rejected.add(int(i))
-            bad.handle(DataFormatError(
-                path,
-                f"finite values within +-{COORDINATE_LIMIT:.0e} in every row of {name!r} "
-                "(the line number is the 0-based sample index)",
-                line=int(i),
-                got=np.array2string(arr[i], threshold=8, edgeitems=3),
-            ))  # fmt: skip
+        sane = np.isfinite(arr) & (np.abs(arr) <= COORDINATE_LIMIT)
+        reject(
+            ~np.all(sane, axis=1),
+            f"finite values within +-{COORDINATE_LIMIT:.0e} in every row of {name!r}",
+            arr,
+        )
     flags = phis[:, 2 * NUM_POINTS :]
-    for i in np.flatnonzero(~np.all((flags == 0) | (flags == 1), axis=1)):
-        rejected.add(int(i))
-        bad.handle(DataFormatError(
-            path,
-            f"occlusion flags 0/1 in columns 59-87 of {phis_var!r} "
-            "(the line number is the 0-based sample index)",
-            line=int(i),
-            got=np.array2string(flags[i], threshold=8, edgeitems=3),
-        ))  # fmt: skip
+    reject(~np.all((flags == 0) | (flags == 1), axis=1), f"occlusion flags 0/1 in columns 59-87 of {phis_var!r}",
+           flags)  # fmt: skip
 
     for i, (item, row, box) in enumerate(zip(images, phis, boxes, strict=True)):
         if i in rejected:

@@ -63,14 +63,8 @@ class BadSamples:
     def as_records(self) -> list[dict]:
         return [dataclasses.asdict(s) for s in self.skipped]
 
-    def extend(self, records) -> None:
-        self.skipped.extend(SkippedSample(**r) for r in records)
-
     def write(self, path) -> Path:
         return write_json(path, {"policy": self.policy, "count": len(self), "skipped": self.as_records()})
-
-    def summary(self) -> str:
-        return f"skipped {len(self)} bad sample(s) (--on-bad-sample skip)"
 
 
 def as_policy(bad) -> BadSamples:
@@ -204,19 +198,6 @@ def check_landmarks(landmarks, num_points: int, image_hw, path, line: int | None
             got=f"point {i} at ({points[i, 0]:.1f}, {points[i, 1]:.1f})",
         )
     return points.astype(np.float32)
-
-
-def check_label(label, num_classes: int, path, line: int | None = None, first: int = 0) -> int:
-    """An integer class label in ``[first, first + num_classes)``."""
-    try:
-        value = int(str(label).strip())
-    except ValueError:
-        raise DataFormatError(path, "an integer class label", line=line, got=str(label)[:40]) from None
-    if not first <= value < first + num_classes:
-        raise DataFormatError(
-            path, f"a class label in {first}..{first + num_classes - 1}", line=line, got=str(value)
-        )
-    return value
 
 
 def validated_samples(samples, num_points: int, bad=None):

@@ -250,15 +250,18 @@ class TrainData:
     skipped: list
 
 
-def train_data(config: KDLossConfig, target_transform=None, on_bad_sample="error", extra=None) -> TrainData:
+def train_data(
+    config: KDLossConfig, target_transform=None, on_bad_sample="error", extra=None, source=None
+) -> TrainData:
     """The training stream and validation set of ``config``.
 
     ``target_transform`` applies to the training targets only: validation is never augmented and
     always measures against the hard ground truth. ``extra`` (aligned with the training split)
-    is attached to the inputs (cached teacher predictions).
+    is attached to the inputs (cached teacher predictions). ``source``: the training split, if the
+    caller loaded it already.
     """
     train_split, val_split = _splits(config)
-    source = _source(config, train_split, on_bad_sample)
+    source = source or _source(config, train_split, on_bad_sample)
     common = dict(image_size=config.image_size, batch_size=config.batch_size, crop=_crop(config))
 
     def stream(start_epoch: int = 0, skip_batches: int = 0):
@@ -499,12 +502,13 @@ def train_student(
         with distribute.scope(run.strategy):
             tough_model = load_teacher(tough, options.unsafe_load_model)
             tolerant_model = load_teacher(tolerant, options.unsafe_load_model)
-        cached = None
-        if config.cache_teachers:
-            train_split, _ = _splits(config)
-            source = _source(config, train_split, options.on_bad_sample)
-            cached = teacher_predictions(config, tough_model, tolerant_model, source)
-        data = train_data(config, on_bad_sample=options.on_bad_sample, extra=cached)
+        source = _source(config, _splits(config)[0], options.on_bad_sample)
+        cached = (
+            teacher_predictions(config, tough_model, tolerant_model, source)
+            if config.cache_teachers
+            else None
+        )
+        data = train_data(config, on_bad_sample=options.on_bad_sample, extra=cached, source=source)
         for teacher in (tough_model, tolerant_model):
             if teacher.output_shape[-1] != 2 * data.source.num_points:
                 raise RunError(

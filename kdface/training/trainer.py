@@ -464,8 +464,6 @@ def _truncate_history(path: Path, epochs_done: int) -> None:
 class FitResult:
     epochs_run: int
     seconds: float
-    resumed_from: dict | None
-    last_backup_step: int | None
 
 
 def fit(
@@ -500,7 +498,7 @@ def fit(
     if run.state is not None:
         if run.state.get("finished"):
             print(f"{run_dir}: the run finished already; nothing to resume")
-            return FitResult(0, 0.0, run.state, None)
+            return FitResult(0, 0.0)
         restore_backup(model, run.backup_dir, run.state)
         start_epoch, skip, best = run.state["epoch"], run.state["step"], run.state.get("best")
         print(
@@ -559,10 +557,10 @@ def fit(
     print(f"final weights digest {weights_digest(deployable(model))}")  # equal on every worker
     if not chief:
         shutil.rmtree(out_dir, ignore_errors=True)
-        return FitResult(epochs - start_epoch, seconds, run.state, None)
+        return FitResult(epochs - start_epoch, seconds)
     # Every epoch ran (or a user callback such as EarlyStopping ended the run): finished.
     state = read_state(run.backup_dir) or {}
     write_json(run.backup_dir / STATE_FILE, {**state, "finished": True})
     for npz in run.backup_dir.glob("step-*.npz"):
         npz.unlink(missing_ok=True)
-    return FitResult(epochs - start_epoch, seconds, run.state, backup.last_saved_step)
+    return FitResult(epochs - start_epoch, seconds)
