@@ -1,8 +1,13 @@
 #!/usr/bin/env python
-"""Evaluate trained models on a dataset's test splits, or predict landmarks on a photo.
+"""Evaluate trained models on a dataset's test splits, or predict landmarks or expressions on a photo.
 
 Examples: python test.py --model models/students/synthface_kd.keras --dataset synthface
           python test.py --model models/students/synthface_kd.keras --image photo.jpg
+          python test.py --model models/students/synthface_igkd_resnet18_resnet18.keras --dataset synthface
+          python test.py --model models/students/raf-db_igkd_resnet50_resnet18.keras --dataset occlusion-raf-db \
+              --data-dir datasets/RAF-DB
+
+The task (landmarks or expressions) comes from each model's card (<model>.json).
 """
 
 import argparse
@@ -15,9 +20,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=HelpFormatter)
     parser.add_argument("--model", action="append", required=True,
                         help="a saved .keras model; repeat to compare several in one report")  # fmt: skip
-    parser.add_argument("--dataset", help="synthface, 300w, cofw or wflw (default: the model card's dataset)")
+    parser.add_argument(
+        "--dataset",
+        help="landmarks: synthface, 300w, cofw, wflw; expressions: synthface, raf-db, occlusion-raf-db, "
+        "ferplus, occlusion-ferplus, affectnet, occlusion-affectnet, fed-ro "
+        "(default: the model card's dataset)",
+    )
     parser.add_argument("--split", action="append",
-                        help="test split(s) (default: all of the dataset's, e.g. common/challenging/full)")  # fmt: skip
+                        help="test split(s) (default: all of the dataset's, e.g. common/challenging/full, or test/occluded)")  # fmt: skip
     parser.add_argument("--data-dir", help="raw dataset folder (default: SynthFaces demo folder)")
     parser.add_argument("--tfds-dir", default="datasets/tfds", help="where prepared TFDS records are kept")
     parser.add_argument("--normaliser", choices=("300w", "cofw", "wflw", "wflw_interpupil"),
@@ -37,9 +47,30 @@ def main(argv=None):
     run_cli(_run, args)
 
 
+def _task(model_paths) -> str:
+    from kdface.evaluation import read_model_card
+
+    tasks = {read_model_card(path).get("task", "landmarks") for path in model_paths}
+    if len(tasks) > 1:
+        raise SystemExit(
+            f"--model files mix tasks {sorted(tasks)}; evaluate landmark and expression models separately"
+        )
+    return tasks.pop()
+
+
 def _run(args):
     from kdface import evaluation
 
+    if _task(args.model) == "expressions":
+        from kdface import expression_evaluation
+
+        if args.image:
+            for model in args.model:
+                expression_evaluation.predict_photo(model, args.image, args.out, args.unsafe_load_model)
+        else:
+            expression_evaluation.evaluate(args.model, args.dataset, args.split, args.data_dir, args.tfds_dir,
+                                           args.out, args.on_bad_sample, args.unsafe_load_model)  # fmt: skip
+        return
     if args.image:
         for model in args.model:
             evaluation.predict_photo(model, args.image, args.out, args.unsafe_load_model)

@@ -14,7 +14,23 @@ import os
 import sys
 import typing
 
-METHODS = {"kdloss": "kdface.methods.kdloss"}
+METHODS = {
+    "kdloss": "kdface.methods.kdloss",
+    "fer": "kdface.methods.fer",
+    "igkd": "kdface.methods.igkd",
+}
+# What each CLI trains, for methods that lack one of the roles.
+ROLE_HINTS = {
+    (
+        "fer",
+        "student",
+    ): "the plain expression classifier has no teacher: python train_teacher.py --method fer",
+    (
+        "igkd",
+        "teacher",
+    ): "IGKD trains its teacher jointly with the student: python train_student.py --method igkd "
+    "(initialise the teacher with --t-checkpoint)",
+}
 DEFAULT_METHOD = "kdloss"
 
 
@@ -113,6 +129,9 @@ def training_main(role: str, description: str, argv=None) -> None:
         help="run directory: logs, TensorBoard, best/last models, resumable backup "
         "(default runs/<method>/...)",
     )
+    method_name = next(name for name, module in METHODS.items() if module == method.__name__)
+    if not hasattr(method, f"add_{role}_arguments"):
+        raise SystemExit(f"--method {method_name} has no {role} to train: {ROLE_HINTS[(method_name, role)]}")
     getattr(method, f"add_{role}_arguments")(parser)
     add_run_arguments(parser)
     args = parser.parse_args(argv)

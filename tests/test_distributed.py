@@ -39,7 +39,7 @@ MIRRORED_STEP = textwrap.dedent("""
         # A small conv student with BatchNorm (MobileNetV2's size is not under test; its tracing on
         # 2 replicas would take minutes here).
         inputs = keras.Input((SIZE, SIZE, 3))
-        x = keras.layers.Conv2D(16, 3, strides=2)(inputs)
+        x = keras.layers.Conv2D(16, 3, strides=2, use_bias=False)(inputs)  # a bias BN cancels gets ~0 gradients
         x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
         x = keras.layers.BatchNormalization(momentum=0.9)(x)
@@ -65,7 +65,10 @@ MIRRORED_STEP = textwrap.dedent("""
             with strategy.scope():
                 model = build(method)
             before = [w.copy() for w in model.get_weights()]
-            loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+            # fit on a one-batch dataset: Keras distributes it, so each replica gets half the global
+            # batch (train_on_batch would hand every replica the whole batch)
+            ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+            loss = float(model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0).history["loss"][-1])
             delta = [a - b for a, b in zip(model.get_weights(), before)]
             results[(method, name)] = (loss, delta, strategy.num_replicas_in_sync)
     out = {}
@@ -231,3 +234,101 @@ def test_resume_under_mirrored_strategy_matches_an_uninterrupted_run():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     replicas, diff = result.stdout.split("RESULT ", 1)[1].split()
     assert int(replicas) == 2 and float(diff) == 0.0, (replicas, diff)
+
+
+MIRRORED_FER_STEP = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from kdface.methods.fer import ExpressionClassifier
+    from kdface.methods.igkd import IGKD
+    from kdface.training.distribute import synchronize_batchnorm
+    from kdface.training.optimizers import GroupAdam
+
+    SIZE, BATCH, K = 96, 8, 3
+    rng = np.random.default_rng(0)
+    x = {"image": rng.uniform(0, 1, (BATCH, SIZE, SIZE, 3)).astype("float32"),
+         "masked": rng.uniform(0, 1, (BATCH, SIZE, SIZE, 3)).astype("float32")}
+    y = rng.integers(0, K, BATCH)
+
+    def backbone(name, channels):  # small stand-ins: ResNet tracing on 2 replicas takes minutes here
+        inputs = keras.Input((SIZE, SIZE, 3))
+        h = keras.layers.Conv2D(channels, 3, strides=32, padding="same", use_bias=False)(inputs)  # no bias: BN cancels it
+        h = keras.layers.BatchNormalization(momentum=0.9)(h)
+        return keras.Model(inputs, [h, keras.layers.GlobalAveragePooling2D()(h)], name=name)
+
+    def build(method):
+        keras.utils.set_random_seed(1)
+        if method == "fer":
+            inputs = keras.Input((SIZE, SIZE, 3))
+            _, pooled = backbone("net", 8)(inputs)
+            model = ExpressionClassifier(keras.Model(inputs, keras.layers.Dense(K)(pooled)))
+            synchronize_batchnorm(model)  # global-batch statistics: the step is then device-count free
+        else:
+            model = IGKD(backbone("teacher", 6), backbone("student", 4), K, steps_per_epoch=1, fusion_dropout=0.0)
+        model.compile(optimizer=GroupAdam(1e-3, coupled_weight_decay=1e-4))
+        return model
+
+    out = {}
+    def step(model):
+        # fit on a one-batch dataset: Keras distributes it, so each replica gets half the global batch
+        # (train_on_batch would hand every replica the whole batch)
+        ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+        history = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+        return {k: v[-1] for k, v in history.history.items()}
+
+    for method in sys.argv[1:]:
+        runs = {}
+        for name, strategy in (("single", tf.distribute.get_strategy()),
+                               ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+            with strategy.scope():
+                model = build(method)
+            before = [w.copy() for w in model.get_weights()]
+            if method == "igkd" and name == "single":
+                # Each replica computes every term on its own half batch (BatchNorm statistics included):
+                # the terms of the two half batches on one device, averaged, are what 2 replicas report.
+                halves = [model.losses_of(x["image"][i:i + 4], x["masked"][i:i + 4], y[i:i + 4], 1.0)[0]
+                          for i in (0, 4)]
+                names = ("loss", "baseline", "fd", "rd", "knowledge_learning", "knowledge_feedback")
+                halves_mean = {n: float(np.mean([h[j] for h in halves])) for j, n in enumerate(names)}
+                model.set_weights(before)
+            logs = step(model)
+            delta = [a - b for a, b in zip(model.get_weights(), before)]
+            runs[name] = (logs, delta, strategy.num_replicas_in_sync)
+        (l1, d1, r1), (l2, d2, r2) = runs["single"], runs["mirrored"]
+        r = {"replicas": [r1, r2], "logs": [{k: float(v) for k, v in l1.items()}, {k: float(v) for k, v in l2.items()}],
+             "max_update_diff": max(float(np.abs(a - b).max()) for a, b in zip(d1, d2)),
+             "max_update": max(float(np.abs(d).max()) for d in d1)}
+        if method == "igkd":
+            r["halves_mean"] = halves_mean
+        out[method] = r
+    print("RESULT " + json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_expression_steps_and_igkd_batch_level_terms():
+    """The plain classifier (both views, synchronized BatchNorm): one step on 2 replicas equals one
+    step on 1 device. IGKD: each replica's terms are those of its half batch, so 2 replicas report
+    the mean of the two half batches' terms; its relation term (RD) then differs from the whole
+    batch's B x B relation by design (docs/igkd.md)."""
+    out = {}
+    for method in ("fer", "igkd"):  # one process each: a fresh collective state per strategy pair
+        result = subprocess.run([sys.executable, "-c", MIRRORED_FER_STEP, method], capture_output=True, text=True,
+                                timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=ROOT)  # fmt: skip
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        out.update(json.loads(result.stdout.split("RESULT ", 1)[1]))
+    fer = out["fer"]
+    assert fer["replicas"] == [1, 2], fer
+    single, mirrored = fer["logs"]
+    assert abs(single["loss"] - mirrored["loss"]) <= 1e-5 * abs(single["loss"]), fer
+    assert fer["max_update_diff"] <= 1e-4 * fer["max_update"], fer
+    igkd = out["igkd"]
+    assert igkd["replicas"] == [1, 2], igkd
+    single, mirrored = igkd["logs"]
+    for term, expected in igkd["halves_mean"].items():
+        assert abs(mirrored[term] - expected) <= 1e-4 * max(1.0, abs(expected)), (term, igkd)
+    assert abs(single["rd"] - igkd["halves_mean"]["rd"]) > 1e-3, igkd  # B x B vs two B/2 x B/2 relations

@@ -39,13 +39,17 @@ On-disk layout (``generate``)
     <root>/rafdb/Image/aligned/train_00001_aligned.jpg, test_0001_aligned.jpg   100x100
     <root>/rafdb/masks/train_00001_aligned.png                             occluded images only
     <root>/rafdb/metadata.csv
+    <root>/rafdb/rafdb_occlusion_list.txt     RAN Occlusion-RAF-DB format, CRLF: "test_0003_aligned 3 4"
+                                              = occluded test image, RAF label 0..6, OCCLUDER_TYPES index
     <root>/identities/00012/000.jpg                                        CASIA-WebFace style 112x112
     <root>/masks/identities/00012/000.png                                  occluded images only
     <root>/metadata.csv          one row per image of every tree
     <root>/landmarks.npz         paths, (N, 68, 2) landmarks (kdface pixels), (N, 68) occlusion flags
     <root>/synthfaces.json       the config; written last, marks a complete run
 
-Test identities (300W common/challenging, RAF-DB test) are disjoint from train identities.
+Test identities (300W common/challenging, RAF-DB test) are disjoint from train identities. RAF-DB
+test images are occluded more often (``rafdb_test_occlusion_fraction``, default 0.5) than the rest
+(``occlusion_fraction``), so that the occlusion list, SynthFaces' Occlusion-RAF-DB, is large enough.
 Everything is deterministic: each image's random stream is seeded from ``(seed, tree, index)``,
 so the bytes do not depend on the number of worker processes.
 
@@ -97,7 +101,7 @@ __all__ = [
     "sample_pose",
 ]
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1.0: rafdb_occlusion_list.txt, rafdb_test_occlusion_fraction
 
 EXPRESSION_NAMES = {
     1: "surprise",
@@ -110,6 +114,7 @@ EXPRESSION_NAMES = {
 }
 NEUTRAL = 7
 OCCLUDER_TYPES = ("none", "sunglasses", "mask", "hand", "hair", "object")
+OCCLUSION_LIST = "rafdb_occlusion_list.txt"  # under rafdb/; codes are OCCLUDER_TYPES indices (1..5)
 HAIR_STYLES = ("short", "long", "buzz", "fringe", "curly", "bun", "bald")
 
 # 300W folders -> (split, share of that split's images); shares follow the real 811/2000/337 and 224/330.
@@ -1388,6 +1393,7 @@ class SynthFacesConfig:
     # appearance
     occlusion_fraction: float = 0.3
     challenging_occlusion_fraction: float = 0.5
+    rafdb_test_occlusion_fraction: float = 0.5  # RAF-DB test images only (its occlusion list)
     pose_jitter: float = 1.0
     challenging_pose_jitter: float = 2.0
     expression_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # RAF-DB order 1..7
@@ -1462,7 +1468,12 @@ class SynthFacesConfig:
             or sum(self.expression_weights) <= 0
         ):
             raise ValueError("expression_weights needs 7 non-negative weights (RAF-DB order 1..7)")
-        if not 0 <= self.occlusion_fraction <= 1 or not 0 <= self.challenging_occlusion_fraction <= 1:
+        fractions = (
+            self.occlusion_fraction,
+            self.challenging_occlusion_fraction,
+            self.rafdb_test_occlusion_fraction,
+        )
+        if not all(0 <= f <= 1 for f in fractions):
             raise ValueError("occlusion fractions must be in [0, 1]")
 
 
@@ -1617,7 +1628,9 @@ def _plan(config: SynthFacesConfig) -> tuple[list[_Job], list[str]]:
                 anchor_y=0.5,
                 center=(rs / 2.0, rs * 0.52),
                 pose_strength=0.45 * config.pose_jitter,
-                occlusion_fraction=config.occlusion_fraction,
+                occlusion_fraction=config.rafdb_test_occlusion_fraction
+                if split == "test"
+                else config.occlusion_fraction,
                 harsh=0.3,
             )
             if role:
@@ -1925,6 +1938,13 @@ def generate(
     raf_cols = ("image", "aligned_path", "split", "label", "expression_name", "identity", "occluder", "mask_path",
                 "pair_id", "pair_role", "generator_version")  # fmt: skip
     _atomic_write(root / "rafdb/metadata.csv", _csv_bytes(raf_rows, raf_cols))
+    # RAN's Occlusion-RAF-DB list format (CRLF like the real file): name, RAF label 0..6, occluder code
+    occlusion_lines = [
+        f"{Path(row['image']).stem}_aligned {int(row['label']) - 1} {OCCLUDER_TYPES.index(row['occluder'])}\r\n"
+        for row in raf_rows
+        if row["split"] == "test" and row["occluder"] != "none"
+    ]
+    _atomic_write(root / "rafdb" / OCCLUSION_LIST, "".join(occlusion_lines).encode())
     _atomic_write(root / "metadata.csv", _csv_bytes(rows, METADATA_COLUMNS))
     buf = io.BytesIO()
     np.savez_compressed(buf, paths=np.array([r["path"] for r in rows]), landmarks=lms, occluded=occ)
@@ -1974,6 +1994,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--num-identity-folders", int, "num_identity_folders", "identities/ folders"),
         ("--images-per-identity", int, "images_per_identity", "images per identities/ folder"),
         ("--occlusion-fraction", float, "occlusion_fraction", "fraction of occluded images"),
+        (
+            "--rafdb-test-occlusion-fraction",
+            float,
+            "rafdb_test_occlusion_fraction",
+            "fraction of occluded RAF-DB test images",
+        ),
     ]
     for flag, typ, attr, text in overridable:
         parser.add_argument(

@@ -1,5 +1,17 @@
 """Losses as pure functions of tensors, named as in the papers."""
 
+from kdface.losses.igkd import (
+    IGKDTerms,
+    baseline_loss,
+    feature_distillation_loss,
+    igkd_loss,
+    kl_batchmean,
+    knowledge_feedback_loss,
+    knowledge_learning_loss,
+    ramp_down,
+    ramp_up,
+    relation_distillation_loss,
+)
 from kdface.losses.kd_loss import (
     KDLossTerms,
     aloss_elementwise,
@@ -11,6 +23,16 @@ from kdface.losses.kd_loss import (
 )
 
 __all__ = [
+    "IGKDTerms",
+    "baseline_loss",
+    "feature_distillation_loss",
+    "igkd_loss",
+    "kl_batchmean",
+    "knowledge_feedback_loss",
+    "knowledge_learning_loss",
+    "ramp_down",
+    "ramp_up",
+    "relation_distillation_loss",
     "KDLossTerms",
     "aloss_elementwise",
     "aloss_tolerant",

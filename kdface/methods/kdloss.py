@@ -13,7 +13,6 @@ interleaved, crop-normalised landmark vector ``(B, 2N)``; see
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import typing
 from pathlib import Path
 
@@ -28,12 +27,11 @@ from kdface.data.asm import ActiveShapeModel
 from kdface.data.pipeline import AugmentConfig, CropConfig, landmark_dataset, landmark_training_stream
 from kdface.data.sources import LandmarkSource, load_landmark_split
 from kdface.errors import RunError
-from kdface.io import atomic_path, load_keras_model, write_json
+from kdface.io import load_keras_model
 from kdface.losses.kd_loss import kd_loss
 from kdface.metrics.keras_metrics import LandmarkNME
 from kdface.training import distribute
 from kdface.training.distribute import per_replica_share
-from kdface.training.trainer import check_writable
 
 TEACHER_BACKBONE = "efficientnet_b3"
 STUDENT_BACKBONE = "mobilenet_v2"
@@ -404,39 +402,6 @@ def add_student_arguments(parser) -> None:
     add_config_arguments(parser, KDLossConfig, PRESETS, skip=skip, help_texts=FLAG_HELP)
 
 
-def _publish(run: training.RunDirectory, out: Path, card: dict) -> None:
-    """Copy the run's best model to ``out`` (atomically) with its model card beside it (chief only)."""
-    if not run.chief:
-        return
-    best = run.path / "best.keras"
-    if not best.exists():
-        best = run.path / "last.keras"
-    with atomic_path(out) as tmp:
-        shutil.copyfile(best, tmp)
-    card_path = write_json(out.with_suffix(".json"), card)
-    print(f"saved {out} (and {card_path.name}); run directory {run.path}")
-
-
-def _open_run(config: KDLossConfig, role: str, run_dir, out: Path, options, **extra):
-    """The strategy (first: multi-worker set-up must precede other TF work), seeds, then every output
-    folder checked and the run directory claimed before any data is read."""
-    strategy = distribute.make_strategy(options.strategy)
-    chief = distribute.is_chief(strategy)
-    training.configure_determinism(config.seed, options.deterministic)
-    if chief:
-        check_writable(out.parent)
-    record = {"role": role, **dataclasses.asdict(config), "on_bad_sample": options.on_bad_sample, **extra}
-    run = training.RunDirectory(run_dir, options, chief=chief).open(record)
-    run.strategy = strategy
-    return run
-
-
-def _built(model, run):
-    if run.options.sync_batchnorm:
-        print(f"synchronized BatchNorm in {distribute.synchronize_batchnorm(model)} layers")
-    return model
-
-
 def _fit(model, data: TrainData, config: KDLossConfig, run):
     monitor = "val_nme" if data.val is not None else "loss"
     return training.fit(model, data.stream, data.val, run=run, epochs=config.epochs,
@@ -447,7 +412,7 @@ def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None, op
     config = config.resolved("teacher")
     options = options or training.RunOptions()
     out = Path(out or f"models/teachers/{config.dataset}_{teacher}.keras")
-    run = _open_run(config, f"{teacher}_teacher", run_dir or f"runs/kdloss/{config.dataset}_{teacher}", out,
+    run = training.open_run(config, f"{teacher}_teacher", run_dir or f"runs/kdloss/{config.dataset}_{teacher}", out,
                     options)  # fmt: skip
     extra = {}
     transform = None
@@ -468,13 +433,13 @@ def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None, op
     data = train_data(config, target_transform=transform, on_bad_sample=options.on_bad_sample)
     training.seed_models(config.seed)
     with distribute.scope(run.strategy):
-        model = compile_regressor(_built(build_teacher(config, data.source.num_points, teacher), run), config,
+        model = compile_regressor(training.prepare_built_model(build_teacher(config, data.source.num_points, teacher), run), config,
                                   data.source.normaliser, data.steps_per_epoch)  # fmt: skip
     result = _fit(model, data, config, run)
     run.write_skipped(data.skipped)
     card = model_card(config, f"{teacher}_teacher", data.source.num_points, data.source.normaliser,
                       train_seconds=round(result.seconds, 1), run_dir=str(run.path), **extra)  # fmt: skip
-    _publish(run, out, card)
+    training.publish(run, out, card)
     return out
 
 
@@ -490,13 +455,13 @@ def train_student(
         tough = str(tough or f"models/teachers/{config.dataset}_tough.keras")
         tolerant = str(tolerant or f"models/teachers/{config.dataset}_tolerant.keras")
         extra = {"tough": tough, "tolerant": tolerant}
-    run = _open_run(config, f"student_{name}", run_dir or f"runs/kdloss/{config.dataset}_student_{name}", out,
+    run = training.open_run(config, f"student_{name}", run_dir or f"runs/kdloss/{config.dataset}_student_{name}", out,
                     options, **extra)  # fmt: skip
     if no_kd:
         data = train_data(config, on_bad_sample=options.on_bad_sample)
         training.seed_models(config.seed)
         with distribute.scope(run.strategy):
-            student = _built(build_student(config, data.source.num_points), run)
+            student = training.prepare_built_model(build_student(config, data.source.num_points), run)
             model = compile_regressor(student, config, data.source.normaliser, data.steps_per_epoch)
     else:
         with distribute.scope(run.strategy):
@@ -517,7 +482,7 @@ def train_student(
                 )
         training.seed_models(config.seed)
         with distribute.scope(run.strategy):
-            student = _built(build_student(config, data.source.num_points), run)
+            student = training.prepare_built_model(build_student(config, data.source.num_points), run)
             model = KDLossDistiller(student, tough_model, tolerant_model,
                                     (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
             model.compile(optimizer=_optimizer(config, data.steps_per_epoch),
@@ -526,7 +491,7 @@ def train_student(
     run.write_skipped(data.skipped)
     card = model_card(config, f"student_{name}", data.source.num_points, data.source.normaliser,
                       train_seconds=round(result.seconds, 1), run_dir=str(run.path), **extra)  # fmt: skip
-    _publish(run, out, card)
+    training.publish(run, out, card)
     return out
 
 

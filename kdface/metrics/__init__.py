@@ -1,5 +1,6 @@
 """Evaluation metrics."""
 
+from kdface.metrics.classification import confusion_matrix, plot_confusion, summarize_classification
 from kdface.metrics.landmarks import (
     auc,
     auc_kdloss_original,
@@ -14,8 +15,11 @@ __all__ = [
     "auc",
     "auc_kdloss_original",
     "ced_curve",
+    "confusion_matrix",
     "failure_rate",
     "nme_per_image",
     "plot_ced",
+    "plot_confusion",
     "summarize",
+    "summarize_classification",
 ]

@@ -564,3 +564,45 @@ def fit(
     for npz in run.backup_dir.glob("step-*.npz"):
         npz.unlink(missing_ok=True)
     return FitResult(epochs - start_epoch, seconds)
+
+
+# --- what every method's entry point does around fit --------------------------------------------
+
+
+def open_run(config, role: str, run_dir, out: Path, options: RunOptions, **extra) -> RunDirectory:
+    """The strategy (first: multi-worker set-up must precede other TF work), seeds, then every output
+    folder checked and the run directory claimed before any data is read. ``config`` is the method's
+    config dataclass; it and ``extra`` are what a resumed run must match."""
+    from kdface.training import distribute
+
+    strategy = distribute.make_strategy(options.strategy)
+    chief = distribute.is_chief(strategy)
+    configure_determinism(config.seed, options.deterministic)
+    if chief:
+        check_writable(Path(out).parent)
+    record = {"role": role, **dataclasses.asdict(config), "on_bad_sample": options.on_bad_sample, **extra}
+    run = RunDirectory(run_dir, options, chief=chief).open(record)
+    run.strategy = strategy
+    return run
+
+
+def prepare_built_model(model: keras.Model, run: RunDirectory) -> keras.Model:
+    """Apply the run's model options (``--sync-batchnorm``) to a freshly built model."""
+    from kdface.training import distribute
+
+    if run.options.sync_batchnorm:
+        print(f"synchronized BatchNorm in {distribute.synchronize_batchnorm(model)} layers")
+    return model
+
+
+def publish(run: RunDirectory, out: Path, card: dict) -> None:
+    """Copy the run's best model to ``out`` (atomically) with its model card beside it (chief only)."""
+    if not run.chief:
+        return
+    best = run.path / "best.keras"
+    if not best.exists():
+        best = run.path / "last.keras"
+    with atomic_path(out) as tmp:
+        shutil.copyfile(best, tmp)
+    card_path = write_json(Path(out).with_suffix(".json"), card)
+    print(f"saved {out} (and {card_path.name}); run directory {run.path}")

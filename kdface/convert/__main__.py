@@ -1,0 +1,68 @@
+"""``python -m kdface.convert resnet --depth 18 --checkpoint resnet18_msceleb.pth --out X.npz``.
+
+Converts a torchvision-named ResNet-18/50 checkpoint (``torch.save`` file, pickled dict of NumPy
+arrays, or ``.npz``) to an ``.npz`` that ``kdface.backbones.build_resnet(depth, weights=...)`` loads;
+see :mod:`kdface.convert.torch_resnet`. Errors print one ``error:`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kdface.cli import HelpFormatter, quiet_tensorflow, run_cli
+
+
+def _resnet(args) -> None:
+    from kdface.convert.torch_resnet import convert
+
+    report = convert(args.checkpoint, args.depth, args.out, stride_on=args.stride_on, fmt=args.format)
+    print(f"matched {report.matched} tensors (ResNet-{args.depth} backbone, stride on {args.stride_on})")
+    counters = [k for k in report.dropped if k.endswith(".num_batches_tracked")]
+    shown = [k for k in report.dropped if k not in counters] + (
+        [f"{len(counters)} x num_batches_tracked"] if counters else []
+    )
+    print(f"dropped {len(report.dropped)}: {', '.join(shown) or '-'}")
+    print(f"wrote {report.out}")
+
+
+def main(argv=None) -> None:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(
+        prog="python -m kdface.convert", description=__doc__.split("\n")[0], formatter_class=HelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    resnet = commands.add_parser(
+        "resnet",
+        help="torchvision-named ResNet-18/50 checkpoint -> kdface .npz",
+        description="Convert a torchvision-named ResNet-18/50 checkpoint to kdface weights (strict: "
+        "every backbone tensor matched exactly once; fc.*, feature.* and num_batches_tracked dropped).",
+        formatter_class=HelpFormatter,
+    )
+    resnet.add_argument("--depth", type=int, choices=(18, 50), required=True)
+    resnet.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".pth/.pth.tar (torch.save), .pkl (dict of "
+        "NumPy arrays, e.g. VGGFace2 resnet50_ft_weight.pkl) or .npz",
+    )
+    resnet.add_argument("--out", required=True, help="output .npz (or .weights.h5)")
+    resnet.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "torch", "pickle", "npz"),
+        help="checkpoint format (auto: from the suffix; .npz, .pkl/.pickle, else torch)",
+    )
+    resnet.add_argument(
+        "--stride-on",
+        default="3x3",
+        choices=("3x3", "1x1"),
+        help="depth 50: 1x1 for Caffe-style v1 weights such as VGGFace2's",
+    )
+    args = parser.parse_args(argv)
+    if args.stride_on != "3x3" and args.depth != 50:
+        parser.error("--stride-on 1x1 applies only to --depth 50 (bottleneck blocks)")
+    run_cli(_resnet, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""The tf.data pipeline for expression recognition: face crops, IGKD's two views, balanced sampling.
+
+Every model takes RGB images in ``[0, 1]``; ImageNet normalisation happens inside the model.
+Geometry follows the originals (spec A2, B3): the face crop is resized so its shorter side is
+``resize_size = round(image_size * 256 / 224)`` (256 for 224), then cropped to ``image_size``
+(random crop when training, centre crop otherwise). Training adds, in the original's order:
+Gaussian noise (p 0.5, variance 30, on uint8 before resizing), the crop and a horizontal flip.
+
+The **masked view** (IGKD, spec A2.4) is torchvision's ``RandomErasing`` applied to the same
+augmented crop: area ``U(0.15, 0.25)`` of the image, aspect ``exp(U(ln 0.33, ln 3.3))``, up to
+10 tries for a box that fits, position uniform; filled with one value ``v ~ U[0, 1)`` per sample
+*in normalised space*, i.e. ``mean_c + v * std_c`` in the ``[0, 1]`` pixels kdface models take.
+
+Training data is an epoch stream (:mod:`kdface.data.streams`): the encoded split is held in memory
+and epoch ``e`` is a list of indices drawn from ``(seed, e)`` alone, either a permutation or, with
+the **class-balanced sampler** (IGKD's ``ImbalancedDatasetSampler``), ``N`` draws with replacement
+with probability ``1 / n_class`` per sample. Every random draw is stateless, keyed by
+``(epoch seed, position in the epoch)``, so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from kdface.errors import RunError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Purposes of the per-element random streams (folded into the element's seed).
+_NOISE, _NOISE_ON, _CROP, _FLIP, _ERASE = 1, 2, 3, 4, 5
+
+
+def resize_size(image_size: int) -> int:
+    """The shorter side the face is resized to before cropping (256 for a 224 crop)."""
+    return int(round(image_size * 256 / 224))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpressionAugment:
+    """Training augmentation (spec A2.2-3): noise, random crop, horizontal flip."""
+
+    noise_probability: float = 0.5
+    noise_variance: float = 30.0
+    random_crop: bool = True
+    flip: bool = True
+
+    @classmethod
+    def none(cls) -> ExpressionAugment:
+        return cls(noise_probability=0.0, random_crop=False, flip=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.noise_probability > 0 or self.random_crop or self.flip
+
+
+@dataclasses.dataclass(frozen=True)
+class ErasingConfig:
+    """torchvision ``RandomErasing`` as IGKD configures it (spec A2.4)."""
+
+    probability: float = 1.0
+    scale: tuple[float, float] = (0.15, 0.25)
+    ratio: tuple[float, float] = (0.33, 3.3)
+    attempts: int = 10
+
+
+def _fold(seed, purpose: int):
+    return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), purpose)
+
+
+def erasing_box(seed, height: int, width: int, config: ErasingConfig = ErasingConfig()):
+    """``(top, left, h, w, applied)`` of one torchvision-style erasing box (int32 scalars, bool).
+
+    ``applied`` is False when the probability draw says no or no candidate fits in ``attempts``.
+    """
+    area = float(height * width)
+    n = config.attempts
+    u = tf.random.stateless_uniform([n, 4], _fold(seed, 0))
+    target = area * (config.scale[0] + (config.scale[1] - config.scale[0]) * u[:, 0])
+    log_lo, log_hi = math.log(config.ratio[0]), math.log(config.ratio[1])
+    aspect = tf.exp(log_lo + (log_hi - log_lo) * u[:, 1])
+    h = tf.cast(tf.round(tf.sqrt(target * aspect)), tf.int32)
+    w = tf.cast(tf.round(tf.sqrt(target / aspect)), tf.int32)
+    fits = (h < height) & (w < width) & (h > 0) & (w > 0)
+    first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+    h, w = h[first], w[first]
+    # i ~ U{0..H-h}, j ~ U{0..W-w}
+    top = tf.minimum(tf.cast(u[first, 2] * tf.cast(height - h + 1, tf.float32), tf.int32), height - h)
+    left = tf.minimum(tf.cast(u[first, 3] * tf.cast(width - w + 1, tf.float32), tf.int32), width - w)
+    draw = tf.random.stateless_uniform([], _fold(seed, 1))
+    applied = tf.reduce_any(fits) & (draw < config.probability)
+    return top, left, h, w, applied
+
+
+def random_erasing(image, seed, config: ErasingConfig = ErasingConfig()):
+    """``image`` (``H x W x 3`` in ``[0, 1]``) with one box set to a flat grey ``mean + v * std``
+    (``v ~ U[0, 1)``: one value in normalised space, as torchvision erases the normalised tensor)."""
+    height, width = int(image.shape[0]), int(image.shape[1])
+    top, left, h, w, applied = erasing_box(seed, height, width, config)
+    v = tf.random.stateless_uniform([], _fold(seed, 2))
+    fill = tf.constant(IMAGENET_MEAN) + v * tf.constant(IMAGENET_STD)
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w) & applied
+    return tf.where(inside[:, :, None], tf.broadcast_to(fill, image.shape), image)
+
+
+def _decode_face(encoded, box):
+    """Decode and cut the face box (clipped to the image) out of an encoded image: uint8 ``H x W x 3``."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    x0 = tf.clip_by_value(tf.cast(tf.floor(box[0]), tf.int32), 0, w - 1)
+    y0 = tf.clip_by_value(tf.cast(tf.floor(box[1]), tf.int32), 0, h - 1)
+    x1 = tf.clip_by_value(tf.cast(tf.math.ceil(box[2]), tf.int32), x0 + 1, w)
+    y1 = tf.clip_by_value(tf.cast(tf.math.ceil(box[3]), tf.int32), y0 + 1, h)
+    return image[y0:y1, x0:x1]
+
+
+def _resize_shorter(image, size: int):
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / tf.reduce_min(shape)
+    new = tf.cast(tf.round(shape * scale), tf.int32)
+    new = tf.maximum(new, size)
+    return tf.image.resize(tf.cast(image, tf.float32), new, antialias=True)
+
+
+def _center_crop(image, size: int):
+    shape = tf.shape(image)
+    top = (shape[0] - size) // 2
+    left = (shape[1] - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+def prepare_eval(encoded, box, image_size: int):
+    """The test view: shorter side to ``resize_size``, centre crop, ``[0, 1]`` float32."""
+    face = _decode_face(encoded, box)
+    image = _center_crop(_resize_shorter(face, resize_size(image_size)), image_size)
+    image = tf.clip_by_value(image, 0.0, 255.0) / 255.0
+    return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def prepare_train(encoded, box, seed, image_size: int, augment: ExpressionAugment):
+    """One training view (noise, resize, crop, flip) in ``[0, 1]``, from the element's ``seed``."""
+    face = _decode_face(encoded, box)
+    if augment.noise_probability > 0:
+        noisy = tf.cast(face, tf.float32) + math.sqrt(augment.noise_variance) * tf.random.stateless_normal(
+            tf.shape(face), _fold(seed, _NOISE)
+        )
+        noisy = tf.cast(tf.clip_by_value(noisy, 0.0, 255.0), tf.uint8)  # truncation, as numpy astype
+        on = tf.random.stateless_uniform([], _fold(seed, _NOISE_ON)) < augment.noise_probability
+        face = tf.where(on, noisy, face)
+    resized = _resize_shorter(face, resize_size(image_size))
+    if augment.random_crop:
+        shape = tf.shape(resized)
+        offsets = tf.random.stateless_uniform([2], _fold(seed, _CROP))
+        top = tf.cast(offsets[0] * tf.cast(shape[0] - image_size + 1, tf.float32), tf.int32)
+        left = tf.cast(offsets[1] * tf.cast(shape[1] - image_size + 1, tf.float32), tf.int32)
+        image = resized[top : top + image_size, left : left + image_size]
+    else:
+        image = _center_crop(resized, image_size)
+    if augment.flip:
+        flip = tf.random.stateless_uniform([], _fold(seed, _FLIP)) < 0.5
+        image = tf.where(flip, tf.reverse(image, axis=[1]), image)
+    image = tf.clip_by_value(image, 0.0, 255.0) / 255.0
+    return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def _options(deterministic: bool = True) -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_optimization.map_parallelization = True
+    return options
+
+
+def expression_dataset(source: tf.data.Dataset, *, image_size: int, batch_size: int, with_key: bool = False,
+                       cache: bool = False) -> tf.data.Dataset:  # fmt: skip
+    """One pass over ``source`` in its order, as batches of ``(images, labels)`` (plus ``keys`` if
+    ``with_key``): for validation and evaluation. ``cache`` keeps the decoded crops in memory."""
+
+    def element(example):
+        image = prepare_eval(example["image"], example["box"], image_size)
+        label = tf.cast(example["label"], tf.int32)
+        return (image, label, example["key"]) if with_key else (image, label)
+
+    ds = source.with_options(_options()).map(element, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass
+class InMemorySplit:
+    """A split's encoded images, face boxes and labels, held in memory for index-based epochs."""
+
+    images: np.ndarray  # object array of bytes
+    boxes: np.ndarray  # (N, 4) float32
+    labels: np.ndarray  # (N,) int32
+    keys: np.ndarray  # object array of str
+
+    @classmethod
+    def load(cls, source: tf.data.Dataset, max_bytes: int = 8 * 2**30) -> InMemorySplit:
+        images, boxes, labels, keys, total = [], [], [], [], 0
+        for example in source.as_numpy_iterator():
+            images.append(example["image"])
+            boxes.append(example["box"])
+            labels.append(example["label"])
+            keys.append(example["key"])
+            total += len(example["image"])
+            if total > max_bytes:
+                raise RunError(
+                    f"the training split's encoded images exceed {max_bytes / 2**30:.1f} GiB; the epoch "
+                    "sampler holds them in memory. Raise --max-memory-gb, or train on a subset"
+                )
+        if not images:
+            raise RunError("the training split is empty")
+        return cls(np.array(images, dtype=object), np.stack(boxes).astype(np.float32),
+                   np.array(labels, np.int32), np.array(keys, dtype=object))  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        return np.bincount(self.labels, minlength=num_classes)
+
+
+def epoch_indices(epoch_seed, labels: np.ndarray, num_classes: int, balanced: bool):
+    """The element indices of one epoch (a tensor): a permutation of all ``N`` elements, or with
+    ``balanced`` ``N`` draws with replacement, ``P(i) = 1 / n_class(i)`` normalised (every class is
+    drawn equally often on average)."""
+    n = len(labels)
+    u = tf.random.stateless_uniform([n], tf.stack([tf.cast(epoch_seed, tf.int64), tf.constant(7, tf.int64)]))
+    if not balanced:
+        return tf.argsort(u, stable=True)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = 1.0 / counts[labels]
+    cdf = np.cumsum(weights / weights.sum())
+    cdf[-1] = 1.0
+    cdf = tf.constant(cdf, tf.float64)
+    return tf.minimum(tf.searchsorted(cdf, tf.cast(u, tf.float64), side="right"), n - 1)
+
+
+def expression_training_stream(
+    split: InMemorySplit,
+    *,
+    image_size: int,
+    batch_size: int,
+    num_classes: int,
+    augment: ExpressionAugment = ExpressionAugment(),
+    erasing: ErasingConfig | None = None,
+    balanced: bool = False,
+    seed: int = 0,
+    start_epoch: int = 0,
+    skip_batches: int = 0,
+):
+    """The endless training stream, epoch ``start_epoch`` from batch ``skip_batches`` on.
+
+    Elements are ``(image, label)``, or with ``erasing`` ``({"image": clean, "masked": erased}, label)``
+    where both views share the noise, crop and flip and differ only in the erased box. Each epoch
+    is ``N // batch_size`` full batches.
+    """
+    from kdface.data.streams import epoch_stream
+
+    images = tf.constant(split.images.tolist(), tf.string)
+    boxes = tf.constant(split.boxes)
+    labels = tf.constant(split.labels)
+
+    def element(epoch_seed, position, index):
+        seed = tf.stack([epoch_seed, position])
+        clean = prepare_train(images[index], boxes[index], seed, image_size, augment)
+        if erasing is None:
+            return clean, labels[index]
+        masked = random_erasing(clean, _fold(seed, _ERASE), erasing)
+        return {"image": clean, "masked": masked}, labels[index]
+
+    def one_epoch(epoch_seed, skip):
+        order = epoch_indices(epoch_seed, split.labels, num_classes, balanced)
+        ds = tf.data.Dataset.from_tensor_slices(order).enumerate().skip(skip)  # skip before decoding
+        ds = ds.map(lambda position, index: element(epoch_seed, position, index),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # fmt: skip
+        return ds.batch(batch_size, drop_remainder=True)
+
+    stream = epoch_stream(one_epoch, seed=seed, batch_size=batch_size, start_epoch=start_epoch,
+                          skip_batches=skip_batches)  # fmt: skip
+    return stream.with_options(_options())

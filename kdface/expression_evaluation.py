@@ -1,0 +1,205 @@
+"""Expression evaluation behind ``test.py``: models x test splits -> accuracy, per-class accuracy,
+confusion matrices, per-image predictions, report; and expressions on the faces of a photo.
+
+A model's class names come from its model card (``<model>.json``); labels are kdface indices
+(:mod:`kdface.data.expressions`), so any model is evaluated on any dataset. Test images of a class
+the model does not have (contempt, for a 7-class model) are left out and counted in the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kdface import metrics, report
+from kdface.data.expression_pipeline import expression_dataset, prepare_eval
+from kdface.data.expressions import CLASS_NAMES
+from kdface.io import load_keras_model, write_json
+from kdface.io.atomic import write_image, write_text
+
+
+def read_card(model_path) -> dict:
+    from kdface.evaluation import read_model_card
+
+    return read_model_card(model_path)
+
+
+def class_names_of(model, card: dict) -> tuple[str, ...]:
+    """The model's class names: from its card, else kdface's order truncated to its output width."""
+    k = int(model.output_shape[-1])
+    names = tuple(card.get("class_names") or CLASS_NAMES[:k])
+    if len(names) != k:
+        raise ValueError(f"the model card lists {len(names)} classes but the model predicts {k}")
+    return names
+
+
+def predict_source(model, source, num_classes: int, batch_size: int = 64):
+    """``(labels, probabilities, keys, excluded)`` over a split; ``excluded`` counts test images whose
+    class the model lacks."""
+    size = int(model.input_shape[1])
+    ds = expression_dataset(source.dataset, image_size=size, batch_size=batch_size, with_key=True)
+    labels, probs, keys, excluded = [], [], [], 0
+    for images, y, k in ds:
+        y = y.numpy()
+        keep = y < num_classes
+        excluded += int((~keep).sum())
+        if keep.any():
+            p = model.predict_on_batch(images.numpy()[keep])
+            probs.append(np.asarray(p))
+            labels.append(y[keep])
+            keys.extend(x.decode() for x in k.numpy()[keep])
+    if not probs:
+        raise ValueError(f"split {source.split!r} of {source.name!r} has no image of the model's classes")
+    return np.concatenate(labels), np.concatenate(probs), keys, excluded
+
+
+def _predictions_csv(keys, labels, probabilities, names) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["key", "label", "predicted", *[f"p_{n}" for n in names]])
+    for key, label, p in zip(keys, labels, probabilities, strict=True):
+        writer.writerow([key, names[int(label)], names[int(np.argmax(p))], *[f"{v:.5f}" for v in p]])
+    return buf.getvalue()
+
+
+def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="datasets/tfds", out_dir="runs/test",
+             on_bad_sample="error", unsafe_load_model=False) -> dict:  # fmt: skip
+    """Evaluate each model on each test split; writes report.json, report.md, confusion matrices and
+    per-image predictions (``predictions_<model>_<split>.csv``)."""
+    from kdface.data.sources import EXPRESSION_TEST_SPLITS, load_expression_split
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, rows, images, skipped = {}, [], {}, []
+    for model_path in model_paths:
+        card = read_card(model_path)
+        name = Path(model_path).stem
+        ds_name = dataset or card.get("dataset")
+        if ds_name is None:
+            raise ValueError(f"{model_path} has no model card; pass --dataset")
+        if ds_name not in EXPRESSION_TEST_SPLITS:
+            raise ValueError(
+                f"unknown expression dataset {ds_name!r}; known: {sorted(EXPRESSION_TEST_SPLITS)}"
+            )
+        model = load_keras_model(model_path, unsafe=unsafe_load_model)
+        names = class_names_of(model, card)
+        results[name] = {
+            "model": str(model_path),
+            "dataset": ds_name,
+            "class_names": list(names),
+            "splits": {},
+        }
+        for split in splits or EXPRESSION_TEST_SPLITS[ds_name]:
+            source = load_expression_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
+            skipped.extend(r for r in source.skipped if r not in skipped)
+            labels, probs, keys, excluded = predict_source(model, source, len(names))
+            summary = metrics.summarize_classification(labels, probs, names)
+            summary["excluded_classes_count"] = excluded
+            results[name]["splits"][split] = summary
+            plot = out_dir / f"confusion_{name}_{split}.png"
+            metrics.plot_confusion(summary["confusion"], names, plot, title=f"{name} on {ds_name} {split}")
+            images[f"{name} on {split}: confusion matrix (% of the true class)"] = plot.name
+            write_text(
+                out_dir / f"predictions_{name}_{split}.csv", _predictions_csv(keys, labels, probs, names)
+            )
+            row = {"model": name, "split": split, "accuracy": summary["accuracy"],
+                   "mean_class_accuracy": summary["mean_class_accuracy"], "count": summary["count"],
+                   "train_s": card.get("train_seconds", "")}  # fmt: skip
+            row.update({n: summary["per_class"][n]["accuracy"] for n in names})
+            rows.append(row)
+            print(f"{name:>32s}  {split:>10s}  accuracy {summary['accuracy']:6.2f}%  "
+                  f"mean class accuracy {summary['mean_class_accuracy']:6.2f}%  (n={summary['count']}"
+                  + (f", {excluded} of classes the model lacks left out)" if excluded else ")"))  # fmt: skip
+    if skipped:
+        write_json(out_dir / "skipped_samples.json", {"count": len(skipped), "skipped": skipped})
+        print(
+            f"skipped {len(skipped)} bad sample(s) (--on-bad-sample skip); list: {out_dir / 'skipped_samples.json'}"
+        )
+    report.write_report_json(out_dir / "report.json", results)
+    all_names = [n for n in CLASS_NAMES if any(n in r for r in rows)]
+    columns = [("model", "model"), ("split", "split"), ("accuracy", "Accuracy %"),
+               ("mean_class_accuracy", "Mean class acc. %"), ("count", "Images"),
+               *[(n, f"{n} %") for n in all_names], ("train_s", "train_s")]  # fmt: skip
+    notes = (
+        "Accuracy = % of test images classified correctly; mean class accuracy = the per-class accuracies "
+        "(recall) averaged over the classes present; per-class columns in %. train_s = training wall time."
+    )
+    report.write_report_markdown(out_dir / "report.md", "Expression evaluation", rows, columns, notes, images)
+    print(f"report: {out_dir / 'report.md'}")
+    return results
+
+
+# --- the public predict helper and photos -----------------------------------------------------------------
+
+
+def predict_expressions(model_path, faces, unsafe_load_model: bool = False) -> list[dict]:
+    """Expressions of face crops: ``faces`` is a list of ``H x W x 3`` uint8 RGB images (any size).
+
+    Each face is resized and centre-cropped exactly as in training (the model card's sizes); returns
+    one ``{"expression": name, "probabilities": {name: p}}`` per face.
+    """
+    model = load_keras_model(model_path, unsafe=unsafe_load_model)
+    names = class_names_of(model, read_card(model_path))
+    probs = _predict_crops(model, faces)
+    return [{"expression": names[int(np.argmax(p))], "probabilities": dict(zip(names, map(float, p), strict=True))}
+            for p in probs]  # fmt: skip
+
+
+def _predict_crops(model, faces) -> np.ndarray:
+    import tensorflow as tf
+
+    size = int(model.input_shape[1])
+    batch = []
+    for face in faces:
+        face = np.asarray(face)
+        if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8:
+            raise ValueError(f"expected H x W x 3 uint8 RGB faces, got {face.shape} {face.dtype}")
+        encoded = tf.io.encode_png(face)
+        box = tf.constant([0.0, 0.0, face.shape[1], face.shape[0]])
+        batch.append(prepare_eval(encoded, box, size).numpy())
+    if not batch:
+        return np.zeros((0, int(model.output_shape[-1])), np.float32)
+    return np.asarray(model.predict(np.stack(batch), verbose=0))
+
+
+def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bool = False) -> dict:
+    """Detect faces in a photo (OpenCV Haar cascade), print and overlay each face's expression."""
+    from kdface.evaluation import detect_faces
+
+    bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"could not read an image from {photo}")
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    model = load_keras_model(model_path, unsafe=unsafe_load_model)
+    names = class_names_of(model, read_card(model_path))
+    h, w = image.shape[:2]
+    boxes = []
+    for x0, y0, x1, y1 in detect_faces(image):
+        pad = 0.1 * (x1 - x0)  # aligned FER crops include a little context around the Haar box
+        boxes.append([max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)])
+    crops = [image[int(b[1]) : int(np.ceil(b[3])), int(b[0]) : int(np.ceil(b[2]))] for b in boxes]
+    probs = _predict_crops(model, crops)
+    overlay = image.copy()
+    faces = []
+    thickness = max(1, w // 300)
+    for box, p in zip(boxes, probs, strict=True):
+        label = names[int(np.argmax(p))]
+        faces.append({"box": [float(v) for v in box], "expression": label,
+                      "probabilities": dict(zip(names, map(float, p), strict=True))})  # fmt: skip
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        cv2.rectangle(overlay, (x0, y0), (x1, y1), report.PRED_COLOR, thickness)
+        cv2.putText(overlay, f"{label} {100 * p.max():.0f}%", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    max(0.4, w / 1200), report.PRED_COLOR, thickness, cv2.LINE_AA)  # fmt: skip
+        print(f"face at ({x0}, {y0}, {x1}, {y1}): {label} ({100 * p.max():.1f}%)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overlay_path = out_dir / f"{Path(photo).stem}_expressions.png"
+    write_image(overlay_path, overlay)
+    result = {"photo": str(photo), "faces": faces, "overlay": str(overlay_path)}
+    report.write_report_json(out_dir / f"{Path(photo).stem}_expressions.json", result)
+    print(f"{len(faces)} face(s); overlay {overlay_path}")
+    return result
