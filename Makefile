@@ -1,5 +1,5 @@
 # make demo: SynthFaces -> two teachers -> KD and no-KD students -> evaluation -> runs/demo/report.md
-# make demo-igkd: SynthFaces -> plain ResNet-18 on clean + erased views, and IGKD -> occluded test -> runs/demo-igkd/report.md
+# make demo-igkd: SynthFaces -> ResNet-18 baseline on clean + erased views; clean teacher -> IGKD -> test + occluded -> runs/demo-igkd/report.md
 # make test: lint + the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV := .venv
@@ -60,9 +60,11 @@ demo-igkd: $(STAMP)
 	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(PRESET)
 	$(PY) train_teacher.py --method fer --masked-view --dataset synthface --preset $(PRESET) \
 	    --run-dir $(IGKD_DEMO)/baseline --out models/students/synthface_resnet18_masked_baseline.keras
+	$(PY) train_teacher.py --method fer --dataset synthface --preset $(PRESET) \
+	    --run-dir $(IGKD_DEMO)/teacher --out models/teachers/synthface_fer_resnet18.keras
 	$(PY) train_student.py --method igkd --dataset synthface --preset $(PRESET) --run-dir $(IGKD_DEMO)/igkd \
-	    --out models/students/synthface_igkd.keras
-	$(PY) test.py --dataset synthface --out $(IGKD_DEMO) \
+	    --t-checkpoint models/teachers/synthface_fer_resnet18.keras --out models/students/synthface_igkd.keras
+	$(PY) test.py --dataset synthface --out $(IGKD_DEMO) --model models/teachers/synthface_fer_resnet18.keras \
 	    --model models/students/synthface_resnet18_masked_baseline.keras --model models/students/synthface_igkd.keras
 	echo "" >> $(IGKD_DEMO)/report.md
 	echo "Demo wall time (make demo-igkd, $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(IGKD_DEMO)/report.md

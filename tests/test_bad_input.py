@@ -234,3 +234,50 @@ def test_training_cli_skips_lists_and_counts_bad_samples(tmp_path):
     assert "skipped 1 bad sample(s)" in skipped.stdout
     listing = json.loads((tmp_path / "run_skip" / "skipped_samples.json").read_text())
     assert listing["count"] == 1 and victim.name in listing["skipped"][0]["path"]
+
+
+@pytest.mark.slow
+def test_expression_test_cli_errors_on_or_skips_bad_samples(tmp_path):
+    """RAF-DB with a truncated image and a malformed label line: test.py stops naming the file
+    (exit 2), or with --on-bad-sample skip evaluates the rest and lists both."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import keras
+    from fer_fixtures import write_rafdb_scn
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "raf"
+    write_rafdb_scn(data, extra_lines=["test_0099.jpg eight"])
+    victim = data / "Image/aligned/test_0002_aligned.jpg"
+    victim.write_bytes(victim.read_bytes()[:200])
+    inputs = keras.Input((32, 32, 3))
+    probs = keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
+    keras.Model(inputs, probs).save(tmp_path / "fer.keras")
+    card = {"task": "expressions", "dataset": "raf-db", "class_names": ["surprise", "fear", "disgust", "happiness",
+            "sadness", "anger", "neutral"], "image_size": 32}  # fmt: skip
+    (tmp_path / "fer.json").write_text(json.dumps(card))
+    command = [sys.executable, root / "test.py", "--model", tmp_path / "fer.keras", "--data-dir", data,
+               "--tfds-dir", tmp_path / "tfds"]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def run(*extra):
+        return subprocess.run(list(map(str, command + list(extra))), capture_output=True, text=True, env=env)
+
+    refused = run("--out", tmp_path / "out_error")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    # the first bad sample stops it: the truncated image, with the label line that names it
+    assert last.startswith("error: ") and "list_patition_label.txt:11 -> " in last and victim.name in last, (
+        last
+    )
+    skipped = run("--out", tmp_path / "out_skip", "--on-bad-sample", "skip")
+    assert skipped.returncode == 0, skipped.stdout[-2000:] + skipped.stderr[-2000:]
+    listing = json.loads((tmp_path / "out_skip" / "skipped_samples.json").read_text())
+    reasons = " ".join(r["path"] + " " + r["reason"] for r in listing["skipped"])
+    assert listing["count"] == 2 and victim.name in reasons and "list_patition_label.txt" in reasons
+    report = json.loads((tmp_path / "out_skip" / "report.json").read_text())
+    assert report["fer"]["splits"]["test"]["count"] == 6  # 7 test images, 1 truncated

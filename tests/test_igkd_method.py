@@ -249,3 +249,23 @@ def test_igkd_run_interrupted_mid_epoch_resumes_to_identical_weights(tmp_path):
     trainer.fit(resumed, stream, None, run=run, epochs=3, steps_per_epoch=3, verbose=0)
     for a, b in zip(resumed.get_weights(), full.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_trained_classifier_initialises_a_backbone_strictly(tmp_path):
+    """--t-checkpoint model.keras: the ResNet inside a saved kdface classifier initialises IGKD's teacher."""
+    from kdface.backbones.resnet import build_resnet, model_arrays
+    from kdface.errors import DataFormatError
+
+    config = fer.FERConfig(image_size=32, bn_momentum=0.9)
+    classifier = fer.ExpressionClassifier(fer.build_classifier(config, 7))
+    classifier.deploy_model.save(tmp_path / "fer.keras")
+    teacher = build_resnet(18, image_size=32, weights=str(tmp_path / "fer.keras"), name="teacher_resnet18")
+    trained = model_arrays(classifier.network.get_layer("resnet18"))
+    for key, value in model_arrays(teacher).items():
+        np.testing.assert_array_equal(value, trained[key])
+    with pytest.raises(DataFormatError, match="exactly"):  # a ResNet-50 cannot take ResNet-18 weights
+        build_resnet(50, image_size=32, weights=str(tmp_path / "fer.keras"))
+    inputs = keras.Input((8,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "other.keras")
+    with pytest.raises(DataFormatError, match="exactly one ResNet backbone"):
+        build_resnet(18, image_size=32, weights=str(tmp_path / "other.keras"))

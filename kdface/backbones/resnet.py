@@ -32,7 +32,8 @@ Numerics follow torch so converted weights give torch's outputs (max abs differe
   VGGFace2 mean, not ImageNet-normalised RGB.
 
 ``weights`` is ``None`` (from scratch), or a path to a ``.npz`` written by
-``python -m kdface.convert resnet`` (keys ``<layer name>/<variable>``, every variable exactly once)
+``python -m kdface.convert resnet`` (keys ``<layer name>/<variable>``, every variable exactly once),
+a saved kdface ``.keras`` model holding a ResNet of the same depth (its backbone is taken, strictly),
 or a ``.weights.h5`` saved from a model of the same depth.
 """
 
@@ -241,10 +242,32 @@ def mismatch_message(what, missing, unexpected, wrong, limit=12) -> str:
     return f"{what} exactly; " + "; ".join(parts)
 
 
-def load_weights(model: keras.Model, path) -> None:
-    """Load a converter ``.npz`` (strictly, see :func:`assign_arrays`) or a Keras ``.weights.h5``."""
+def backbone_of(saved: keras.Model, source) -> keras.Model:
+    """The one ResNet backbone nested in a saved kdface model (a classifier or a deployed student):
+    the sub-model whose layers include ``conv1`` and ``layer4.0.conv1``."""
+    found = [
+        layer
+        for layer in saved.layers
+        if isinstance(layer, keras.Model)
+        and {"conv1", "layer4.0.conv1"} <= {sub.name for sub in layer.layers}
+    ]
+    if len(found) != 1:
+        raise DataFormatError(source, "a kdface model holding exactly one ResNet backbone",
+                              got=f"{len(found)} ({', '.join(m.name for m in found) or 'none'})")  # fmt: skip
+    return found[0]
+
+
+def load_weights(model: keras.Model, path, unsafe: bool = False) -> None:
+    """Load a converter ``.npz`` (strictly, see :func:`assign_arrays`), the backbone of a saved kdface
+    ``.keras`` model (e.g. a ``--method fer`` classifier, to start IGKD from a trained teacher;
+    strictly too), or a Keras ``.weights.h5``."""
     path = str(path)
-    if path.endswith(".npz"):
+    if path.endswith(".keras"):
+        from kdface.io.safe_load import load_keras_model
+
+        saved = load_keras_model(path, unsafe=unsafe)
+        assign_arrays(model, model_arrays(backbone_of(saved, path)), path)
+    elif path.endswith(".npz"):
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}

@@ -90,7 +90,7 @@ class ExpressionConfig:
 @dataclasses.dataclass
 class FERConfig(ExpressionConfig):
     backbone: str = "resnet18"
-    weights: str | None = None  # a backbone .npz from `python -m kdface.convert`, or None (scratch)
+    weights: str | None = None  # a backbone .npz from `python -m kdface.convert`, a kdface .keras, or None
     masked_view: bool = False  # train on the clean and the randomly erased view of every image
 
 
@@ -300,7 +300,8 @@ FLAG_HELP = {
     "bn_momentum": "BatchNorm moving-average momentum (torch's default 0.1 = Keras 0.9)",
     "max_memory_gb": "the training split's encoded images are held in memory up to this size",
     "backbone": "resnet18 or resnet50",
-    "weights": "backbone initialisation: none (scratch) or an .npz from `python -m kdface.convert resnet`",
+    "weights": "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert resnet`, or a "
+    "trained kdface expression model (.keras) whose backbone is taken",
     "masked_view": "train on each image's clean and randomly erased view (IGKD's inputs, no distillation)",
 }
 

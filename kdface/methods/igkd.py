@@ -15,7 +15,9 @@ What is saved is the clean student path only: ``S -> [F, M(F)] -> fusion -> GAP 
 
 ``python train_student.py --method igkd --teacher-backbone resnet50 --student-backbone resnet18
 --dataset raf-db --data-dir … [--t-checkpoint teacher.npz] [--s-checkpoint resnet18_msceleb.npz]``
-(checkpoints converted with ``python -m kdface.convert resnet``).
+(checkpoints converted with ``python -m kdface.convert resnet``, or a trained ``--method fer``
+classifier's ``.keras``: the teacher then starts from a trained expression network, as the original
+starts it from face-recognition weights).
 """
 
 from __future__ import annotations
@@ -236,8 +238,10 @@ FLAG_HELP = {
     **fer.FLAG_HELP,
     "teacher_backbone": "teacher network: resnet18 or resnet50 (the paper's best: resnet50)",
     "student_backbone": "student network (the paper: resnet18)",
-    "t_checkpoint": "teacher backbone weights: an .npz from `python -m kdface.convert resnet`",
-    "s_checkpoint": "student backbone weights: an .npz from `python -m kdface.convert resnet` (resnet18_msceleb)",
+    "t_checkpoint": "teacher backbone weights: an .npz from `python -m kdface.convert resnet`, or a trained "
+    "kdface expression model (.keras, e.g. from train_teacher.py --method fer) whose backbone is taken",
+    "s_checkpoint": "student backbone weights: an .npz from `python -m kdface.convert resnet` (resnet18_msceleb), "
+    "or a trained kdface expression model (.keras)",
     "teacher_lr_factor": "teacher backbone learning rate, as a factor of --learning-rate",
     "mapping_lr_factor": "channel-mapping learning rate, as a factor of --learning-rate",
     "fusion_lr_factor": "feature-fusion learning rate, as a factor of --learning-rate",
