@@ -754,3 +754,28 @@ def test_fuzz_parse_pixels(text):
         return
     expected = np.array(text.split(), dtype=np.int64)
     np.testing.assert_array_equal(image[:, :, 1].ravel(), expected)
+
+
+def test_prepared_through_sources_with_protocol_splits_and_occlusion_lists(tmp_path):
+    """FERPlus and AffectNet through their TFDS builders and ``load_expression_split``: FERPlus'
+    usual training set (train-valid), the occlusion lists as test splits, AffectNet with 7 or 8 classes."""
+    from kdface.data.sources import load_expression_split
+
+    tfds_dir = tmp_path / "tfds"
+    fer_root = write_ferplus_folders(tmp_path / "ferplus")
+    _write_lines(fer_root / ferplus.OCCLUSION_LIST, OCCLUSION_FERPLUS, newline="\r\n")
+    sizes = {split: load_expression_split("ferplus", split, fer_root, tfds_dir).size
+             for split in ("train", "valid", "train-valid", "test")}  # fmt: skip
+    assert sizes == {"train": 3, "valid": 1, "train-valid": 4, "test": 4}
+    occluded = load_expression_split("occlusion-ferplus", "test", fer_root, tfds_dir)
+    assert occluded.size == 5 and occluded.class_names[-1] == "contempt" and sum(occluded.class_counts) == 5
+    labels = sorted(int(e["label"]) for e in occluded.dataset.as_numpy_iterator())
+    assert labels == [2, 3, 4, 5, 7]
+    aff_root = write_affectnet_csv(tmp_path / "affectnet")
+    _write_lines(aff_root / affectnet.OCCLUSION_LIST, OCCLUSION_AFFECTNET, newline="\r\n")
+    eight = load_expression_split("affectnet", "train", aff_root, tfds_dir)
+    seven = load_expression_split("affectnet", "train", aff_root, tfds_dir, num_classes=7)
+    assert (eight.size, seven.size, eight.num_classes, seven.num_classes) == (3, 2, 8, 7)
+    boxes = [tuple(e["box"]) for e in eight.dataset.as_numpy_iterator()]
+    assert (10.0, 20.0, 40.0, 60.0) in boxes  # the csv's face box, not the whole image
+    assert load_expression_split("occlusion-affectnet", "test", aff_root, tfds_dir, num_classes=7).size == 3

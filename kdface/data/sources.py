@@ -216,7 +216,7 @@ EXPRESSION_SPLITS = {
     "synthface": ("synthface", {"train": "train", "test": "test", "occluded": "occluded"}),
     "raf-db": ("rafdb", {"train": "train", "test": "test"}),
     "occlusion-raf-db": ("rafdb", {"test": "occlusion"}),
-    "ferplus": ("ferplus", {"train": "train", "valid": "valid", "test": "test"}),
+    "ferplus": ("ferplus", {"train": "train", "valid": "valid", "train-valid": "trainvalid", "test": "test"}),
     "occlusion-ferplus": ("ferplus", {"test": "occlusion"}),
     "affectnet": ("affectnet", {"train": "train", "val": "val"}),
     "occlusion-affectnet": ("affectnet", {"test": "occlusion"}),

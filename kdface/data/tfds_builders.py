@@ -15,6 +15,7 @@ the dataset's class count), ``box`` ``(4,)`` float32 (the dataset's face box, or
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -312,8 +313,8 @@ class KdfaceFedro(_ExpressionBuilder):
 
 
 class KdfaceFerplus(_ExpressionBuilder):
-    """FERPlus (8 classes, majority vote): train, valid, test, and ``occlusion`` (Occlusion-FERPlus)
-    when the RAN list is in the folder. Read by :mod:`kdface.data.ferplus`."""
+    """FERPlus (8 classes, majority vote): train, valid, trainvalid (both: the usual training set),
+    test, and ``occlusion`` (Occlusion-FERPlus) when the RAN list is in the folder. Read by :mod:`kdface.data.ferplus`."""
 
     NUM_CLASSES = len(CLASS_NAMES)
     HOMEPAGE = _HOMEPAGES["ferplus"]
@@ -327,7 +328,10 @@ class KdfaceFerplus(_ExpressionBuilder):
         from kdface.data import ferplus
 
         root = Path(dl_manager.manual_dir)
-        splits = {split: self._generate_examples(root, split) for split in ("train", "valid", "test")}
+        # trainvalid: the RAN / SCN protocol trains on FER2013Train + FER2013Valid (28,236 images)
+        splits = {
+            split: self._generate_examples(root, split) for split in ("train", "valid", "trainvalid", "test")
+        }
         if _has_occlusion_list(ferplus, root, FERPLUS_OCCLUSION_LIST):
             splits["occlusion"] = self._generate_examples(root, "occlusion")
         return splits
@@ -337,6 +341,10 @@ class KdfaceFerplus(_ExpressionBuilder):
 
         if split == "occlusion":
             return ferplus.read_occlusion_list(root, bad=self.bad_samples)
+        if split == "trainvalid":
+            return itertools.chain(
+                *(ferplus.read_split(root, part, bad=self.bad_samples) for part in ("train", "valid"))
+            )
         return ferplus.read_split(root, split, bad=self.bad_samples)
 
 

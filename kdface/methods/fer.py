@@ -69,6 +69,7 @@ class ExpressionConfig:
     weight_decay: float | None = None  # coupled L2, as torch.optim.Adam(weight_decay=...)
     balanced_sampler: bool | None = None
     augment: bool | None = None
+    train_split: str = "train"  # FERPlus' usual protocol trains on "train-valid"
     val_fraction: float = 0.1
     seed: int = 0
     steps_per_epoch: int | None = None
@@ -114,10 +115,11 @@ class ExpressionData:
 def _splits(config: ExpressionConfig):
     if not 0 <= config.val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {config.val_fraction}")
+    base = config.train_split
     if config.val_fraction == 0:
-        return "train", None
+        return base, None
     cut = int(round(100 * (1 - config.val_fraction)))
-    return f"train[:{cut}%]", f"train[{cut}%:]"
+    return f"{base}[:{cut}%]", f"{base}[{cut}%:]"
 
 
 def load_split(config: ExpressionConfig, split: str, on_bad_sample: str = "error"):
@@ -294,6 +296,7 @@ FLAG_HELP = {
     "weight_decay": "coupled L2 on every parameter, BatchNorm's included (torch Adam's weight_decay)",
     "balanced_sampler": "draw each epoch with probability 1/class size (IGKD's ImbalancedDatasetSampler)",
     "augment": "Gaussian noise, random crop and horizontal flip",
+    "train_split": "the split trained on (FERPlus: train-valid, FER2013Train + FER2013Valid, is the usual protocol)",
     "val_fraction": "fraction of the training split held out for best-epoch selection",
     "seed": "random seed (data order, augmentation, erasing, initialisation)",
     "steps_per_epoch": "steps per epoch (default: one pass over the training split)",
