@@ -19,7 +19,6 @@ from kdface.data.landmarks import NORMALISERS, landmarks_to_pixels
 from kdface.data.pipeline import CropConfig, landmark_dataset
 from kdface.data.sources import TEST_SPLITS, load_landmark_split
 from kdface.io import load_keras_model, write_json
-from kdface.io.atomic import write_image
 
 # Test splits that are unions of others: their NMEs are concatenated rather than predicted again.
 UNION_SPLITS = {"full": ("common", "challenging")}
@@ -160,10 +159,7 @@ def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bo
 
     from kdface.data.pipeline import AugmentConfig, crop_and_augment
 
-    bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"could not read an image from {photo}")
-    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    image = report.read_photo(photo)
     card = read_model_card(model_path)
     crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
     model = load_model(model_path, unsafe_load_model)
@@ -184,11 +180,4 @@ def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bo
         faces = [{"box": b.tolist(), "landmarks": p.tolist()} for b, p in zip(boxes, points, strict=True)]
     else:
         overlay = image
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    overlay_path = out_dir / f"{Path(photo).stem}_landmarks.png"
-    write_image(overlay_path, overlay)
-    result = {"photo": str(photo), "faces": faces, "overlay": str(overlay_path)}
-    report.write_report_json(out_dir / f"{Path(photo).stem}_landmarks.json", result)
-    print(f"{len(faces)} face(s); overlay {overlay_path}")
-    return result
+    return report.write_photo_result(out_dir, photo, "landmarks", overlay, faces)

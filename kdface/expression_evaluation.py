@@ -18,14 +18,9 @@ import numpy as np
 from kdface import metrics, report
 from kdface.data.expression_pipeline import expression_dataset, prepare_eval
 from kdface.data.expressions import CLASS_NAMES
+from kdface.evaluation import detect_faces, read_model_card
 from kdface.io import load_keras_model, write_json
-from kdface.io.atomic import write_image, write_text
-
-
-def read_card(model_path) -> dict:
-    from kdface.evaluation import read_model_card
-
-    return read_model_card(model_path)
+from kdface.io.atomic import write_text
 
 
 def class_names_of(model, card: dict) -> tuple[str, ...]:
@@ -76,7 +71,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
     out_dir.mkdir(parents=True, exist_ok=True)
     results, rows, images, skipped = {}, [], {}, []
     for model_path in model_paths:
-        card = read_card(model_path)
+        card = read_model_card(model_path)
         name = Path(model_path).stem
         ds_name = dataset or card.get("dataset")
         if ds_name is None:
@@ -143,7 +138,7 @@ def predict_expressions(model_path, faces, unsafe_load_model: bool = False) -> l
     one ``{"expression": name, "probabilities": {name: p}}`` per face.
     """
     model = load_keras_model(model_path, unsafe=unsafe_load_model)
-    names = class_names_of(model, read_card(model_path))
+    names = class_names_of(model, read_model_card(model_path))
     probs = _predict_crops(model, faces)
     return [{"expression": names[int(np.argmax(p))], "probabilities": dict(zip(names, map(float, p), strict=True))}
             for p in probs]  # fmt: skip
@@ -168,14 +163,9 @@ def _predict_crops(model, faces) -> np.ndarray:
 
 def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bool = False) -> dict:
     """Detect faces in a photo (OpenCV Haar cascade), print and overlay each face's expression."""
-    from kdface.evaluation import detect_faces
-
-    bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"could not read an image from {photo}")
-    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    image = report.read_photo(photo)
     model = load_keras_model(model_path, unsafe=unsafe_load_model)
-    names = class_names_of(model, read_card(model_path))
+    names = class_names_of(model, read_model_card(model_path))
     h, w = image.shape[:2]
     boxes = []
     for x0, y0, x1, y1 in detect_faces(image):
@@ -195,11 +185,4 @@ def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bo
         cv2.putText(overlay, f"{label} {100 * p.max():.0f}%", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
                     max(0.4, w / 1200), report.PRED_COLOR, thickness, cv2.LINE_AA)  # fmt: skip
         print(f"face at ({x0}, {y0}, {x1}, {y1}): {label} ({100 * p.max():.1f}%)")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    overlay_path = out_dir / f"{Path(photo).stem}_expressions.png"
-    write_image(overlay_path, overlay)
-    result = {"photo": str(photo), "faces": faces, "overlay": str(overlay_path)}
-    report.write_report_json(out_dir / f"{Path(photo).stem}_expressions.json", result)
-    print(f"{len(faces)} face(s); overlay {overlay_path}")
-    return result
+    return report.write_photo_result(out_dir, photo, "expressions", overlay, faces)

@@ -205,3 +205,26 @@ def write_report_markdown(
     for caption, rel in (images or {}).items():
         lines += [f"**{caption}**", "", f"![{caption}]({Path(rel).as_posix()})", ""]
     return write_text(path, "\n".join(lines))
+
+
+# --------------------------------------------------------------------------- photo mode (test.py --image)
+
+
+def read_photo(photo) -> np.ndarray:
+    """A photo as ``H x W x 3`` uint8 RGB."""
+    bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"could not read an image from {photo}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_photo_result(out_dir, photo, kind: str, overlay, faces: list) -> dict:
+    """``<photo>_<kind>.png`` (the overlay) and ``<photo>_<kind>.json`` (the faces) in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overlay_path = out_dir / f"{Path(photo).stem}_{kind}.png"
+    write_image(overlay_path, overlay)
+    result = {"photo": str(photo), "faces": faces, "overlay": str(overlay_path)}
+    write_report_json(out_dir / f"{Path(photo).stem}_{kind}.json", result)
+    print(f"{len(faces)} face(s); overlay {overlay_path}")
+    return result

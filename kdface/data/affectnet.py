@@ -32,7 +32,6 @@ occluded validation images.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import re
@@ -40,7 +39,17 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from kdface.data.expressions import AFFECTNET_TO_KDFACE, NUM_BASIC, ExpressionSample, class_names
+from kdface.data.expressions import (
+    AFFECTNET_TO_KDFACE,
+    NUM_BASIC,
+    ExpressionSample,
+    class_names,
+    count,
+    csv_fields,
+    excerpt,
+    image_file_exists,
+    text_lines,
+)
 from kdface.data.validation import as_policy, safe_relative_path
 from kdface.errors import DataFormatError
 
@@ -65,37 +74,6 @@ OCCLUSION_FORMAT = "'val/<AffectNet label 0-7>/<image id>/'"
 COORDINATE_LIMIT = 1e6
 
 _INT = re.compile(r"\s*[+-]?[0-9]{1,9}\s*")
-
-
-def _excerpt(text: str, limit: int = 60) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else f"{text[:limit]}..."
-
-
-def _lines(path: Path):
-    """``(line_number, text)`` of a text file; a BOM and CRLF endings are tolerated."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline=None) as handle:
-        yield from enumerate(handle, start=1)
-
-
-def _csv_fields(text: str, path, line: int) -> list[str]:
-    try:
-        return next(csv.reader([text.rstrip("\r\n")]), [])
-    except csv.Error as exc:
-        raise DataFormatError(path, "a csv line", line=line, got=f"{_excerpt(text)} ({exc})") from None
-
-
-def _count(stats, key: str) -> None:
-    if stats is not None:
-        stats[key] = stats.get(key, 0) + 1
-
-
-def _is_file(path: Path, annotation, line: int | None, name: str) -> bool:
-    try:
-        return path.is_file()
-    except OSError as exc:  # e.g. a name over the file system's limit (ENAMETOOLONG)
-        raise DataFormatError(annotation, "an image path the file system accepts", line=line,
-                              got=f"{_excerpt(name)} ({exc.strerror})") from None  # fmt: skip
 
 
 def _check_code(code: int, path, line: int | None) -> int:
@@ -169,11 +147,11 @@ def _csv_rows(root: Path, split: str, bad):
         )
     image_root = root / IMAGE_DIR
     cols, n_fields = None, len(COLUMNS)
-    for line_number, text in _lines(path):
+    for line_number, text in text_lines(path):
         if not text.strip():
             continue
         try:
-            fields = _csv_fields(text, path, line_number)
+            fields = csv_fields(text, path, line_number)
         except DataFormatError as err:
             bad.handle(err)
             continue
@@ -190,11 +168,11 @@ def _csv_rows(root: Path, split: str, bad):
         try:
             if len(fields) != n_fields:
                 raise DataFormatError(path, f"{n_fields} comma-separated fields ({', '.join(COLUMNS)})",
-                                      line=line_number, got=f"{len(fields)} fields: {_excerpt(text)}")  # fmt: skip
+                                      line=line_number, got=f"{len(fields)} fields: {excerpt(text)}")  # fmt: skip
             expression = fields[cols["expression"]]
             if not _INT.fullmatch(expression):
                 raise DataFormatError(path, "an integer expression code", line=line_number,
-                                      got=_excerpt(expression, 20))  # fmt: skip
+                                      got=excerpt(expression, 20))  # fmt: skip
             code = _check_code(int(expression), path, line_number)
             rel = fields[cols["subDirectory_filePath"]].strip()
             image_path = safe_relative_path(image_root, rel, path, line_number)
@@ -218,7 +196,7 @@ def _parse_box(row: _Row) -> tuple[float, float, float, float]:
             value = math.nan
         if not math.isfinite(value) or abs(value) > COORDINATE_LIMIT:
             raise DataFormatError(row.path, f"a number for {name} (finite, within +-{COORDINATE_LIMIT:.0e})",
-                                  line=row.line, got=_excerpt(field, 20))  # fmt: skip
+                                  line=row.line, got=excerpt(field, 20))  # fmt: skip
         values.append(value)
     x, y, width, height = values
     if width <= 0 or height <= 0:
@@ -243,7 +221,7 @@ def load_expression(path) -> int:
     except (ValueError, TypeError, OSError, EOFError, SyntaxError, KeyError, IndexError, OverflowError,
             MemoryError) as exc:  # fmt: skip
         raise DataFormatError(path, "a .npy array (no pickle) holding the expression code",
-                              got=f"{type(exc).__name__}: {_excerpt(str(exc), 80)}") from None  # fmt: skip
+                              got=f"{type(exc).__name__}: {excerpt(str(exc), 80)}") from None  # fmt: skip
     expected = "a 0-d or 1-element array holding an integer expression code (string or int)"
     if not isinstance(value, np.ndarray) or value.size != 1 or value.ndim > 1:
         shape = getattr(value, "shape", type(value).__name__)
@@ -258,7 +236,7 @@ def load_expression(path) -> int:
     elif isinstance(item, str) and _INT.fullmatch(item):
         code = int(item)
     else:
-        raise DataFormatError(path, expected, got=f"{value.dtype}: {_excerpt(repr(item), 40)}")
+        raise DataFormatError(path, expected, got=f"{value.dtype}: {excerpt(repr(item), 40)}")
     return _check_code(code, path, None)
 
 
@@ -304,7 +282,7 @@ def _rows(root, split: str, bad, layout: str | None):
 def _sample(row: _Row) -> ExpressionSample:
     """The sample of a kept row; a bad box or a missing image raise :class:`DataFormatError`."""
     box = None if row.box_fields is None else _parse_box(row)
-    if not _is_file(row.image_path, row.path, row.line, row.key):
+    if not image_file_exists(row.image_path, row.path, row.line, row.key):
         raise DataFormatError(row.path, f"an image at {row.image_path}", line=row.line, got=row.key)
     return ExpressionSample(
         key=row.key,
@@ -337,10 +315,10 @@ def read_split(root, split: str, num_classes: int = 8, bad=None, *, layout: str 
     rows, where, _ = _rows(root, split, bad, layout)
     kept = 0
     for row in rows:
-        _count(stats, "rows")
+        count(stats, "rows")
         reason = dropped(row.code, num_classes)
         if reason is not None:
-            _count(stats, f"dropped_{reason}")
+            count(stats, f"dropped_{reason}")
             continue
         try:
             sample = _sample(row)
@@ -348,7 +326,7 @@ def read_split(root, split: str, num_classes: int = 8, bad=None, *, layout: str 
             bad.handle(err)
             continue
         kept += 1
-        _count(stats, "kept")
+        count(stats, "kept")
         yield sample
     if kept == 0:
         raise DataFormatError(where, f"at least one AffectNet sample of {num_classes} classes in split {split!r}",
@@ -368,7 +346,7 @@ def has_occlusion_list(root, list_path=None) -> bool:
 def _parse_occlusion_line(text: str, path, line: int) -> tuple[int, str]:
     parts = text.strip().rstrip("/").split("/")
     if len(parts) != 3 or parts[0] != "val" or not re.fullmatch(r"[0-7]", parts[1]) or not parts[2].strip():
-        raise DataFormatError(path, OCCLUSION_FORMAT, line=line, got=_excerpt(text))
+        raise DataFormatError(path, OCCLUSION_FORMAT, line=line, got=excerpt(text))
     return int(parts[1]), parts[2].strip()
 
 
@@ -389,7 +367,7 @@ def read_occlusion_list(root, list_path=None, num_classes: int = 8, bad=None, *,
     if not list_path.is_file():
         raise DataFormatError(list_path, f"the Occlusion-AffectNet list ({OCCLUSION_LIST})")
     entries = []
-    for line_number, text in _lines(list_path):
+    for line_number, text in text_lines(list_path):
         if not text.strip():
             continue
         try:
@@ -417,7 +395,7 @@ def read_occlusion_list(root, list_path=None, num_classes: int = 8, bad=None, *,
                                       line=line_number, got=f"{label} ({EMOTION_NAMES[label]})")  # fmt: skip
             reason = dropped(label, num_classes)
             if reason is not None:
-                _count(stats, f"dropped_{reason}")
+                count(stats, f"dropped_{reason}")
                 continue
             sample = _sample(row)
         except DataFormatError as err:

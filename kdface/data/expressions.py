@@ -15,12 +15,14 @@ and ``kdface.predict_expressions`` report names, not integers.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kdface.data.validation import as_policy, check_image_array, check_image_file
+from kdface.data.validation import as_policy, check_face_box, check_sample_image
 from kdface.errors import DataFormatError
 
 CLASS_NAMES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral", "contempt")
@@ -83,29 +85,50 @@ def validated_expression_samples(samples, num_classes: int, bad=None, with_size:
     for sample in samples:
         where = sample.origin or sample.key
         try:
-            if sample.image_path is not None:
-                hw = check_image_file(sample.image_path, annotation=sample.origin)
-            else:
-                hw = check_image_array(np.asarray(sample.image), where)
+            hw = check_sample_image(sample)
             check_label(sample.label, num_classes, where)
             if sample.box is not None:
-                box = np.asarray(sample.box, np.float64)
-                height, width = hw
-                if (
-                    box.shape != (4,)
-                    or not np.all(np.isfinite(box))
-                    or box[2] <= box[0]
-                    or box[3] <= box[1]
-                    or box[2] <= 0
-                    or box[3] <= 0
-                    or box[0] >= width
-                    or box[1] >= height
-                ):
-                    raise DataFormatError(
-                        where, f"a face box (x0, y0, x1, y1) overlapping the {width} x {height} image",
-                        got=str(sample.box),
-                    )  # fmt: skip
+                check_face_box(sample.box, where, image_hw=hw)
         except DataFormatError as err:
             bad.handle(err)
             continue
         yield (sample, (int(hw[0]), int(hw[1]))) if with_size else sample
+
+
+# --------------------------------------------------------------------------- helpers shared by the readers
+
+
+def excerpt(text: str, limit: int = 60) -> str:
+    """``text`` stripped and cut to ``limit`` characters, for error messages."""
+    text = text.strip()
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def text_lines(path):
+    """``(line number, text)`` of every line of a text file; a BOM and CRLF endings are tolerated."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline=None) as handle:
+        yield from enumerate(handle, start=1)
+
+
+def csv_fields(text: str, path, line: int) -> list[str]:
+    """One csv line's fields (quoted fields may hold commas)."""
+    try:
+        return next(csv.reader([text.rstrip("\r\n")]), [])
+    except csv.Error as exc:
+        raise DataFormatError(path, "a csv line", line=line, got=f"{excerpt(text)} ({exc})") from None
+
+
+def count(stats, key: str) -> None:
+    """``stats[key] += 1`` when the caller asked for ``stats``."""
+    if stats is not None:
+        stats[key] = stats.get(key, 0) + 1
+
+
+def image_file_exists(path: Path, annotation, line: int | None, name: str) -> bool:
+    """``path.is_file()``; a file-system refusal (e.g. a name over its length limit) is a
+    :class:`DataFormatError` naming the annotation line, not an ``OSError``."""
+    try:
+        return Path(path).is_file()
+    except OSError as exc:
+        raise DataFormatError(annotation, "an image path the file system accepts", line=line,
+                              got=f"{excerpt(name)} ({exc.strerror})") from None  # fmt: skip

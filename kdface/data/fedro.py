@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kdface.data.expressions import CLASS_NAMES, NUM_BASIC, ExpressionSample
+from kdface.data.expressions import CLASS_NAMES, NUM_BASIC, ExpressionSample, image_file_exists
 from kdface.data.rafdb import read_lines
 from kdface.data.validation import as_policy, safe_relative_path
 from kdface.errors import DataFormatError
@@ -86,10 +86,10 @@ def _read_list(root: Path, path: Path, bad):
         seen[rel] = line
         image_path = safe_relative_path(root, rel, path, line)
         try:
-            exists = image_path.is_file()
-        except OSError as exc:
-            exists = False
-            rel = f"{rel[:60]} ({exc.strerror})"
+            exists = image_file_exists(image_path, path, line, rel)
+        except DataFormatError as err:
+            bad.handle(err)
+            continue
         if not exists:
             bad.handle(DataFormatError(path, f"an image at {image_path}", line=line, got=rel))
             continue

@@ -37,7 +37,6 @@ test images.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import itertools
 import re
@@ -45,7 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kdface.data.expressions import FERPLUS_TO_KDFACE, ExpressionSample
+from kdface.data.expressions import (
+    FERPLUS_TO_KDFACE,
+    ExpressionSample,
+    count,
+    csv_fields,
+    excerpt,
+    image_file_exists,
+    text_lines,
+)
 from kdface.data.validation import as_policy, safe_relative_path
 from kdface.errors import DataFormatError
 
@@ -93,32 +100,13 @@ def majority_label(votes) -> int | None:
 # --------------------------------------------------------------------------- text helpers
 
 
-def _excerpt(text: str, limit: int = 60) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else f"{text[:limit]}..."
-
-
-def _lines(path: Path):
-    """``(line_number, text)`` of a text file; a BOM and CRLF endings are tolerated."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline=None) as handle:
-        yield from enumerate(handle, start=1)
-
-
-def _csv_fields(text: str, path, line: int) -> list[str]:
-    """One csv line's fields (quoted fields may hold commas)."""
-    try:
-        return next(csv.reader([text.rstrip("\r\n")]), [])
-    except csv.Error as exc:
-        raise DataFormatError(path, "a csv line", line=line, got=f"{_excerpt(text)} ({exc})") from None
-
-
 def _parse_votes(fields, path, line: int) -> tuple[int, ...]:
     votes = []
     for name, field in zip(VOTE_COLUMNS, fields, strict=True):
         text = field.strip()
         if not _INT.fullmatch(text):
             raise DataFormatError(
-                path, f"an integer vote count for {name!r}", line=line, got=_excerpt(field, 20)
+                path, f"an integer vote count for {name!r}", line=line, got=excerpt(field, 20)
             )
         value = int(text)
         if value < 0:
@@ -140,7 +128,7 @@ def parse_pixels(text: str, path, line: int | None = None) -> np.ndarray:
         got = (
             "a separator other than space or tab"
             if token is None
-            else f"a non-integer {_excerpt(token, 20)!r}"
+            else f"a non-integer {excerpt(token, 20)!r}"
         )
         raise DataFormatError(path, expected, line=line, got=got)
     before = np.concatenate(([False], digit[:-1]))
@@ -161,20 +149,6 @@ def parse_pixels(text: str, path, line: int | None = None) -> np.ndarray:
         raise DataFormatError(path, expected, line=line, got=f"a value of {int(grey.max())}")
     grey = grey.astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE)
     return np.repeat(grey[:, :, None], 3, axis=2)
-
-
-def _count(stats, key: str) -> None:
-    if stats is not None:
-        stats[key] = stats.get(key, 0) + 1
-
-
-def _is_file(path: Path, annotation, line: int, name: str) -> bool:
-    """``path.is_file()``, with a file-system refusal (e.g. a name over its length limit) as a bad sample."""
-    try:
-        return path.is_file()
-    except OSError as exc:
-        raise DataFormatError(annotation, "an image path the file system accepts", line=line,
-                              got=f"{_excerpt(name)} ({exc.strerror})") from None  # fmt: skip
 
 
 # --------------------------------------------------------------------------- layouts
@@ -226,11 +200,11 @@ def _folder_rows(base: Path, split: str, bad, required: bool = True):
             path, f"the FERPlus label file of split {split!r} ({FOLDERS[split]}/{LABEL_FILE})"
         )
     first = True
-    for line_number, text in _lines(path):
+    for line_number, text in text_lines(path):
         if not text.strip():
             continue
         try:
-            fields = _csv_fields(text, path, line_number)
+            fields = csv_fields(text, path, line_number)
             if first and len(fields) == LABEL_FIELDS:
                 first = False
                 if [f.strip().lower() for f in fields[2:]] == [c.lower() for c in VOTE_COLUMNS]:
@@ -238,7 +212,7 @@ def _folder_rows(base: Path, split: str, bad, required: bool = True):
             first = False
             if len(fields) != LABEL_FIELDS:
                 raise DataFormatError(path, LABEL_FORMAT, line=line_number,
-                                      got=f"{len(fields)} fields: {_excerpt(text)}")  # fmt: skip
+                                      got=f"{len(fields)} fields: {excerpt(text)}")  # fmt: skip
             votes = _parse_votes(fields[2:], path, line_number)
             name = fields[0].strip()
             image_path = safe_relative_path(folder, name, path, line_number)
@@ -249,11 +223,11 @@ def _folder_rows(base: Path, split: str, bad, required: bool = True):
 
 
 def _header(path: Path, text: str | None, required) -> tuple[dict[str, int], int]:
-    fields = [] if text is None else [f.strip() for f in _csv_fields(text, path, 1)]
+    fields = [] if text is None else [f.strip() for f in csv_fields(text, path, 1)]
     missing = [c for c in required if c not in fields]
     if missing:
         raise DataFormatError(path, f"a header line with the columns {', '.join(required)}", line=1,
-                              got=_excerpt(text or "", 120))  # fmt: skip
+                              got=excerpt(text or "", 120))  # fmt: skip
     return {name: fields.index(name) for name in required}, len(fields)
 
 
@@ -263,7 +237,7 @@ def _kaggle_rows(base: Path, splits, bad):
     for path, what in ((pixels_path, "emotion,pixels,Usage"), (votes_path, "Usage,Image name,<10 votes>")):
         if not path.is_file():
             raise DataFormatError(path, f"the FER2013/FERPlus csv file ({what}) beside {base / KAGGLE_VOTES}")
-    pixel_lines, vote_lines = _lines(pixels_path), _lines(votes_path)
+    pixel_lines, vote_lines = text_lines(pixels_path), text_lines(votes_path)
     pairs = itertools.zip_longest(pixel_lines, vote_lines, fillvalue=(None, None))
     (_, pixel_header), (_, vote_header) = next(pairs, ((None, None), (None, None)))
     pixel_cols, n_pixel_fields = _header(pixels_path, pixel_header, PIXEL_COLUMNS)
@@ -280,25 +254,25 @@ def _kaggle_rows(base: Path, splits, bad):
             raise DataFormatError(short, f"a row for every row of {other.name} (the files align line for line)",
                                   line=line_number, got="end of file")  # fmt: skip
         try:
-            fields = _csv_fields(vote_text, votes_path, line_number)
+            fields = csv_fields(vote_text, votes_path, line_number)
             if len(fields) != n_vote_fields:
                 raise DataFormatError(votes_path, vote_format, line=line_number,
-                                      got=f"{len(fields)} fields: {_excerpt(vote_text)}")  # fmt: skip
+                                      got=f"{len(fields)} fields: {excerpt(vote_text)}")  # fmt: skip
             usage = fields[vote_cols["Usage"]].strip()
             if usage not in USAGE:
                 raise DataFormatError(votes_path, f"a Usage of {' / '.join(USAGE)}", line=line_number,
-                                      got=_excerpt(usage, 20))  # fmt: skip
+                                      got=excerpt(usage, 20))  # fmt: skip
             split = USAGE[usage]
             if split not in splits:
                 continue
-            pixel_fields = _csv_fields(pixel_text, pixels_path, line_number)
+            pixel_fields = csv_fields(pixel_text, pixels_path, line_number)
             if len(pixel_fields) != n_pixel_fields:
                 raise DataFormatError(pixels_path, pixel_format, line=line_number,
-                                      got=f"{len(pixel_fields)} fields: {_excerpt(pixel_text)}")  # fmt: skip
+                                      got=f"{len(pixel_fields)} fields: {excerpt(pixel_text)}")  # fmt: skip
             pixel_usage = pixel_fields[pixel_cols["Usage"]].strip()
             if pixel_usage != usage:
                 raise DataFormatError(pixels_path, f"Usage {usage!r} as on the same line of {votes_path.name}",
-                                      line=line_number, got=_excerpt(pixel_usage, 20))  # fmt: skip
+                                      line=line_number, got=excerpt(pixel_usage, 20))  # fmt: skip
             name = fields[vote_cols["Image name"]].strip()
             if not name:
                 yield None  # dropped by FERPlus itself (not a face, or unusable)
@@ -320,7 +294,7 @@ def _sample(row: _Row, code: int) -> ExpressionSample:
         origin=row.origin,
     )
     if row.image_path is not None:
-        if not _is_file(row.image_path, row.path, row.line, row.name):
+        if not image_file_exists(row.image_path, row.path, row.line, row.name):
             raise DataFormatError(row.path, f"an image at {row.image_path}", line=row.line, got=row.name)
         sample.image_path = str(row.image_path)
     else:
@@ -350,13 +324,13 @@ def read_split(root, split: str, bad=None, *, layout: str | None = None, stats: 
         rows, where = _kaggle_rows(base, {split}, bad), base / KAGGLE_VOTES
     kept = 0
     for row in rows:
-        _count(stats, "rows")
+        count(stats, "rows")
         if row is None:
-            _count(stats, "unnamed")
+            count(stats, "unnamed")
             continue
         code = majority_label(row.votes)
         if code is None:
-            _count(stats, "dropped_by_vote")
+            count(stats, "dropped_by_vote")
             continue
         try:
             sample = _sample(row, code)
@@ -364,7 +338,7 @@ def read_split(root, split: str, bad=None, *, layout: str | None = None, stats: 
             bad.handle(err)
             continue
         kept += 1
-        _count(stats, "kept")
+        count(stats, "kept")
         yield sample
     if kept == 0:
         raise DataFormatError(where, f"at least one FERPlus image with a majority vote in split {split!r}",
@@ -393,17 +367,15 @@ def has_occlusion_list(root, list_path=None) -> bool:
 def _parse_occlusion_line(text: str, path, line: int) -> _ListEntry:
     fields = text.split()
     if len(fields) != 3:
-        raise DataFormatError(
-            path, OCCLUSION_FORMAT, line=line, got=f"{len(fields)} fields: {_excerpt(text)}"
-        )
+        raise DataFormatError(path, OCCLUSION_FORMAT, line=line, got=f"{len(fields)} fields: {excerpt(text)}")
     prefix, sep, name = fields[0].partition("_")
     if not sep or not name or not re.fullmatch(r"[0-9]", prefix) or int(prefix) >= NUM_EMOTIONS:
         raise DataFormatError(path, OCCLUSION_FORMAT + f" (a label 0..{NUM_EMOTIONS - 1} before '_')",
-                              line=line, got=_excerpt(fields[0], 40))  # fmt: skip
+                              line=line, got=excerpt(fields[0], 40))  # fmt: skip
     for field in fields[1:]:
         if not re.fullmatch(r"[0-9]{1,6}", field):
             raise DataFormatError(path, OCCLUSION_FORMAT + " (non-negative integers in columns 2 and 3)",
-                                  line=line, got=_excerpt(field, 20))  # fmt: skip
+                                  line=line, got=excerpt(field, 20))  # fmt: skip
     return _ListEntry(int(prefix), name, int(fields[1]), int(fields[2]), line)
 
 
@@ -421,7 +393,7 @@ def read_occlusion_list(root, list_path=None, bad=None, *, layout: str | None = 
     if not list_path.is_file():
         raise DataFormatError(list_path, f"the Occlusion-FERPlus list ({OCCLUSION_LIST})")
     entries = []
-    for line_number, text in _lines(list_path):
+    for line_number, text in text_lines(list_path):
         if not text.strip():
             continue
         try:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from kdface.data.expressions import NUM_BASIC, RAFDB_TO_KDFACE, ExpressionSample
+from kdface.data.expressions import NUM_BASIC, RAFDB_TO_KDFACE, ExpressionSample, excerpt, image_file_exists
 from kdface.data.validation import BadSamples, as_policy, safe_relative_path
 from kdface.errors import DataFormatError
 
@@ -60,11 +60,6 @@ OCCLUSION_LINE = "'<name>_aligned <RAF label 0..6> <occlusion code>' (three spac
 
 _INT = re.compile(r"[0-9]{1,9}")  # ASCII digits only (int() would take '٣' and '1_0')
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def _excerpt(text: str, limit: int = 60) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def read_lines(path) -> list[tuple[int, str]]:
@@ -119,7 +114,7 @@ def label_file(root, split: str) -> Path:
 
 def _parse_int(field: str, low: int, high: int, path, line: int, expected: str) -> int:
     if not _INT.fullmatch(field) or not low <= int(field) <= high:
-        raise DataFormatError(path, expected, line=line, got=_excerpt(field, 20))
+        raise DataFormatError(path, expected, line=line, got=excerpt(field, 20))
     return int(field)
 
 
@@ -127,12 +122,12 @@ def parse_scn_line(text: str, path, line: int) -> tuple[str, str, int]:
     """``(split, name, kdface label)`` of a ``list_patition_label.txt`` line."""
     fields = text.split()
     if len(fields) != 2:
-        raise DataFormatError(path, SCN_LINE, line=line, got=f"{len(fields)} fields: {_excerpt(text)}")
+        raise DataFormatError(path, SCN_LINE, line=line, got=f"{len(fields)} fields: {excerpt(text)}")
     name, raw = fields
     split = name.split("_", 1)[0]
     if split not in SPLITS or not name.startswith(f"{split}_") or len(name) <= len(split) + 1:
         raise DataFormatError(path, f"an image name starting with 'train_' or 'test_' ({SCN_LINE})", line=line,
-                              got=_excerpt(name))  # fmt: skip
+                              got=excerpt(name))  # fmt: skip
     label = _parse_int(raw, 1, 7, path, line, "a RAF-DB label 1..7 (1 Surprise ... 7 Neutral)")
     return split, name, RAFDB_TO_KDFACE[label]
 
@@ -141,11 +136,11 @@ def parse_igkd_line(text: str, path, line: int) -> tuple[str, int]:
     """``(relative image path, kdface label)`` of an IGKD ``<class>/<file>`` line."""
     fields = text.split()
     if len(fields) != 1:
-        raise DataFormatError(path, IGKD_LINE, line=line, got=f"{len(fields)} fields: {_excerpt(text)}")
+        raise DataFormatError(path, IGKD_LINE, line=line, got=f"{len(fields)} fields: {excerpt(text)}")
     rel = fields[0]
     head, slash, rest = rel.partition("/")
     if not slash or not rest:
-        raise DataFormatError(path, IGKD_LINE, line=line, got=_excerpt(rel))
+        raise DataFormatError(path, IGKD_LINE, line=line, got=excerpt(rel))
     label = _parse_int(
         head, 0, NUM_CLASSES - 1, path, line, f"a class folder 0..6 (RAF raw label - 1) in {IGKD_LINE}"
     )
@@ -154,10 +149,9 @@ def parse_igkd_line(text: str, path, line: int) -> tuple[str, int]:
 
 def _image_exists(image_path: Path, path, line: int, rel: str, bad: BadSamples) -> bool:
     try:
-        exists = image_path.is_file()
-    except OSError as exc:  # e.g. a name over the file system's limit (ENAMETOOLONG)
-        bad.handle(DataFormatError(path, "an image path the file system accepts", line=line,
-                                   got=f"{_excerpt(rel)} ({exc.strerror})"))  # fmt: skip
+        exists = image_file_exists(image_path, path, line, rel)
+    except DataFormatError as err:
+        bad.handle(err)
         return False
     if not exists:
         bad.handle(DataFormatError(path, f"an image at {image_path}", line=line, got=rel))
@@ -225,7 +219,7 @@ def parse_occlusion_line(text: str, path, line: int) -> tuple[str, int, int]:
     """``(name, kdface label, occlusion code)`` of a ``rafdb_occlusion_list.txt`` line."""
     fields = text.split()
     if len(fields) != 3:
-        raise DataFormatError(path, OCCLUSION_LINE, line=line, got=f"{len(fields)} fields: {_excerpt(text)}")
+        raise DataFormatError(path, OCCLUSION_LINE, line=line, got=f"{len(fields)} fields: {excerpt(text)}")
     name = fields[0]
     label = _parse_int(fields[1], 0, NUM_CLASSES - 1, path, line, "a RAF label 0..6 (raw - 1) in field 2")
     code = _parse_int(fields[2], 0, 10**6, path, line, "a non-negative integer occlusion code in field 3")

@@ -200,6 +200,33 @@ def check_landmarks(landmarks, num_points: int, image_hw, path, line: int | None
     return points.astype(np.float32)
 
 
+def check_sample_image(sample) -> tuple[int, int]:
+    """Validate a reader sample's image (a file, or an in-memory array) and return its ``(H, W)``."""
+    if sample.image_path is not None:
+        return check_image_file(sample.image_path, annotation=sample.origin)
+    return check_image_array(np.asarray(sample.image), sample.origin or sample.key)
+
+
+def check_face_box(box, path, image_hw=None) -> np.ndarray:
+    """A face box ``(x0, y0, x1, y1)`` with ``x1 > x0``, ``y1 > y0``, finite; with ``image_hw``, it must
+    also overlap the image (a box may reach beyond it: crops are padded)."""
+    values = np.asarray(box, np.float64)
+    ok = (
+        values.shape == (4,)
+        and np.all(np.isfinite(values))
+        and values[2] > values[0]
+        and values[3] > values[1]
+    )
+    expected = "a face box (x0, y0, x1, y1) with x1 > x0, y1 > y0"
+    if ok and image_hw is not None:
+        height, width = image_hw
+        ok = values[2] > 0 and values[3] > 0 and values[0] < width and values[1] < height
+        expected = f"a face box (x0, y0, x1, y1) overlapping the {width} x {height} image"
+    if not ok:
+        raise DataFormatError(path, expected, got=str(box))
+    return values
+
+
 def validated_samples(samples, num_points: int, bad=None):
     """Yield the :class:`~kdface.data.landmarks.LandmarkSample` s whose image and landmarks pass the
     checks above; bad ones go to ``bad`` (raised or skipped). Used by every TFDS builder."""
@@ -207,16 +234,10 @@ def validated_samples(samples, num_points: int, bad=None):
     for sample in samples:
         where = sample.origin or sample.key
         try:
-            if sample.image_path is not None:
-                hw = check_image_file(sample.image_path, annotation=sample.origin)
-            else:
-                hw = check_image_array(np.asarray(sample.image), where)
+            hw = check_sample_image(sample)
             check_landmarks(sample.landmarks, num_points, hw, where)
             if sample.box is not None:
-                box = np.asarray(sample.box, np.float64)
-                if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
-                    raise DataFormatError(where, "a face box (x0, y0, x1, y1) with x1 > x0, y1 > y0",
-                                          got=str(sample.box))  # fmt: skip
+                check_face_box(sample.box, where)
         except DataFormatError as err:
             bad.handle(err)
             continue
