@@ -178,16 +178,22 @@ def build_resnet(
 
 def weight_layers(model: keras.Model):
     """``{layer name: [(variable name, variable), ...]}`` for every layer of ``model`` that has weights
-    (the convs and BatchNormalizations); raises if some other layer holds weights."""
+    (convs, BatchNormalizations, PReLUs, Denses); raises if some other layer holds weights."""
     out = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            out[layer.name] = [("kernel", layer.kernel)]
+            out[layer.name] = [("kernel", layer.kernel)] + ([("bias", layer.bias)] if layer.use_bias else [])
         elif isinstance(layer, keras.layers.BatchNormalization):
-            out[layer.name] = [(n, getattr(layer, n)) for n in BN_VARIABLES]
+            out[layer.name] = [
+                (n, getattr(layer, n)) for n in BN_VARIABLES if getattr(layer, n, None) is not None
+            ]
+        elif isinstance(layer, keras.layers.PReLU):
+            out[layer.name] = [("alpha", layer.alpha)]
+        elif isinstance(layer, keras.layers.Dense):
+            out[layer.name] = [("kernel", layer.kernel)] + ([("bias", layer.bias)] if layer.use_bias else [])
         elif layer.weights:
             raise TypeError(
-                f"unexpected layer with weights in a ResNet: {layer.name} ({type(layer).__name__})"
+                f"unexpected layer with weights in a backbone: {layer.name} ({type(layer).__name__})"
             )
     return out
 
@@ -201,14 +207,21 @@ def model_arrays(model: keras.Model) -> dict[str, np.ndarray]:
     }
 
 
-def assign_arrays(model: keras.Model, arrays: dict, source) -> int:
+DROPPED_KEY = "__dropped_layers__"  # in a converter .npz: layers left out on purpose (--drop-fc)
+
+
+def assign_arrays(model: keras.Model, arrays: dict, source, dropped_layers=()) -> int:
     """Set every backbone variable from ``arrays`` (keys ``<layer>/<variable>``), all or nothing.
 
     Any missing key, unexpected key or wrong shape is a :class:`DataFormatError` naming ``source``
-    and listing the names; nothing is assigned in that case. Returns how many arrays were assigned.
+    and listing the names; nothing is assigned in that case. ``dropped_layers`` are layers the
+    file leaves out on purpose (they keep their initialisation). Returns how many arrays were assigned.
     """
     targets = {
-        f"{layer}/{var}": v for layer, variables in weight_layers(model).items() for var, v in variables
+        f"{layer}/{var}": v
+        for layer, variables in weight_layers(model).items()
+        if layer not in dropped_layers
+        for var, v in variables
     }
     missing = sorted(set(targets) - set(arrays))
     unexpected = sorted(set(arrays) - set(targets))
@@ -243,7 +256,7 @@ def mismatch_message(what, missing, unexpected, wrong, limit=12) -> str:
 
 
 def backbone_of(saved: keras.Model, source) -> keras.Model:
-    """The one ResNet backbone nested in a saved kdface model (a classifier or a deployed student):
+    """The one ResNet/IResNet backbone nested in a saved kdface model (a classifier or a deployed student):
     the sub-model whose layers include ``conv1`` and ``layer4.0.conv1``."""
     found = [
         layer
@@ -272,7 +285,12 @@ def load_weights(model: keras.Model, path, unsafe: bool = False) -> None:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except (ValueError, OSError) as exc:
-            raise DataFormatError(path, "a .npz of ResNet weights", got=str(exc)[:200]) from None
-        assign_arrays(model, arrays, path)
+            raise DataFormatError(path, "a .npz of backbone weights", got=str(exc)[:200]) from None
+        dropped = [str(n) for n in arrays.pop(DROPPED_KEY, ())]
+        assign_arrays(model, arrays, path, dropped_layers=dropped)
+        if dropped:
+            print(
+                f"{path}: layers {', '.join(dropped)} were left out at conversion; they keep their initialisation"
+            )
     else:
         model.load_weights(path)

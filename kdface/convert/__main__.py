@@ -1,4 +1,4 @@
-"""``python -m kdface.convert resnet --depth 18 --checkpoint resnet18_msceleb.pth --out X.npz``.
+"""``python -m kdface.convert resnet|iresnet --depth 18 --checkpoint X.pth --out X.npz``.
 
 Converts a torchvision-named ResNet-18/50 checkpoint (``torch.save`` file, pickled dict of NumPy
 arrays, or ``.npz``) to an ``.npz`` that ``kdface.backbones.build_resnet(depth, weights=...)`` loads;
@@ -17,6 +17,21 @@ def _resnet(args) -> None:
 
     report = convert(args.checkpoint, args.depth, args.out, stride_on=args.stride_on, fmt=args.format)
     print(f"matched {report.matched} tensors (ResNet-{args.depth} backbone, stride on {args.stride_on})")
+    counters = [k for k in report.dropped if k.endswith(".num_batches_tracked")]
+    shown = [k for k in report.dropped if k not in counters] + (
+        [f"{len(counters)} x num_batches_tracked"] if counters else []
+    )
+    print(f"dropped {len(report.dropped)}: {', '.join(shown) or '-'}")
+    print(f"wrote {report.out}")
+
+
+def _iresnet(args) -> None:
+    from kdface.convert.torch_resnet import convert
+
+    report = convert(args.checkpoint, args.depth, args.out, fmt=args.format, arch="iresnet",
+                     image_size=args.image_size, drop_fc=args.drop_fc)  # fmt: skip
+    fc = "fc dropped" if args.drop_fc else f"fc for {args.image_size} px input"
+    print(f"matched {report.matched} tensors (IResNet-{args.depth} backbone, {fc})")
     counters = [k for k in report.dropped if k.endswith(".num_batches_tracked")]
     shown = [k for k in report.dropped if k not in counters] + (
         [f"{len(counters)} x num_batches_tracked"] if counters else []
@@ -58,7 +73,26 @@ def main(argv=None) -> None:
         choices=("3x3", "1x1"),
         help="depth 50: 1x1 for Caffe-style v1 weights such as VGGFace2's",
     )
+    iresnet = commands.add_parser(
+        "iresnet",
+        help="insightface IResNet-18/34/50/100 checkpoint -> kdface .npz",
+        description="Convert an insightface (arcface_torch) IResNet checkpoint to kdface weights (strict: every "
+        "backbone tensor, the embedding fc and BatchNorm1d included, matched exactly once).",
+        formatter_class=HelpFormatter,
+    )
+    iresnet.add_argument("--depth", type=int, choices=(18, 34, 50, 100), required=True)
+    iresnet.add_argument("--checkpoint", required=True, help=".pth (torch.save), .pkl or .npz")
+    iresnet.add_argument("--out", required=True, help="output .npz (or .weights.h5)")
+    iresnet.add_argument("--format", default="auto", choices=("auto", "torch", "pickle", "npz"),
+                         help="checkpoint format (auto: from the suffix)")  # fmt: skip
+    iresnet.add_argument("--image-size", type=int, default=112,
+                         help="input size the model will be built for (the embedding fc's width depends on it)")  # fmt: skip
+    iresnet.add_argument("--drop-fc", action="store_true",
+                         help="leave the embedding fc out (it keeps its initialisation), for another input size")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.command == "iresnet":
+        run_cli(_iresnet, args)
+        return
     if args.stride_on != "3x3" and args.depth != 50:
         parser.error("--stride-on 1x1 applies only to --depth 50 (bottleneck blocks)")
     run_cli(_resnet, args)

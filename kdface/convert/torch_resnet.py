@@ -1,12 +1,23 @@
-"""Convert a torchvision-named ResNet-18/50 checkpoint to kdface weights (spec ``igkd_scn_fer.md`` §C1).
+"""Convert a torchvision-named ResNet-18/50 or an insightface IResNet checkpoint to kdface weights
+(spec ``igkd_scn_fer.md`` §B1, §C1).
 
-Command (needs ``torch`` for ``.pth`` files; ``torch`` is a development dependency only)::
+Commands (need ``torch`` for ``.pth`` files; ``torch`` is a development dependency only)::
 
     python -m kdface.convert resnet --depth 18 --checkpoint resnet18_msceleb.pth \\
         --out models/pretrained/resnet18_msceleb.npz
+    python -m kdface.convert iresnet --depth 18 --checkpoint ms1mv3_arcface_r18/backbone.pth \\
+        --out models/pretrained/iresnet18_arcface.npz [--image-size 112 | --drop-fc]
 
-then ``build_resnet(18, weights="models/pretrained/resnet18_msceleb.npz")``. It prints how many tensors
-were matched and which head/bookkeeping tensors were dropped.
+then ``build_resnet(18, weights=...)`` / ``build_iresnet(18, weights=...)``. It prints how many
+tensors were matched and which head/bookkeeping tensors were dropped.
+
+IResNet specifics: insightface's ``fc`` (Linear 512 * 7 * 7 -> 512 for 112 px input) and ``features``
+(BatchNorm1d) are the embedding head, part of the backbone, so they are kept; the fc's width depends
+on the input size, so ``--image-size`` must be the size the model will be built for, or
+``--drop-fc`` leaves it out (recorded in the ``.npz``; it then keeps its initialisation, as SCN's
+third-party code does for 224 px input). PReLU ``weight`` (C,) -> ``alpha`` (1, 1, C); Linear
+``weight`` (out, in) -> ``kernel`` (in, out). ``features.weight`` is frozen at 1 in insightface and
+fixed at 1 here (``scale=False``): the checkpoint's must be all ones.
 
 Inputs (the format is chosen from the suffix, or ``--format``):
 
@@ -60,8 +71,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kdface.backbones.iresnet import IRESNET_DEPTHS, build_iresnet
 from kdface.backbones.resnet import (
     BN_VARIABLES,
+    DROPPED_KEY,
     RESNET_DEPTHS,
     assign_arrays,
     build_resnet,
@@ -175,14 +188,14 @@ def read_state_dict(path, fmt: str = "auto") -> dict[str, np.ndarray]:
     return as_state_dict(obj, path)
 
 
-def split_state_dict(state_dict):
+def split_state_dict(state_dict, dropped_prefixes=DROPPED_PREFIXES):
     """Strip ``module.`` prefixes and separate the head/bookkeeping tensors: ``(kept, dropped names)``."""
     kept, dropped = {}, []
     for key, value in state_dict.items():
         name = key
         while name.startswith(STRIP_PREFIXES):
             name = name[name.index(".") + 1 :]
-        if name.startswith(DROPPED_PREFIXES) or name.endswith(DROPPED_SUFFIXES):
+        if name.startswith(tuple(dropped_prefixes)) or name.endswith(DROPPED_SUFFIXES):
             dropped.append(key)
         elif name in kept:
             raise DataFormatError("<state dict>", f"one tensor per name; {key!r} duplicates {name!r}")
@@ -191,69 +204,139 @@ def split_state_dict(state_dict):
     return kept, sorted(dropped)
 
 
-def torch_names(model) -> dict[str, tuple[str, tuple]]:
-    """``{torch name: (Keras key "<layer>/<variable>", Keras shape)}`` for every backbone variable."""
+def torch_names(model) -> dict[str, tuple[str, tuple, str]]:
+    """``{torch name: (Keras key "<layer>/<variable>", Keras shape, kind)}`` for every backbone
+    variable; ``kind`` says how the torch tensor is laid out (``conv``, ``linear``, ``prelu``, ``plain``)."""
     out = {}
     for layer, variables in weight_layers(model).items():
-        if [n for n, _ in variables] == ["kernel"]:
-            out[f"{layer}.weight"] = (f"{layer}/kernel", tuple(variables[0][1].shape))
-        else:
-            shapes = dict((n, tuple(v.shape)) for n, v in variables)
+        names = [n for n, _ in variables]
+        shapes = {n: tuple(v.shape) for n, v in variables}
+        if "moving_mean" in names:  # BatchNormalization
             for torch_var, keras_var in _BN_TORCH.items():
-                out[f"{layer}.{torch_var}"] = (f"{layer}/{keras_var}", shapes[keras_var])
+                if keras_var in shapes:
+                    out[f"{layer}.{torch_var}"] = (f"{layer}/{keras_var}", shapes[keras_var], "plain")
+        elif names == ["alpha"]:  # PReLU
+            out[f"{layer}.weight"] = (f"{layer}/alpha", shapes["alpha"], "prelu")
+        else:  # Conv2D or Dense
+            kind = "conv" if len(shapes["kernel"]) == 4 else "linear"
+            out[f"{layer}.weight"] = (f"{layer}/kernel", shapes["kernel"], kind)
+            if "bias" in shapes:
+                out[f"{layer}.bias"] = (f"{layer}/bias", shapes["bias"], "plain")
     return out
 
 
-def to_keras_arrays(model, state_dict, source="<state dict>"):
-    """Map a torchvision state dict onto ``model``'s variables, strictly.
+def fixed_gammas(model) -> list[str]:
+    """Torch names of BatchNorm weights the Keras model fixes at 1 (``scale=False``, e.g. insightface's
+    ``features`` BatchNorm1d, whose weight is frozen at 1): the checkpoint's must be all ones."""
+    return [f"{layer}.weight" for layer, variables in weight_layers(model).items()
+            if "moving_mean" in dict(variables) and "gamma" not in dict(variables)]  # fmt: skip
+
+
+def _to_keras_layout(value, kind, shape):
+    if kind == "conv" and value.ndim == 4:
+        return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    if kind == "linear" and value.ndim == 2:
+        return value.T  # (out, in) -> (in, out)
+    if kind == "prelu" and value.size == int(np.prod(shape)):
+        return value.reshape(shape)  # (C,) -> (1, 1, C)
+    return value
+
+
+def _as_torch_shape(shape, kind):
+    if kind == "conv" and len(shape) == 4:
+        return (shape[3], shape[2], shape[0], shape[1])
+    if kind == "linear" and len(shape) == 2:
+        return (shape[1], shape[0])
+    if kind == "prelu":
+        return (shape[-1],)
+    return shape
+
+
+def to_keras_arrays(model, state_dict, source="<state dict>", dropped_prefixes=DROPPED_PREFIXES):
+    """Map a torch state dict onto ``model``'s variables, strictly.
 
     Returns ``(arrays keyed "<layer>/<variable>", dropped torch names)``; raises
     :class:`DataFormatError` (naming ``source``) listing missing, unexpected and wrong-shape names.
     """
     state_dict = as_state_dict(state_dict, source)
-    kept, dropped = split_state_dict(state_dict)
+    kept, dropped = split_state_dict(state_dict, dropped_prefixes)
     targets = torch_names(model)
     arrays, wrong = {}, []
+    for name in fixed_gammas(model):
+        if name in kept:
+            value = np.asarray(kept.pop(name))
+            if not np.allclose(value, 1.0):
+                wrong.append(
+                    f"{name} must be all ones (the model fixes it at 1), got mean {value.mean():.4g}"
+                )
+            else:
+                dropped.append(name)
     for name in sorted(set(targets) & set(kept)):
-        key, shape = targets[name]
-        value = np.asarray(kept[name], dtype=np.float32)
-        if key.endswith("/kernel"):
-            value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value  # OIHW -> HWIO
+        key, shape, kind = targets[name]
+        value = _to_keras_layout(np.asarray(kept[name], dtype=np.float32), kind, shape)
         if value.shape != shape:
-            needed = (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else shape  # as OIHW
-            wrong.append(f"{name} {tuple(kept[name].shape)} != model {needed}")
+            wrong.append(f"{name} {tuple(kept[name].shape)} != model {_as_torch_shape(shape, kind)}")
             continue
         arrays[key] = np.ascontiguousarray(value)
     missing = sorted(set(targets) - set(kept))
     unexpected = sorted(set(kept) - set(targets))
     if missing or unexpected or wrong:
-        what = f"the {len(targets)} backbone tensors of a torchvision {model.name} (after dropping heads)"
+        what = f"the {len(targets)} backbone tensors of {model.name} (after dropping heads)"
         raise DataFormatError(source, mismatch_message(what, missing, unexpected, wrong))
-    return arrays, dropped
+    return arrays, sorted(dropped)
 
 
-def load_into(model, state_dict, source="<state dict>") -> ConversionReport:
-    """Load a torchvision-named state dict (torch tensors or NumPy arrays) into a
-    :func:`~kdface.backbones.resnet.build_resnet` model in memory, strictly (all or nothing)."""
-    arrays, dropped = to_keras_arrays(model, state_dict, source)
+def load_into(
+    model, state_dict, source="<state dict>", dropped_prefixes=DROPPED_PREFIXES
+) -> ConversionReport:
+    """Load a torch state dict (tensors or NumPy arrays) into a kdface ResNet/IResNet in memory,
+    strictly (all or nothing)."""
+    arrays, dropped = to_keras_arrays(model, state_dict, source, dropped_prefixes)
     matched = assign_arrays(model, arrays, source)
     return ConversionReport(str(source), matched, dropped)
 
 
-def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "auto") -> ConversionReport:
-    """Read ``checkpoint``, check it against a ResNet-``depth`` backbone and write ``out``
-    (``.npz``, or Keras ``.weights.h5``) atomically."""
+def iresnet_tensor_count(depth: int, drop_fc: bool = False) -> int:
+    """Backbone tensors of an insightface IResNet (``num_batches_tracked`` and the fixed
+    ``features.weight`` not counted): IResNet-18 has 155 (153 with ``--drop-fc``)."""
+    blocks = sum(IRESNET_DEPTHS[depth])
+    convs = 1 + 2 * blocks + 4  # stem, two per block, one downsample per stage (all stride 2)
+    batchnorms = 1 + 3 * blocks + 4 + 1  # stem, three per block, downsamples, bn2
+    prelus = 1 + blocks
+    return 1 * convs + 4 * batchnorms + prelus + (0 if drop_fc else 2) + 3  # features: beta, mean, var
+
+
+def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "auto", arch: str = "resnet",
+            image_size: int = 112, drop_fc: bool = False) -> ConversionReport:  # fmt: skip
+    """Read ``checkpoint``, check it against a ResNet-``depth`` (torchvision) or IResNet-``depth``
+    (insightface, ``arch="iresnet"``) backbone and write ``out`` (``.npz``, or Keras ``.weights.h5``)
+    atomically. For an IResNet, ``image_size`` fixes the embedding fc's width (112: 512 x 7 x 7);
+    ``drop_fc`` leaves the fc out (recorded in the file), for use at another input size."""
     depth = int(depth)
-    if depth not in RESNET_DEPTHS:
-        raise ValueError(f"unknown ResNet depth {depth}; known: {sorted(RESNET_DEPTHS)}")
+    if arch == "resnet":
+        if depth not in RESNET_DEPTHS:
+            raise ValueError(f"unknown ResNet depth {depth}; known: {sorted(RESNET_DEPTHS)}")
+        model = build_resnet(depth, image_size=None, stride_on=stride_on)
+        prefixes, expected, dropped_layers = DROPPED_PREFIXES, expected_tensor_count(depth), []
+    elif arch == "iresnet":
+        if depth not in IRESNET_DEPTHS:
+            raise ValueError(f"unknown IResNet depth {depth}; known: {sorted(IRESNET_DEPTHS)}")
+        model = build_iresnet(depth, image_size=image_size)
+        # insightface's fc is the embedding layer, part of the backbone: kept unless --drop-fc
+        prefixes = ("fc.",) if drop_fc else ()
+        expected, dropped_layers = iresnet_tensor_count(depth, drop_fc), (["fc"] if drop_fc else [])
+    else:
+        raise ValueError(f"arch must be 'resnet' or 'iresnet', got {arch!r}")
     state_dict = read_state_dict(checkpoint, fmt)
-    model = build_resnet(depth, image_size=None, stride_on=stride_on)
-    arrays, dropped = to_keras_arrays(model, state_dict, checkpoint)
-    expected = expected_tensor_count(depth)
-    if len(arrays) != expected:  # the Keras model and the torchvision layout disagree: a kdface bug
-        raise AssertionError(f"ResNet-{depth}: mapped {len(arrays)} tensors, expected {expected}")
+    arrays, dropped = _arrays_without(model, state_dict, checkpoint, prefixes, dropped_layers)
+    if len(arrays) != expected:  # the Keras model and the torch layout disagree: a kdface bug
+        raise AssertionError(f"{model.name}: mapped {len(arrays)} tensors, expected {expected}")
     out = Path(out)
     if out.name.endswith(".weights.h5"):
+        if dropped_layers:
+            raise ValueError(
+                "--drop-fc writes an .npz (the .weights.h5 format cannot record the dropped layer)"
+            )
         assign_arrays(model, arrays, checkpoint)
         with atomic_path(out) as tmp:
             # Keras insists on the ".weights.h5" ending; the side file matches atomic's stale pattern
@@ -266,6 +349,23 @@ def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "
     else:
         if out.suffix != ".npz":
             raise ValueError(f"--out must end in .npz or .weights.h5, got {out}")
+        extra = {DROPPED_KEY: np.array(dropped_layers)} if dropped_layers else {}
         with atomic_path(out) as tmp:
-            np.savez(tmp, **arrays)
+            np.savez(tmp, **arrays, **extra)
     return ConversionReport(str(checkpoint), len(arrays), dropped, str(out))
+
+
+def _arrays_without(model, state_dict, source, prefixes, dropped_layers):
+    """:func:`to_keras_arrays` for a model some of whose layers are left out on purpose."""
+    if not dropped_layers:
+        return to_keras_arrays(model, state_dict, source, prefixes)
+    keep = [layer for layer in model.layers if layer.name not in dropped_layers]
+    view = _LayerView(model.name, keep)
+    return to_keras_arrays(view, state_dict, source, prefixes)
+
+
+class _LayerView:
+    """A model's name and a subset of its layers: what :func:`weight_layers` reads."""
+
+    def __init__(self, name, layers):
+        self.name, self.layers = name, layers

@@ -21,6 +21,15 @@ from kdface.losses.kd_loss import (
     main_loss,
     main_loss_elementwise,
 )
+from kdface.losses.scn import (
+    SCNTerms,
+    high_group_size,
+    low_importance_mask,
+    scn_loss,
+    scn_rank_regularization,
+    scn_relabel,
+    scn_weighted_cross_entropy,
+)
 
 __all__ = [
     "IGKDTerms",
@@ -40,4 +49,11 @@ __all__ = [
     "kd_loss",
     "main_loss",
     "main_loss_elementwise",
+    "SCNTerms",
+    "high_group_size",
+    "low_importance_mask",
+    "scn_loss",
+    "scn_rank_regularization",
+    "scn_relabel",
+    "scn_weighted_cross_entropy",
 ]
