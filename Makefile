@@ -1,5 +1,6 @@
 # make demo: SynthFaces -> two teachers -> KD and no-KD students -> evaluation -> runs/demo/report.md
 # make demo-igkd: SynthFaces -> ResNet-18 baseline on clean + erased views; clean teacher -> IGKD -> test + occluded -> runs/demo-igkd/report.md
+# make demo-scn: SynthFaces with 10/20/30 % flipped labels -> ResNet-18 CE vs SCN, same budget and seed -> runs/demo-scn/report.md
 # make test: lint + the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.kdface-installed
 DEMO := runs/demo
 PRESET := demo
 
-.PHONY: demo demo-igkd test test-fast lint format clean-demo
+.PHONY: demo demo-igkd demo-scn test test-fast lint format clean-demo
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,5 +70,31 @@ demo-igkd: $(STAMP)
 	echo "" >> $(IGKD_DEMO)/report.md
 	echo "Demo wall time (make demo-igkd, $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(IGKD_DEMO)/report.md
 
+SCN_DEMO := runs/demo-scn
+NOISE_LEVELS := 10 20 30
+
+# Both methods see the same noisy labels (--noise-seed 0), SCN's augmentation, no class balancing,
+# the SCN demo preset's 8 epochs and --seed 0.
+demo-scn: $(STAMP)
+	start=$$(date +%s)
+	mkdir -p $(SCN_DEMO)
+	export PYTHONUNBUFFERED=1
+	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(PRESET)
+	models=()
+	for p in $(NOISE_LEVELS); do
+	    noise=$$(printf '0.%02d' $$p)
+	    $(PY) train_teacher.py --method fer --dataset synthface --preset $(PRESET) --epochs 8 --augment-style scn \
+	        --no-balanced-sampler --label-noise $$noise --run-dir $(SCN_DEMO)/ce_noise$$p \
+	        --out models/teachers/synthface_ce_noise$$p.keras
+	    $(PY) train_teacher.py --method scn --dataset synthface --preset $(PRESET) --label-noise $$noise \
+	        --run-dir $(SCN_DEMO)/scn_noise$$p --out models/teachers/synthface_scn_noise$$p.keras
+	    models+=(--model models/teachers/synthface_ce_noise$$p.keras --model models/teachers/synthface_scn_noise$$p.keras)
+	done
+	$(PY) test.py --dataset synthface --split test --out $(SCN_DEMO) "$${models[@]}"
+	{ echo ""; echo "## SCN label reports (training set, final model)"; echo ""
+	  $(PY) -c "import sys; from kdface.methods.scn import label_reports_markdown as t; print(t(sys.argv[1:]))" \
+	      $(foreach p,$(NOISE_LEVELS),$(SCN_DEMO)/scn_noise$(p)); } >> $(SCN_DEMO)/report.md
+	echo "Demo wall time (make demo-scn, $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(SCN_DEMO)/report.md
+
 clean-demo:
-	rm -rf $(DEMO) $(IGKD_DEMO) models/teachers/synthface_* models/students/synthface_*
+	rm -rf $(DEMO) $(IGKD_DEMO) $(SCN_DEMO) models/teachers/synthface_* models/students/synthface_*

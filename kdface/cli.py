@@ -18,6 +18,7 @@ METHODS = {
     "kdloss": "kdface.methods.kdloss",
     "fer": "kdface.methods.fer",
     "igkd": "kdface.methods.igkd",
+    "scn": "kdface.methods.scn",
 }
 # What each CLI trains, for methods that lack one of the roles.
 ROLE_HINTS = {
@@ -25,6 +26,7 @@ ROLE_HINTS = {
         "fer",
         "student",
     ): "the plain expression classifier has no teacher: python train_teacher.py --method fer",
+    ("scn", "student"): "SCN has no teacher and no student: python train_teacher.py --method scn",
     (
         "igkd",
         "teacher",

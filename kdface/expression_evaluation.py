@@ -32,39 +32,98 @@ def class_names_of(model, card: dict) -> tuple[str, ...]:
     return names
 
 
+IMPORTANCE_LAYER = "importance"  # SCN's per-image importance weight (a sigmoid, shape (B, 1))
+
+
+def with_importance(model):
+    """``model`` extended to also return its ``importance`` layer's output (SCN models), or None."""
+    import keras
+
+    if IMPORTANCE_LAYER not in {layer.name for layer in model.layers}:
+        return None
+    return keras.Model(model.input, [model.output, model.get_layer(IMPORTANCE_LAYER).output])
+
+
 def predict_source(model, source, num_classes: int, batch_size: int = 64):
-    """``(labels, probabilities, keys, excluded)`` over a split; ``excluded`` counts test images whose
-    class the model lacks."""
+    """``(labels, probabilities, keys, excluded, importance)`` over a split; ``excluded`` counts test
+    images whose class the model lacks; ``importance`` is the per-image weight of an SCN model, else None."""
     size = int(model.input_shape[1])
     ds = expression_dataset(source.dataset, image_size=size, batch_size=batch_size, with_key=True)
-    labels, probs, keys, excluded = [], [], [], 0
+    both = with_importance(model)
+    labels, probs, keys, weights, excluded = [], [], [], [], 0
     for images, y, k in ds:
         y = y.numpy()
         keep = y < num_classes
         excluded += int((~keep).sum())
         if keep.any():
-            p = model.predict_on_batch(images.numpy()[keep])
+            batch = images.numpy()[keep]
+            if both is not None:
+                p, w = both.predict_on_batch(batch)
+                weights.append(np.asarray(w).reshape(-1))
+            else:
+                p = model.predict_on_batch(batch)
             probs.append(np.asarray(p))
             labels.append(y[keep])
             keys.extend(x.decode() for x in k.numpy()[keep])
     if not probs:
         raise ValueError(f"split {source.split!r} of {source.name!r} has no image of the model's classes")
-    return np.concatenate(labels), np.concatenate(probs), keys, excluded
+    importance = np.concatenate(weights) if weights else None
+    return np.concatenate(labels), np.concatenate(probs), keys, excluded, importance
 
 
-def _predictions_csv(keys, labels, probabilities, names) -> str:
+def _predictions_csv(keys, labels, probabilities, names, importance=None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["key", "label", "predicted", *[f"p_{n}" for n in names]])
-    for key, label, p in zip(keys, labels, probabilities, strict=True):
-        writer.writerow([key, names[int(label)], names[int(np.argmax(p))], *[f"{v:.5f}" for v in p]])
+    writer.writerow(["key", "label", "predicted", *([IMPORTANCE_LAYER] if importance is not None else []),
+                     *[f"p_{n}" for n in names]])  # fmt: skip
+    for i, (key, label, p) in enumerate(zip(keys, labels, probabilities, strict=True)):
+        weight = [f"{importance[i]:.5f}"] if importance is not None else []
+        writer.writerow([key, names[int(label)], names[int(np.argmax(p))], *weight, *[f"{v:.5f}" for v in p]])
     return buf.getvalue()
+
+
+def importance_summary(importance, labels, probabilities) -> dict:
+    correct = np.argmax(probabilities, axis=-1) == labels
+
+    def mean(mask):
+        return float(importance[mask].mean()) if mask.any() else None
+
+    return {"mean": float(importance.mean()), "mean_correct": mean(correct), "mean_wrong": mean(~correct)}
+
+
+def plot_importance(importance, labels, probabilities, path, title) -> None:
+    """Histograms of the importance weights of correctly and wrongly classified images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    correct = np.argmax(probabilities, axis=-1) == labels
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    bins = np.linspace(0.0, 1.0, 41)
+    for mask, colour, label in ((correct, "tab:blue", "correct"), (~correct, "tab:red", "wrong")):
+        if mask.any():
+            ax.hist(importance[mask], bins=bins, density=True, alpha=0.6, color=colour,
+                    label=f"{label} (n={int(mask.sum())})")  # fmt: skip
+    ax.set_xlabel("importance weight")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    from kdface.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
 
 
 def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="datasets/tfds", out_dir="runs/test",
              on_bad_sample="error", unsafe_load_model=False) -> dict:  # fmt: skip
     """Evaluate each model on each test split; writes report.json, report.md, confusion matrices and
-    per-image predictions (``predictions_<model>_<split>.csv``)."""
+    per-image predictions (``predictions_<model>_<split>.csv``; with an ``importance`` column and an
+    importance histogram for SCN models: ``--split train`` dumps the weights of the training set)."""
     from kdface.data.sources import EXPRESSION_TEST_SPLITS, load_expression_split
 
     out_dir = Path(out_dir)
@@ -91,20 +150,28 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
         for split in splits or EXPRESSION_TEST_SPLITS[ds_name]:
             source = load_expression_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
             skipped.extend(r for r in source.skipped if r not in skipped)
-            labels, probs, keys, excluded = predict_source(model, source, len(names))
+            labels, probs, keys, excluded, importance = predict_source(model, source, len(names))
             summary = metrics.summarize_classification(labels, probs, names)
             summary["excluded_classes_count"] = excluded
+            if importance is not None:
+                summary["importance"] = importance_summary(importance, labels, probs)
+                plot = out_dir / f"importance_{name}_{split}.png"
+                plot_importance(importance, labels, probs, plot, title=f"{name} on {ds_name} {split}")
+                images[f"{name} on {split}: importance weights"] = plot.name
             results[name]["splits"][split] = summary
             plot = out_dir / f"confusion_{name}_{split}.png"
             metrics.plot_confusion(summary["confusion"], names, plot, title=f"{name} on {ds_name} {split}")
             images[f"{name} on {split}: confusion matrix (% of the true class)"] = plot.name
             write_text(
-                out_dir / f"predictions_{name}_{split}.csv", _predictions_csv(keys, labels, probs, names)
+                out_dir / f"predictions_{name}_{split}.csv",
+                _predictions_csv(keys, labels, probs, names, importance),
             )
             row = {"model": name, "split": split, "accuracy": summary["accuracy"],
                    "mean_class_accuracy": summary["mean_class_accuracy"], "count": summary["count"],
                    "train_s": card.get("train_seconds", "")}  # fmt: skip
             row.update({n: summary["per_class"][n]["accuracy"] for n in names})
+            if importance is not None:
+                row["importance"] = round(summary["importance"]["mean"], 4)
             rows.append(row)
             print(f"{name:>32s}  {split:>10s}  accuracy {summary['accuracy']:6.2f}%  "
                   f"mean class accuracy {summary['mean_class_accuracy']:6.2f}%  (n={summary['count']}"
@@ -119,6 +186,8 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
     columns = [("model", "model"), ("split", "split"), ("accuracy", "Accuracy %"),
                ("mean_class_accuracy", "Mean class acc. %"), ("count", "Images"),
                *[(n, f"{n} %") for n in all_names], ("train_s", "train_s")]  # fmt: skip
+    if any("importance" in r for r in rows):
+        columns.insert(5, ("importance", "Mean importance"))
     notes = (
         "Accuracy = % of test images classified correctly; mean class accuracy = the per-class accuracies "
         "(recall) averaged over the classes present; per-class columns in %. train_s = training wall time."

@@ -42,16 +42,24 @@ def resize_size(image_size: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ExpressionAugment:
-    """Training augmentation (spec A2.2-3): noise, random crop, horizontal flip."""
+    """Training augmentation. The default is IGKD's (spec A2.2-3): noise with ``noise_probability``,
+    random crop, horizontal flip with p 0.5, independently. ``exclusive`` is SCN's (spec B3): with
+    probability ``noise_probability`` apply exactly one of {flip, noise}, chosen evenly."""
 
     noise_probability: float = 0.5
     noise_variance: float = 30.0
     random_crop: bool = True
     flip: bool = True
+    exclusive: bool = False
 
     @classmethod
     def none(cls) -> ExpressionAugment:
         return cls(noise_probability=0.0, random_crop=False, flip=False)
+
+    @classmethod
+    def scn(cls) -> ExpressionAugment:
+        """SCN's ``basic_aug``: p 0.5, one of flip / Gaussian noise (variance 30); no random crop."""
+        return cls(noise_probability=0.5, random_crop=False, flip=True, exclusive=True)
 
     @property
     def enabled(self) -> bool:
@@ -60,12 +68,20 @@ class ExpressionAugment:
 
 @dataclasses.dataclass(frozen=True)
 class ErasingConfig:
-    """torchvision ``RandomErasing`` as IGKD configures it (spec A2.4)."""
+    """torchvision ``RandomErasing``. The defaults are IGKD's (spec A2.4); ``value`` is the fill in
+    normalised space: ``None`` draws one ``v ~ U[0, 1)`` per sample (IGKD's ``value="random"``
+    variant), ``0.0`` fills with the ImageNet mean colour (torchvision's default ``value=0``, SCN's)."""
 
     probability: float = 1.0
     scale: tuple[float, float] = (0.15, 0.25)
     ratio: tuple[float, float] = (0.33, 3.3)
     attempts: int = 10
+    value: float | None = None
+
+    @classmethod
+    def scn(cls) -> ErasingConfig:
+        """SCN's ``transforms.RandomErasing(scale=(0.02, 0.25))``: p 0.5, ratio (0.3, 3.3), value 0."""
+        return cls(probability=0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.0)
 
 
 def _fold(seed, purpose: int):
@@ -97,11 +113,15 @@ def erasing_box(seed, height: int, width: int, config: ErasingConfig = ErasingCo
 
 
 def random_erasing(image, seed, config: ErasingConfig = ErasingConfig()):
-    """``image`` (``H x W x 3`` in ``[0, 1]``) with one box set to a flat grey ``mean + v * std``
-    (``v ~ U[0, 1)``: one value in normalised space, as torchvision erases the normalised tensor)."""
+    """``image`` (``H x W x 3`` in ``[0, 1]``) with one box set to a flat ``mean + v * std`` (``v``:
+    ``config.value``, or ``U[0, 1)`` per sample: one value in normalised space, as torchvision erases
+    the normalised tensor)."""
     height, width = int(image.shape[0]), int(image.shape[1])
     top, left, h, w, applied = erasing_box(seed, height, width, config)
-    v = tf.random.stateless_uniform([], _fold(seed, 2))
+    if config.value is None:
+        v = tf.random.stateless_uniform([], _fold(seed, 2))
+    else:
+        v = tf.constant(float(config.value))
     fill = tf.constant(IMAGENET_MEAN) + v * tf.constant(IMAGENET_STD)
     rows = tf.range(height)[:, None]
     cols = tf.range(width)[None, :]
@@ -147,13 +167,16 @@ def prepare_eval(encoded, box, image_size: int):
 def prepare_train(encoded, box, seed, image_size: int, augment: ExpressionAugment):
     """One training view (noise, resize, crop, flip) in ``[0, 1]``, from the element's ``seed``."""
     face = _decode_face(encoded, box)
+    noise_on = tf.random.stateless_uniform([], _fold(seed, _NOISE_ON)) < augment.noise_probability
+    flip_on = tf.random.stateless_uniform([], _fold(seed, _FLIP)) < 0.5
+    if augment.exclusive:  # SCN: one augmentation or none; the flip draw picks which
+        noise_on, flip_on = noise_on & ~flip_on, noise_on & flip_on
     if augment.noise_probability > 0:
         noisy = tf.cast(face, tf.float32) + math.sqrt(augment.noise_variance) * tf.random.stateless_normal(
             tf.shape(face), _fold(seed, _NOISE)
         )
         noisy = tf.cast(tf.clip_by_value(noisy, 0.0, 255.0), tf.uint8)  # truncation, as numpy astype
-        on = tf.random.stateless_uniform([], _fold(seed, _NOISE_ON)) < augment.noise_probability
-        face = tf.where(on, noisy, face)
+        face = tf.where(noise_on, noisy, face)
     resized = _resize_shorter(face, resize_size(image_size))
     if augment.random_crop:
         shape = tf.shape(resized)
@@ -164,8 +187,7 @@ def prepare_train(encoded, box, seed, image_size: int, augment: ExpressionAugmen
     else:
         image = _center_crop(resized, image_size)
     if augment.flip:
-        flip = tf.random.stateless_uniform([], _fold(seed, _FLIP)) < 0.5
-        image = tf.where(flip, tf.reverse(image, axis=[1]), image)
+        image = tf.where(flip_on, tf.reverse(image, axis=[1]), image)
     image = tf.clip_by_value(image, 0.0, 255.0) / 255.0
     return tf.ensure_shape(image, (image_size, image_size, 3))
 
@@ -252,6 +274,8 @@ def expression_training_stream(
     num_classes: int,
     augment: ExpressionAugment = ExpressionAugment(),
     erasing: ErasingConfig | None = None,
+    view_erasing: ErasingConfig | None = None,
+    with_index: bool = False,
     balanced: bool = False,
     seed: int = 0,
     start_epoch: int = 0,
@@ -260,8 +284,10 @@ def expression_training_stream(
     """The endless training stream, epoch ``start_epoch`` from batch ``skip_batches`` on.
 
     Elements are ``(image, label)``, or with ``erasing`` ``({"image": clean, "masked": erased}, label)``
-    where both views share the noise, crop and flip and differ only in the erased box. Each epoch
-    is ``N // batch_size`` full batches.
+    where both views share the noise, crop and flip and differ only in the erased box (IGKD).
+    ``view_erasing`` erases the one training view itself (SCN). ``with_index`` makes the inputs
+    ``{"image": ..., "index": i}`` with ``i`` the sample's position in ``split`` (SCN keeps its
+    mutable labels in a variable indexed by it). Each epoch is ``N // batch_size`` full batches.
     """
     from kdface.data.streams import epoch_stream
 
@@ -272,10 +298,14 @@ def expression_training_stream(
     def element(epoch_seed, position, index):
         seed = tf.stack([epoch_seed, position])
         clean = prepare_train(images[index], boxes[index], seed, image_size, augment)
-        if erasing is None:
-            return clean, labels[index]
-        masked = random_erasing(clean, _fold(seed, _ERASE), erasing)
-        return {"image": clean, "masked": masked}, labels[index]
+        if view_erasing is not None:
+            clean = random_erasing(clean, _fold(seed, _ERASE), view_erasing)
+        if erasing is not None:
+            masked = random_erasing(clean, _fold(seed, _ERASE), erasing)
+            return {"image": clean, "masked": masked}, labels[index]
+        if with_index:
+            return {"image": clean, "index": tf.cast(index, tf.int32)}, labels[index]
+        return clean, labels[index]
 
     def one_epoch(epoch_seed, skip):
         order = epoch_indices(epoch_seed, split.labels, num_classes, balanced)

@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from kdface import training
+from kdface.backbones.iresnet import build_iresnet
 from kdface.backbones.resnet import build_resnet
 from kdface.cli import add_config_arguments, config_from_args
 from kdface.data.expression_pipeline import (
@@ -34,22 +35,32 @@ from kdface.data.expression_pipeline import (
     expression_training_stream,
     resize_size,
 )
+from kdface.data.label_noise import LabelNoise
 from kdface.data.sources import load_expression_split
+from kdface.io.atomic import write_text
 from kdface.training import distribute
 from kdface.training.distribute import per_replica_share
 from kdface.training.optimizers import GroupAdam
 
 RESNETS = {"resnet18": 18, "resnet50": 50}
+IRESNETS = {
+    "iresnet18": 18,
+    "iresnet50": 50,
+}  # insightface layout, embedding head (SCN's third-party variant)
+BACKBONES = (*RESNETS, *IRESNETS)
 
 # The originals' sizes (IGKD spec A4; SCN B3), and a budget that runs on 2 CPU cores in minutes.
 # The demo's 96 px is the smallest input whose layer-4 map (3 x 3) still fits IGKD's fusion conv
 # (3 x 3, stride 2, no padding).
 PRESETS = {
     "paper": dict(image_size=224, batch_size=64, epochs=60, learning_rate=1e-3, lr_gamma=0.9,
-                  weight_decay=1e-4, balanced_sampler=True, augment=True),
+                  weight_decay=1e-4, balanced_sampler=True, augment=True, augment_style="igkd"),
     "demo": dict(image_size=96, batch_size=32, epochs=6, learning_rate=1e-3, lr_gamma=0.9,
-                 weight_decay=1e-4, balanced_sampler=True, augment=True),
+                 weight_decay=1e-4, balanced_sampler=True, augment=True, augment_style="igkd"),
 }  # fmt: skip
+
+
+AUGMENT_STYLES = ("igkd", "scn")
 
 
 @dataclasses.dataclass
@@ -69,6 +80,13 @@ class ExpressionConfig:
     weight_decay: float | None = None  # coupled L2, as torch.optim.Adam(weight_decay=...)
     balanced_sampler: bool | None = None
     augment: bool | None = None
+    augment_style: str | None = (
+        None  # igkd: noise, random crop, flip; scn: one of flip/noise + random erasing
+    )
+    label_noise: float = (
+        0.0  # fraction of training labels replaced by another class (kdface.data.label_noise)
+    )
+    noise_seed: int = 0
     train_split: str = "train"  # FERPlus' usual protocol trains on "train-valid"
     val_fraction: float = 0.1
     seed: int = 0
@@ -85,6 +103,12 @@ class ExpressionConfig:
         for name, value in values.items():
             if value is None and name in preset:
                 values[name] = preset[name]
+        if values.get("augment_style") not in AUGMENT_STYLES:
+            raise ValueError(
+                f"augment_style must be one of {AUGMENT_STYLES}, got {values.get('augment_style')!r}"
+            )
+        if not 0.0 <= values["label_noise"] < 1.0:
+            raise ValueError(f"label_noise must be in [0, 1), got {values['label_noise']}")
         return dataclasses.replace(self, **values)
 
 
@@ -110,6 +134,8 @@ class ExpressionData:
     train_size: int
     class_counts: list
     skipped: list
+    split: InMemorySplit | None = None  # the training split as trained on (noisy labels, if any)
+    noise: LabelNoise | None = None  # the injected label noise (flipped nothing at --label-noise 0)
 
 
 def _splits(config: ExpressionConfig):
@@ -127,21 +153,45 @@ def load_split(config: ExpressionConfig, split: str, on_bad_sample: str = "error
                                  on_bad_sample=on_bad_sample, num_classes=config.num_classes)  # fmt: skip
 
 
+def augmentation(config: ExpressionConfig):
+    """``(augment, view erasing)`` of ``config.augment_style``: IGKD's noise / random crop / flip, or
+    SCN's one of flip / noise plus random erasing of the view (spec A2, B3)."""
+    if not config.augment:
+        return ExpressionAugment.none(), None
+    if config.augment_style == "scn":
+        return ExpressionAugment.scn(), ErasingConfig.scn()
+    return ExpressionAugment(), None
+
+
 def expression_data(
-    config: ExpressionConfig, on_bad_sample: str = "error", erasing: bool = False
-) -> ExpressionData:
+    config: ExpressionConfig, on_bad_sample: str = "error", erasing: bool = False, *, run=None, with_index: bool = False
+) -> ExpressionData:  # fmt: skip
     """The epoch stream over the training split (IGKD's two views when ``erasing``) and the
-    validation set held out of it (``val_fraction``; the originals selected epochs on the test set)."""
+    validation set held out of it (``val_fraction``; the originals selected epochs on the test set).
+
+    ``config.label_noise`` replaces that fraction of the training labels (never the validation
+    split's; :mod:`kdface.data.label_noise`); the draw is written to ``run``'s ``label_noise.csv``.
+    ``with_index`` makes the inputs ``{"image", "index"}`` (SCN)."""
     train_split, val_split = _splits(config)
     source = load_split(config, train_split, on_bad_sample)
     split = InMemorySplit.load(source.dataset, int(config.max_memory_gb * 2**30))
-    augment = ExpressionAugment() if config.augment else ExpressionAugment.none()
+    noise = LabelNoise.inject(
+        split.keys, split.labels, config.label_noise, source.num_classes, config.noise_seed
+    )
+    if noise.count:
+        split = dataclasses.replace(split, labels=noise.noisy)
+        print(f"label noise: {noise.count} of {len(split)} training labels replaced by another class "
+              f"(--label-noise {config.label_noise}, --noise-seed {config.noise_seed})")  # fmt: skip
+        if run is not None and run.chief:
+            write_text(run.path / "label_noise.csv", noise.csv(source.class_names))
+    augment, view_erasing = augmentation(config)
 
     def stream(start_epoch: int = 0, skip_batches: int = 0):
         return expression_training_stream(
             split, image_size=config.image_size, batch_size=config.batch_size, num_classes=source.num_classes,
-            augment=augment, erasing=ErasingConfig() if erasing else None, balanced=config.balanced_sampler,
-            seed=config.seed, start_epoch=start_epoch, skip_batches=skip_batches,
+            augment=augment, erasing=ErasingConfig() if erasing else None, view_erasing=view_erasing,
+            with_index=with_index, balanced=config.balanced_sampler, seed=config.seed, start_epoch=start_epoch,
+            skip_batches=skip_batches,
         )  # fmt: skip
 
     val, skipped = None, list(source.skipped)
@@ -151,7 +201,7 @@ def expression_data(
                                  cache=True)  # fmt: skip
     steps = config.steps_per_epoch or len(split) // config.batch_size
     return ExpressionData(stream, steps, val, tuple(source.class_names), source.num_classes, len(split),
-                          split.class_counts(source.num_classes).tolist(), skipped)  # fmt: skip
+                          split.class_counts(source.num_classes).tolist(), skipped, split, noise)  # fmt: skip
 
 
 # --- models --------------------------------------------------------------------------------------------
@@ -163,10 +213,15 @@ def torch_linear_init():
 
 
 def backbone(name: str, config: ExpressionConfig, weights=None, model_name=None) -> keras.Model:
-    if name not in RESNETS:
-        raise ValueError(f"unknown backbone {name!r}; known: {sorted(RESNETS)}")
-    return build_resnet(RESNETS[name], image_size=config.image_size, weights=weights,
-                        bn_momentum=config.bn_momentum, name=model_name or name)  # fmt: skip
+    """``[feature map, feature vector]``: a torchvision ResNet (pooled layer 4) or an insightface
+    IResNet (its 512-d embedding; ArcFace input normalisation, see :mod:`kdface.backbones.iresnet`)."""
+    if name in RESNETS:
+        return build_resnet(RESNETS[name], image_size=config.image_size, weights=weights,
+                            bn_momentum=config.bn_momentum, name=model_name or name)  # fmt: skip
+    if name in IRESNETS:
+        return build_iresnet(IRESNETS[name], image_size=config.image_size, weights=weights,
+                             bn_momentum=config.bn_momentum, name=model_name or name)  # fmt: skip
+    raise ValueError(f"unknown backbone {name!r}; known: {list(BACKBONES)}")
 
 
 def probabilities_model(images, logits, name: str) -> keras.Model:
@@ -271,6 +326,7 @@ def expression_card(config: ExpressionConfig, method: str, role: str, data: Expr
         "image_size": config.image_size,
         "resize_size": resize_size(config.image_size),
         "train_class_counts": data.class_counts,
+        **({"label_noise": data.noise.summary()} if data.noise is not None and data.noise.count else {}),
         "config": dataclasses.asdict(config),
         **extra,
     }
@@ -295,14 +351,19 @@ FLAG_HELP = {
     "lr_gamma": "learning rate x this after every epoch (ExponentialLR)",
     "weight_decay": "coupled L2 on every parameter, BatchNorm's included (torch Adam's weight_decay)",
     "balanced_sampler": "draw each epoch with probability 1/class size (IGKD's ImbalancedDatasetSampler)",
-    "augment": "Gaussian noise, random crop and horizontal flip",
+    "augment": "training augmentation (see --augment-style)",
+    "augment_style": "igkd: Gaussian noise, random crop and horizontal flip; scn: with p 0.5 one of flip / noise, "
+    "then random erasing (p 0.5, ImageNet-mean fill)",
+    "label_noise": "replace this fraction of the training labels by another class (exact count, --noise-seed); "
+    "the validation split keeps its labels",
+    "noise_seed": "seed of the label-noise draw (independent of --seed)",
     "train_split": "the split trained on (FERPlus: train-valid, FER2013Train + FER2013Valid, is the usual protocol)",
     "val_fraction": "fraction of the training split held out for best-epoch selection",
     "seed": "random seed (data order, augmentation, erasing, initialisation)",
     "steps_per_epoch": "steps per epoch (default: one pass over the training split)",
     "bn_momentum": "BatchNorm moving-average momentum (torch's default 0.1 = Keras 0.9)",
     "max_memory_gb": "the training split's encoded images are held in memory up to this size",
-    "backbone": "resnet18 or resnet50",
+    "backbone": "resnet18 or resnet50 (torchvision), iresnet18 or iresnet50 (insightface; image size a multiple of 16)",
     "weights": "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert resnet`, or a "
     "trained kdface expression model (.keras) whose backbone is taken",
     "masked_view": "train on each image's clean and randomly erased view (IGKD's inputs, no distillation)",
@@ -316,12 +377,13 @@ def add_teacher_arguments(parser) -> None:
 def train_classifier(config: FERConfig, out=None, run_dir=None, options=None) -> Path:
     config = config.resolved()
     options = options or training.RunOptions()
-    name = f"{config.backbone}{'_masked' if config.masked_view else ''}"
+    noise = f"_noise{int(round(config.label_noise * 100))}" if config.label_noise else ""
+    name = f"{config.backbone}{'_masked' if config.masked_view else ''}{noise}"
     out = Path(out or f"models/teachers/{config.dataset}_fer_{name}.keras")
     run = training.open_run(
         config, "fer_classifier", run_dir or f"runs/fer/{config.dataset}_{name}", out, options
     )
-    data = expression_data(config, options.on_bad_sample, erasing=config.masked_view)
+    data = expression_data(config, options.on_bad_sample, erasing=config.masked_view, run=run)
     training.seed_models(config.seed)
     with distribute.scope(run.strategy):
         model = ExpressionClassifier(

@@ -264,7 +264,7 @@ def train_igkd(config: IGKDConfig, out=None, run_dir=None, options=None) -> Path
     run = training.open_run(
         config, "igkd_student", run_dir or f"runs/igkd/{config.dataset}_{name}", out, options
     )
-    data = fer.expression_data(config, options.on_bad_sample, erasing=True)
+    data = fer.expression_data(config, options.on_bad_sample, erasing=True, run=run)
     training.seed_models(config.seed)
     with distribute.scope(run.strategy):
         model = training.prepare_built_model(build_igkd(config, data.num_classes, data.steps_per_epoch), run)
