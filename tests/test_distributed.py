@@ -245,6 +245,8 @@ MIRRORED_FER_STEP = textwrap.dedent("""
     import keras
     from kdface.methods.fer import ExpressionClassifier
     from kdface.methods.igkd import IGKD
+    from kdface.methods.scn import SCN
+    from kdface.losses import scn_rank_regularization
     from kdface.training.distribute import synchronize_batchnorm
     from kdface.training.optimizers import GroupAdam
 
@@ -267,16 +269,27 @@ MIRRORED_FER_STEP = textwrap.dedent("""
             _, pooled = backbone("net", 8)(inputs)
             model = ExpressionClassifier(keras.Model(inputs, keras.layers.Dense(K)(pooled)))
             synchronize_batchnorm(model)  # global-batch statistics: the step is then device-count free
+        elif method == "scn":
+            inputs = keras.Input((SIZE, SIZE, 3))
+            _, pooled = backbone("net", 8)(inputs)
+            network = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="importance")(pooled),
+                                           keras.layers.Dense(K, name="classifier")(pooled)])
+            # margin 0.5 keeps RR active; relabel from the first step with margin 0: every sample whose
+            # argmax differs from its label changes
+            model = SCN(network, BATCH, steps_per_epoch=1, margin=0.5, relabel_epoch=1, relabel_margin=0.0)
+            model.set_labels(y)
+            synchronize_batchnorm(model)  # same per-sample outputs on 1 or 2 devices
         else:
             model = IGKD(backbone("teacher", 6), backbone("student", 4), K, steps_per_epoch=1, fusion_dropout=0.0)
         model.compile(optimizer=GroupAdam(1e-3, coupled_weight_decay=1e-4))
         return model
 
     out = {}
-    def step(model):
+    def step(model, method):
         # fit on a one-batch dataset: Keras distributes it, so each replica gets half the global batch
         # (train_on_batch would hand every replica the whole batch)
-        ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+        inputs = {"image": x["image"], "index": np.arange(BATCH, dtype="int32")} if method == "scn" else x
+        ds = tf.data.Dataset.from_tensors((inputs, y)).repeat()
         history = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
         return {k: v[-1] for k, v in history.history.items()}
 
@@ -295,15 +308,30 @@ MIRRORED_FER_STEP = textwrap.dedent("""
                 names = ("loss", "baseline", "fd", "rd", "knowledge_learning", "knowledge_feedback")
                 halves_mean = {n: float(np.mean([h[j] for h in halves])) for j, n in enumerate(names)}
                 model.set_weights(before)
-            logs = step(model)
+            if method == "scn" and name == "single":
+                # synchronized BatchNorm: the same weights alpha on 1 or 2 devices; each replica ranks its
+                # own 4 (high group floor(4 * 0.7) = 2), the single device all 8 (high group 5)
+                alpha = model.network(x["image"], training=True)[0].numpy().reshape(-1)
+                halves_mean = {"rank_regularization": float(np.mean(
+                    [scn_rank_regularization(alpha[i:i + 4], 0.5) for i in (0, 4)]))}
+                whole_rr = float(scn_rank_regularization(alpha, 0.5))
+                model.set_weights(before)
+            logs = step(model, method)
             delta = [a - b for a, b in zip(model.get_weights(), before)]
+            if method == "scn":
+                replica_labels = [v.numpy().tolist() for v in strategy.experimental_local_results(model.labels.value)]
+                logs["labels"] = replica_labels
             runs[name] = (logs, delta, strategy.num_replicas_in_sync)
         (l1, d1, r1), (l2, d2, r2) = runs["single"], runs["mirrored"]
+        labels = [l1.pop("labels", None), l2.pop("labels", None)]
         r = {"replicas": [r1, r2], "logs": [{k: float(v) for k, v in l1.items()}, {k: float(v) for k, v in l2.items()}],
+             "labels": labels, "initial_labels": y.tolist(),
              "max_update_diff": max(float(np.abs(a - b).max()) for a, b in zip(d1, d2)),
              "max_update": max(float(np.abs(d).max()) for d in d1)}
-        if method == "igkd":
+        if method in ("igkd", "scn"):
             r["halves_mean"] = halves_mean
+        if method == "scn":
+            r["whole_rr"] = whole_rr
         out[method] = r
     print("RESULT " + json.dumps(out))
 """)
@@ -314,9 +342,11 @@ def test_mirrored_expression_steps_and_igkd_batch_level_terms():
     """The plain classifier (both views, synchronized BatchNorm): one step on 2 replicas equals one
     step on 1 device. IGKD: each replica's terms are those of its half batch, so 2 replicas report
     the mean of the two half batches' terms; its relation term (RD) then differs from the whole
-    batch's B x B relation by design (docs/igkd.md)."""
+    batch's B x B relation by design (docs/igkd.md). SCN: rank regularisation ranks each replica's
+    half batch (docs/scn.md), the weighted CE matches the single device, and relabelling writes the
+    same labels on every replica as on one device."""
     out = {}
-    for method in ("fer", "igkd"):  # one process each: a fresh collective state per strategy pair
+    for method in ("fer", "igkd", "scn"):  # one process each: a fresh collective state per strategy pair
         result = subprocess.run([sys.executable, "-c", MIRRORED_FER_STEP, method], capture_output=True, text=True,
                                 timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=ROOT)  # fmt: skip
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -332,3 +362,14 @@ def test_mirrored_expression_steps_and_igkd_batch_level_terms():
     for term, expected in igkd["halves_mean"].items():
         assert abs(mirrored[term] - expected) <= 1e-4 * max(1.0, abs(expected)), (term, igkd)
     assert abs(single["rd"] - igkd["halves_mean"]["rd"]) > 1e-3, igkd  # B x B vs two B/2 x B/2 relations
+    scn = out["scn"]
+    assert scn["replicas"] == [1, 2], scn
+    single, mirrored = scn["logs"]
+    assert abs(single["weighted_ce"] - mirrored["weighted_ce"]) <= 1e-5 * abs(single["weighted_ce"]), scn
+    expected = scn["halves_mean"]["rank_regularization"]
+    assert abs(mirrored["rank_regularization"] - expected) <= 1e-5, scn
+    assert abs(single["rank_regularization"] - scn["whole_rr"]) <= 1e-5, scn
+    assert abs(scn["whole_rr"] - expected) > 1e-3, scn  # one ranking of 8 vs two rankings of 4
+    (single_labels,), (first, second) = scn["labels"]
+    assert single_labels == first == second, scn  # every replica holds the same relabelled labels
+    assert single_labels != scn["initial_labels"], scn  # and relabelling did change some
