@@ -78,3 +78,37 @@ def test_scn_with_label_noise_trains_reports_and_tests(tmp_path):
 def test_scn_has_no_student():
     log = _run(ROOT / "train_student.py", "--method", "scn", cwd=ROOT, expect=1)
     assert "python train_teacher.py --method scn" in log
+
+
+@pytest.mark.slow
+def test_scn_training_on_raf_db_errors_on_or_skips_a_bad_image(tmp_path, capsys, monkeypatch):
+    """SCN on RAF-DB in its own layout (list_patition_label.txt) with a truncated training image:
+    stops naming the file and the label line (exit 2), or under --on-bad-sample skip trains on the
+    rest and lists it (in-process through the CLI entry point)."""
+    from fer_fixtures import rafdb_samples, write_rafdb_scn
+
+    from kdface.cli import training_main
+
+    data = tmp_path / "raf"
+    write_rafdb_scn(data, rafdb_samples(n_train=12, n_test=2))
+    victim = data / "Image/aligned/train_00003_aligned.jpg"
+    victim.write_bytes(victim.read_bytes()[:200])
+    monkeypatch.chdir(tmp_path)
+    argv = ["--method", "scn", "--dataset", "raf-db", "--data-dir", str(data), "--tfds-dir", str(tmp_path / "tfds"),
+            "--image-size", "32", "--batch-size", "4", "--epochs", "1", "--val-fraction", "0", "--label-noise", "0.25"]  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        training_main(
+            "teacher", "", argv + ["--out", str(tmp_path / "a.keras"), "--run-dir", str(tmp_path / "a")]
+        )
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "list_patition_label.txt:3 -> " in last and victim.name in last, (
+        last
+    )
+    training_main("teacher", "", argv + ["--out", str(tmp_path / "b.keras"), "--run-dir", str(tmp_path / "b"),
+                                         "--on-bad-sample", "skip"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "label noise: 3 of 11 training labels replaced" in out  # 12 - 1 skipped; round(2.75)
+    listing = json.loads((tmp_path / "b" / "skipped_samples.json").read_text())
+    assert listing["count"] == 1 and victim.name in listing["skipped"][0]["path"]
+    assert json.loads((tmp_path / "b.json").read_text())["label_report"]["samples"] == 11
