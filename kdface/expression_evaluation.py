@@ -44,12 +44,13 @@ def with_importance(model):
     return keras.Model(model.input, [model.output, model.get_layer(IMPORTANCE_LAYER).output])
 
 
-def predict_source(model, source, num_classes: int, batch_size: int = 64):
+def predict_source(model, source, num_classes: int, batch_size: int = 64, both=None):
     """``(labels, probabilities, keys, excluded, importance)`` over a split; ``excluded`` counts test
-    images whose class the model lacks; ``importance`` is the per-image weight of an SCN model, else None."""
+    images whose class the model lacks; ``importance`` is the per-image weight of an SCN model, else None.
+    ``both``: ``with_importance(model)`` if the caller already built it (one per model, not per split)."""
     size = int(model.input_shape[1])
     ds = expression_dataset(source.dataset, image_size=size, batch_size=batch_size, with_key=True)
-    both = with_importance(model)
+    both = both if both is not None else with_importance(model)
     labels, probs, keys, weights, excluded = [], [], [], [], 0
     for images, y, k in ds:
         y = y.numpy()
@@ -140,6 +141,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
                 f"unknown expression dataset {ds_name!r}; known: {sorted(EXPRESSION_TEST_SPLITS)}"
             )
         model = load_keras_model(model_path, unsafe=unsafe_load_model)
+        both = with_importance(model)
         names = class_names_of(model, card)
         results[name] = {
             "model": str(model_path),
@@ -150,7 +152,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
         for split in splits or EXPRESSION_TEST_SPLITS[ds_name]:
             source = load_expression_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
             skipped.extend(r for r in source.skipped if r not in skipped)
-            labels, probs, keys, excluded, importance = predict_source(model, source, len(names))
+            labels, probs, keys, excluded, importance = predict_source(model, source, len(names), both=both)
             summary = metrics.summarize_classification(labels, probs, names)
             summary["excluded_classes_count"] = excluded
             if importance is not None:

@@ -76,9 +76,7 @@ PRESETS = {
 @dataclasses.dataclass
 class SCNConfig(fer.ExpressionConfig):
     backbone: str = "resnet18"
-    weights: str | None = (
-        None  # backbone .npz from `python -m kdface.convert resnet|iresnet`, or a kdface .keras
-    )
+    weights: str | None = None  # an .npz from `python -m kdface.convert`, or a kdface .keras
     margin: float | None = None  # delta_1 of rank regularisation
     beta: float = 0.7  # high-importance share of the batch
     rank_weight: float = 1.0  # loss = WCE + rank_weight * RR (1 in the original)
