@@ -6,8 +6,10 @@ Examples: python test.py --model models/students/synthface_kd.keras --dataset sy
           python test.py --model models/students/synthface_igkd_resnet18_resnet18.keras --dataset synthface
           python test.py --model models/students/raf-db_igkd_resnet50_resnet18.keras --dataset occlusion-raf-db \
               --data-dir datasets/RAF-DB
+          python test.py --model models/teachers/synthface_scn_resnet18_noise20.keras --split test --split train
 
-The task (landmarks or expressions) comes from each model's card (<model>.json).
+The task (landmarks or expressions) comes from each model's card (<model>.json). For SCN models the
+per-image predictions also hold each image's importance weight (--split train: the training set's).
 """
 
 import argparse
