@@ -3,30 +3,17 @@ baseline) and train_student.py --method igkd -> test.py on the test and occluded
 kdface.predict_expressions and photo mode."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import run_script
 
 import kdface
 from kdface.data import synthfaces
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(*args, cwd, expect=0):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == expect, (
-        f"{args[0]}: {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +25,9 @@ def trained(tmp_path_factory):
               "--epochs", "1", "--val-fraction", "0.2"]  # fmt: skip
     models = work / "models"
     # the plain classifier at 32 px (quick; it has no fusion conv needing a 3 x 3 map), IGKD at 96
-    _run(ROOT / "train_teacher.py", "--method", "fer", "--masked-view", *common, "--image-size", "32",
+    run_script(ROOT / "train_teacher.py", "--method", "fer", "--masked-view", *common, "--image-size", "32",
          "--out", models / "baseline.keras", "--run-dir", work / "runs" / "baseline", cwd=work)  # fmt: skip
-    log = _run(ROOT / "train_student.py", "--method", "igkd", *common, "--image-size", "96", "--out", models / "igkd.keras",
+    log = run_script(ROOT / "train_student.py", "--method", "igkd", *common, "--image-size", "96", "--out", models / "igkd.keras",
                "--run-dir", work / "runs" / "igkd", cwd=work)  # fmt: skip
     return work, data, models, log
 
@@ -68,7 +55,7 @@ def test_igkd_trains_and_saves_the_clean_student_with_its_class_names(trained):
 def test_test_cli_reports_accuracy_per_class_and_confusion(trained):
     work, data, models, _ = trained
     out = work / "test"
-    _run(ROOT / "test.py", "--model", models / "baseline.keras", "--model", models / "igkd.keras", "--data-dir", data,
+    run_script(ROOT / "test.py", "--model", models / "baseline.keras", "--model", models / "igkd.keras", "--data-dir", data,
          "--tfds-dir", work / "tfds", "--out", out, cwd=work)  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     occluded_list = (data / "rafdb" / "rafdb_occlusion_list.txt").read_bytes().count(b"\r\n")
@@ -106,5 +93,5 @@ def test_predict_expressions_and_photo_mode(trained, tmp_path):
 
 
 def test_roles_a_method_does_not_have_are_explained():
-    log = _run(ROOT / "train_teacher.py", "--method", "igkd", cwd=ROOT, expect=1)
+    log = run_script(ROOT / "train_teacher.py", "--method", "igkd", cwd=ROOT, expect=1)
     assert "trains its teacher jointly" in log

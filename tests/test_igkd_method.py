@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import interrupted_run_resumes_exactly
 from PIL import Image
 
 from kdface.data.expression_pipeline import (
@@ -213,8 +214,6 @@ def test_fer_classifier_trains_on_both_views():
 def test_igkd_run_interrupted_mid_epoch_resumes_to_identical_weights(tmp_path):
     """IGKD inherits exact resume: the two-view stream with the balanced sampler, GroupAdam's state,
     the fusion's SpatialDropout RNG and the epoch-driven ramps all continue where they stopped."""
-    from kdface.training import RunDirectory, RunOptions, trainer
-
     split = _split([0, 0, 0, 0, 1, 1, 2, 2, 0, 1, 2, 0], size=40)
 
     def stream(start_epoch, skip):
@@ -229,26 +228,7 @@ def test_igkd_run_interrupted_mid_epoch_resumes_to_identical_weights(tmp_path):
         m.compile(optimizer=GroupAdam(1e-3, groups=m.lr_groups(igkd.IGKDConfig()), coupled_weight_decay=1e-4))
         return m
 
-    full = model(0)
-    run = RunDirectory(tmp_path / "full", RunOptions(backup_every=0)).open({"name": "igkd"})
-    trainer.fit(full, stream, None, run=run, epochs=3, steps_per_epoch=3, verbose=0)
-
-    class Crash(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if int(self.model.optimizer.iterations.numpy()) == 5:
-                raise KeyboardInterrupt
-
-    crashed = model(0)
-    run = RunDirectory(tmp_path / "crashed", RunOptions(backup_every=1)).open({"name": "igkd"})
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit(
-            crashed, stream, None, run=run, epochs=3, steps_per_epoch=3, verbose=0, callbacks=[Crash()]
-        )
-    resumed = model(7)  # different initial weights: everything must come from the backup
-    run = RunDirectory(tmp_path / "crashed", RunOptions(resume=True)).open({"name": "igkd"})
-    trainer.fit(resumed, stream, None, run=run, epochs=3, steps_per_epoch=3, verbose=0)
-    for a, b in zip(resumed.get_weights(), full.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
+    interrupted_run_resumes_exactly(model, stream, tmp_path)
 
 
 def test_a_trained_classifier_initialises_a_backbone_strictly(tmp_path):

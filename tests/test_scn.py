@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import interrupted_run_resumes_exactly
 from PIL import Image
 
 from kdface.data.expression_pipeline import (
@@ -292,8 +293,6 @@ def test_iresnet_backbone_builds_for_scn():
 def test_scn_run_interrupted_mid_epoch_resumes_to_identical_weights_and_labels(tmp_path):
     """SCN inherits exact resume: the indexed stream with SCN's augmentation, the relabelled labels
     (a model variable, saved in every backup) and the epoch that gates relabelling."""
-    from kdface.training import RunDirectory, RunOptions, trainer
-
     split = _split([0, 0, 0, 0, 1, 1, 2, 2, 0, 1, 2, 0], size=40)
 
     def stream(start_epoch, skip):
@@ -314,28 +313,9 @@ def test_scn_run_interrupted_mid_epoch_resumes_to_identical_weights_and_labels(t
         m.compile(optimizer=GroupAdam(1e-2, coupled_weight_decay=1e-4))
         return m
 
-    full = model(0)
-    run = RunDirectory(tmp_path / "full", RunOptions(backup_every=0)).open({"name": "scn"})
-    trainer.fit(full, stream, None, run=run, epochs=3, steps_per_epoch=3, verbose=0)
+    full, resumed = interrupted_run_resumes_exactly(model, stream, tmp_path)
     assert not np.array_equal(full.labels.numpy(), split.labels)  # relabelling happened
-
-    class Crash(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if int(self.model.optimizer.iterations.numpy()) == 5:
-                raise KeyboardInterrupt
-
-    crashed = model(0)
-    run = RunDirectory(tmp_path / "crashed", RunOptions(backup_every=1)).open({"name": "scn"})
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit(
-            crashed, stream, None, run=run, epochs=3, steps_per_epoch=3, verbose=0, callbacks=[Crash()]
-        )
-    resumed = model(7)  # different initial weights: everything must come from the backup
-    run = RunDirectory(tmp_path / "crashed", RunOptions(resume=True)).open({"name": "scn"})
-    trainer.fit(resumed, stream, None, run=run, epochs=3, steps_per_epoch=3, verbose=0)
     np.testing.assert_array_equal(resumed.labels.numpy(), full.labels.numpy())
-    for a, b in zip(resumed.get_weights(), full.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_config_checks():

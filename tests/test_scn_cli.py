@@ -5,28 +5,15 @@ splits with per-image importance weights."""
 import csv
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_script
 
 from kdface.data import synthfaces
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(*args, cwd, expect=0):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == expect, (
-        f"{args[0]}: {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -35,7 +22,7 @@ def test_scn_with_label_noise_trains_reports_and_tests(tmp_path):
     synthfaces.generate(data, synthfaces.SynthFacesConfig.tiny())
     model = tmp_path / "models" / "scn.keras"
     run_dir = tmp_path / "runs" / "scn"
-    log = _run(ROOT / "train_teacher.py", "--method", "scn", "--dataset", "synthface", "--data-dir", data,
+    log = run_script(ROOT / "train_teacher.py", "--method", "scn", "--dataset", "synthface", "--data-dir", data,
                "--tfds-dir", tmp_path / "tfds", "--batch-size", "8", "--epochs", "2", "--image-size", "32",
                "--val-fraction", "0.2", "--label-noise", "0.3", "--relabel-epoch", "2", "--margin", "0.3",
                "--out", model, "--run-dir", run_dir, cwd=tmp_path)  # fmt: skip
@@ -76,7 +63,7 @@ def test_scn_with_label_noise_trains_reports_and_tests(tmp_path):
 
 
 def test_scn_has_no_student():
-    log = _run(ROOT / "train_student.py", "--method", "scn", cwd=ROOT, expect=1)
+    log = run_script(ROOT / "train_student.py", "--method", "scn", cwd=ROOT, expect=1)
     assert "python train_teacher.py --method scn" in log
 
 

@@ -12,17 +12,21 @@ import argparse
 from kdface.cli import HelpFormatter, quiet_tensorflow, run_cli
 
 
-def _resnet(args) -> None:
-    from kdface.convert.torch_resnet import convert
-
-    report = convert(args.checkpoint, args.depth, args.out, stride_on=args.stride_on, fmt=args.format)
-    print(f"matched {report.matched} tensors (ResNet-{args.depth} backbone, stride on {args.stride_on})")
+def _print_report(report, what: str) -> None:
+    print(f"matched {report.matched} tensors ({what})")
     counters = [k for k in report.dropped if k.endswith(".num_batches_tracked")]
     shown = [k for k in report.dropped if k not in counters] + (
         [f"{len(counters)} x num_batches_tracked"] if counters else []
     )
     print(f"dropped {len(report.dropped)}: {', '.join(shown) or '-'}")
     print(f"wrote {report.out}")
+
+
+def _resnet(args) -> None:
+    from kdface.convert.torch_resnet import convert
+
+    report = convert(args.checkpoint, args.depth, args.out, stride_on=args.stride_on, fmt=args.format)
+    _print_report(report, f"ResNet-{args.depth} backbone, stride on {args.stride_on}")
 
 
 def _iresnet(args) -> None:
@@ -31,13 +35,7 @@ def _iresnet(args) -> None:
     report = convert(args.checkpoint, args.depth, args.out, fmt=args.format, arch="iresnet",
                      image_size=args.image_size, drop_fc=args.drop_fc)  # fmt: skip
     fc = "fc dropped" if args.drop_fc else f"fc for {args.image_size} px input"
-    print(f"matched {report.matched} tensors (IResNet-{args.depth} backbone, {fc})")
-    counters = [k for k in report.dropped if k.endswith(".num_batches_tracked")]
-    shown = [k for k in report.dropped if k not in counters] + (
-        [f"{len(counters)} x num_batches_tracked"] if counters else []
-    )
-    print(f"dropped {len(report.dropped)}: {', '.join(shown) or '-'}")
-    print(f"wrote {report.out}")
+    _print_report(report, f"IResNet-{args.depth} backbone, {fc}")
 
 
 def main(argv=None) -> None:

@@ -374,28 +374,47 @@ def add_teacher_arguments(parser) -> None:
     add_config_arguments(parser, FERConfig, PRESETS, help_texts=FLAG_HELP)
 
 
-def train_classifier(config: FERConfig, out=None, run_dir=None, options=None) -> Path:
-    config = config.resolved()
+def noise_tag(config: ExpressionConfig) -> str:
+    """``_noise20`` for ``--label-noise 0.2`` (in default model and run names), else ``""``."""
+    return f"_noise{int(round(config.label_noise * 100))}" if config.label_noise else ""
+
+
+def train_expression_method(config: ExpressionConfig, *, method: str, role: str, name: str, out, run_dir, options,
+                            build, erasing: bool = False, with_index: bool = False, after_fit=None) -> Path:  # fmt: skip
+    """What every expression method's entry point does around its model: open the run, load the data,
+    ``build(data)`` the compiled model under the run's strategy, fit, then publish the best model with
+    its card. ``role`` is ``"teacher"`` (-> ``models/teachers/``) or ``"student"`` (``models/students/``);
+    ``after_fit(model, data, run, result) -> dict`` adds to the model card (chief only)."""
     options = options or training.RunOptions()
-    noise = f"_noise{int(round(config.label_noise * 100))}" if config.label_noise else ""
-    name = f"{config.backbone}{'_masked' if config.masked_view else ''}{noise}"
-    out = Path(out or f"models/teachers/{config.dataset}_fer_{name}.keras")
-    run = training.open_run(
-        config, "fer_classifier", run_dir or f"runs/fer/{config.dataset}_{name}", out, options
-    )
-    data = expression_data(config, options.on_bad_sample, erasing=config.masked_view, run=run)
+    folder = "models/students" if role == "student" else "models/teachers"
+    out = Path(out or f"{folder}/{config.dataset}_{name}.keras")
+    run = training.open_run(config, f"{method}_{role}", run_dir or f"runs/{method}/{config.dataset}_{name}", out,
+                            options)  # fmt: skip
+    data = expression_data(config, options.on_bad_sample, erasing=erasing, run=run, with_index=with_index)
     training.seed_models(config.seed)
     with distribute.scope(run.strategy):
-        model = ExpressionClassifier(
-            training.prepare_built_model(build_classifier(config, data.num_classes), run)
-        )
-        model.compile(optimizer=group_adam(config, data.steps_per_epoch))
+        model = build(data, run)
     result = fit_expression_model(model, data, config, run)
     run.write_skipped(data.skipped)
-    card = expression_card(config, "fer", "classifier", data, train_seconds=round(result.seconds, 1),
-                           run_dir=str(run.path))  # fmt: skip
+    extra = after_fit(model, data, run, result) if after_fit is not None and run.chief else {}
+    card = expression_card(config, method, role, data, train_seconds=round(result.seconds, 1), run_dir=str(run.path),
+                           **extra)  # fmt: skip
     training.publish(run, out, card)
     return out
+
+
+def train_classifier(config: FERConfig, out=None, run_dir=None, options=None) -> Path:
+    config = config.resolved()
+
+    def build(data, run):
+        network = training.prepare_built_model(build_classifier(config, data.num_classes), run)
+        model = ExpressionClassifier(network)
+        model.compile(optimizer=group_adam(config, data.steps_per_epoch))
+        return model
+
+    name = f"fer_{config.backbone}{'_masked' if config.masked_view else ''}{noise_tag(config)}"
+    return train_expression_method(config, method="fer", role="classifier", name=name, out=out, run_dir=run_dir,
+                                   options=options, build=build, erasing=config.masked_view)  # fmt: skip
 
 
 def teacher_main(args) -> None:

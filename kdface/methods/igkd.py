@@ -33,7 +33,6 @@ from kdface.cli import add_config_arguments, config_from_args
 from kdface.errors import RunError
 from kdface.losses.igkd import igkd_loss
 from kdface.methods import fer
-from kdface.training import distribute
 from kdface.training.distribute import per_replica_share
 
 PRESETS = {
@@ -256,25 +255,17 @@ def add_student_arguments(parser) -> None:
 
 def train_igkd(config: IGKDConfig, out=None, run_dir=None, options=None) -> Path:
     config = config.resolved()
-    options = options or training.RunOptions()
+
+    def build(data, run):
+        model = training.prepare_built_model(build_igkd(config, data.num_classes, data.steps_per_epoch), run)
+        model.compile(optimizer=fer.group_adam(config, data.steps_per_epoch, model.lr_groups(config)))
+        return model
+
     name = f"igkd_{config.teacher_backbone}_{config.student_backbone}" + (
         "" if config.distill else "_no_distill"
     )
-    out = Path(out or f"models/students/{config.dataset}_{name}.keras")
-    run = training.open_run(
-        config, "igkd_student", run_dir or f"runs/igkd/{config.dataset}_{name}", out, options
-    )
-    data = fer.expression_data(config, options.on_bad_sample, erasing=True, run=run)
-    training.seed_models(config.seed)
-    with distribute.scope(run.strategy):
-        model = training.prepare_built_model(build_igkd(config, data.num_classes, data.steps_per_epoch), run)
-        model.compile(optimizer=fer.group_adam(config, data.steps_per_epoch, model.lr_groups(config)))
-    result = fer.fit_expression_model(model, data, config, run)
-    run.write_skipped(data.skipped)
-    card = fer.expression_card(config, "igkd", "student", data, train_seconds=round(result.seconds, 1),
-                               run_dir=str(run.path))  # fmt: skip
-    training.publish(run, out, card)
-    return out
+    return fer.train_expression_method(config, method="igkd", role="student", name=name + fer.noise_tag(config),
+                                       out=out, run_dir=run_dir, options=options, build=build, erasing=True)  # fmt: skip
 
 
 def student_main(args) -> None:

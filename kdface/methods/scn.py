@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 from pathlib import Path
 
 import keras
@@ -46,7 +47,6 @@ from kdface.errors import RunError
 from kdface.io import write_json
 from kdface.losses.scn import high_group_size, low_importance_mask, scn_loss, scn_relabel
 from kdface.methods import fer
-from kdface.training import distribute
 from kdface.training.distribute import per_replica_share
 
 RELABEL_SCOPES = ("all", "low")
@@ -407,39 +407,30 @@ def add_teacher_arguments(parser) -> None:
 
 def train_scn(config: SCNConfig, out=None, run_dir=None, options=None) -> Path:
     config = config.resolved()
-    options = options or training.RunOptions()
-    noise_tag = f"_noise{int(round(config.label_noise * 100))}" if config.label_noise else ""
-    name = f"scn_{config.backbone}{noise_tag}"
-    out = Path(out or f"models/teachers/{config.dataset}_{name}.keras")
-    run = training.open_run(config, "scn", run_dir or f"runs/scn/{config.dataset}_{name}", out, options)
-    data = fer.expression_data(config, options.on_bad_sample, run=run, with_index=True)
-    noise: LabelNoise = data.noise
-    training.seed_models(config.seed)
-    with distribute.scope(run.strategy):
-        model = training.prepare_built_model(
-            build_scn(config, data.num_classes, noise.noisy, data.steps_per_epoch), run
-        )
+
+    def build(data, run):
+        model = build_scn(config, data.num_classes, data.noise.noisy, data.steps_per_epoch)
+        model = training.prepare_built_model(model, run)
         model.compile(optimizer=fer.group_adam(config, data.steps_per_epoch))
-    result = fer.fit_expression_model(model, data, config, run)
-    run.write_skipped(data.skipped)
-    extra = {}
-    if result.epochs_run and run.chief:
+        return model
+
+    def after_fit(model, data, run, result) -> dict:
+        path = run.path / "label_report.json"
+        if not result.epochs_run:  # a finished run, opened again: its report stands
+            return {"label_report": json.loads(path.read_text())} if path.is_file() else {}
         weights = importance_weights(model.network, data.split, config.image_size, config.batch_size)
-        summary = label_report(weights, noise, model.labels.numpy(), config.beta)
-        write_json(run.path / "label_report.json", summary)
-        plot = plot_label_report(weights, noise, summary, run.path / "label_report.png",
+        summary = label_report(weights, data.noise, model.labels.numpy(), config.beta)
+        write_json(path, summary)
+        plot = plot_label_report(weights, data.noise, summary, run.path / "label_report.png",
                                  title=f"SCN, {config.dataset}, label noise {config.label_noise:.0%}")  # fmt: skip
         _print_report(summary)
-        print(f"label report: {run.path / 'label_report.json'}, {plot}")
-        extra["label_report"] = summary
-    elif (run.path / "label_report.json").is_file():  # a finished run, opened again
-        import json
+        print(f"label report: {path}, {plot}")
+        return {"label_report": summary}
 
-        extra["label_report"] = json.loads((run.path / "label_report.json").read_text())
-    card = fer.expression_card(config, "scn", "classifier", data, train_seconds=round(result.seconds, 1),
-                               run_dir=str(run.path), **extra)  # fmt: skip
-    training.publish(run, out, card)
-    return out
+    return fer.train_expression_method(
+        config, method="scn", role="classifier", name=f"scn_{config.backbone}{fer.noise_tag(config)}", out=out,
+        run_dir=run_dir, options=options, build=build, with_index=True, after_fit=after_fit,
+    )  # fmt: skip
 
 
 def teacher_main(args) -> None:

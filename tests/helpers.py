@@ -1,0 +1,53 @@
+"""Helpers shared by several test files: running a kdface script, and the interrupted-run check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+
+def run_script(*args, cwd, expect=0) -> str:
+    """Run ``python <args>`` (a kdface CLI) and return its stdout + stderr; assert the exit status."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == expect, (
+        f"{args[0]}: {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout + result.stderr
+
+
+def interrupted_run_resumes_exactly(
+    make_model, stream, tmp_path, *, epochs=3, steps_per_epoch=3, crash_step=5
+):
+    """Train ``make_model(0)`` uninterrupted; train it again, interrupted after ``crash_step`` steps
+    with backups every step; resume into ``make_model(7)`` (other initial weights, so everything must
+    come from the backup). Asserts bit-identical final weights; returns ``(uninterrupted, resumed)``."""
+    from kdface.training import RunDirectory, RunOptions, trainer
+
+    full = make_model(0)
+    run = RunDirectory(tmp_path / "full", RunOptions(backup_every=0)).open({"name": "test"})
+    trainer.fit(full, stream, None, run=run, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0)
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == crash_step:
+                raise KeyboardInterrupt
+
+    crashed = make_model(0)
+    run = RunDirectory(tmp_path / "crashed", RunOptions(backup_every=1)).open({"name": "test"})
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(crashed, stream, None, run=run, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0,
+                    callbacks=[Crash()])  # fmt: skip
+    resumed = make_model(7)
+    run = RunDirectory(tmp_path / "crashed", RunOptions(resume=True)).open({"name": "test"})
+    trainer.fit(resumed, stream, None, run=run, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0)
+    for a, b in zip(resumed.get_weights(), full.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    return full, resumed
