@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -51,3 +52,20 @@ def interrupted_run_resumes_exactly(
     for a, b in zip(resumed.get_weights(), full.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     return full, resumed
+
+
+def encoded_split(labels, size: int = 40, seed: int = 0):
+    """An in-memory expression split of random PNG faces (whole-image boxes) with ``labels``."""
+    from PIL import Image
+
+    from kdface.data.expression_pipeline import InMemorySplit
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in labels:
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+        images.append(buf.getvalue())
+    n = len(labels)
+    return InMemorySplit(np.array(images, dtype=object), np.tile([[0, 0, size, size]], (n, 1)).astype(np.float32),
+                         np.array(labels, np.int32), np.array([str(i) for i in range(n)], dtype=object))  # fmt: skip

@@ -2,20 +2,16 @@
 class-balanced epoch sampler, the gradient flow of each loss term (spec A3 table) and the
 deployable clean-student path."""
 
-import io
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import interrupted_run_resumes_exactly
-from PIL import Image
+from helpers import encoded_split, interrupted_run_resumes_exactly
 
 from kdface.data.expression_pipeline import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ErasingConfig,
-    InMemorySplit,
     erasing_box,
     expression_training_stream,
 )
@@ -74,20 +70,8 @@ def test_erasing_probability_zero_never_erases():
     assert not bool(box[4])
 
 
-def _split(labels, size=40, seed=0):
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in labels:
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
-        images.append(buf.getvalue())
-    n = len(labels)
-    return InMemorySplit(np.array(images, dtype=object), np.tile([[0, 0, size, size]], (n, 1)).astype(np.float32),
-                         np.array(labels, np.int32), np.array([str(i) for i in range(n)], dtype=object))  # fmt: skip
-
-
 def test_both_views_share_crop_flip_noise_and_differ_only_in_one_grey_box():
-    split = _split([0, 1, 2, 0, 1, 2, 0, 1])
+    split = encoded_split([0, 1, 2, 0, 1, 2, 0, 1])
     stream = expression_training_stream(
         split, image_size=32, batch_size=8, num_classes=3, erasing=ErasingConfig()
     )
@@ -108,7 +92,7 @@ def test_both_views_share_crop_flip_noise_and_differ_only_in_one_grey_box():
 
 def test_balanced_sampler_draws_classes_equally_and_epochs_are_reproducible():
     labels = [0] * 60 + [1] * 15 + [2] * 5
-    split = _split(labels, size=16)
+    split = encoded_split(labels, size=16)
     kwargs = dict(image_size=16, batch_size=8, num_classes=3, balanced=True, seed=4)
     ys = np.concatenate([y.numpy() for _, y in expression_training_stream(split, **kwargs).take(100)])
     share = np.bincount(ys, minlength=3) / len(ys)
@@ -214,7 +198,7 @@ def test_fer_classifier_trains_on_both_views():
 def test_igkd_run_interrupted_mid_epoch_resumes_to_identical_weights(tmp_path):
     """IGKD inherits exact resume: the two-view stream with the balanced sampler, GroupAdam's state,
     the fusion's SpatialDropout RNG and the epoch-driven ramps all continue where they stopped."""
-    split = _split([0, 0, 0, 0, 1, 1, 2, 2, 0, 1, 2, 0], size=40)
+    split = encoded_split([0, 0, 0, 0, 1, 1, 2, 2, 0, 1, 2, 0], size=40)
 
     def stream(start_epoch, skip):
         return expression_training_stream(split, image_size=96, batch_size=4, num_classes=3, erasing=ErasingConfig(),

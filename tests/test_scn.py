@@ -2,20 +2,16 @@
 on a hand-made batch through the real train step, exact and reproducible label noise, the label
 report, SCN's augmentation, deployable model and exact resume."""
 
-import io
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import interrupted_run_resumes_exactly
-from PIL import Image
+from helpers import encoded_split, interrupted_run_resumes_exactly
 
 from kdface.data.expression_pipeline import (
     IMAGENET_MEAN,
     ErasingConfig,
     ExpressionAugment,
-    InMemorySplit,
     expression_training_stream,
     random_erasing,
 )
@@ -158,18 +154,6 @@ def test_label_noise_record_and_report():
 # --- augmentation ---------------------------------------------------------------------------------------------
 
 
-def _split(labels, size=40, seed=0):
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in labels:
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
-        images.append(buf.getvalue())
-    n = len(labels)
-    return InMemorySplit(np.array(images, dtype=object), np.tile([[0, 0, size, size]], (n, 1)).astype(np.float32),
-                         np.array(labels, np.int32), np.array([str(i) for i in range(n)], dtype=object))  # fmt: skip
-
-
 def test_scn_erasing_fills_the_imagenet_mean_with_probability_half():
     image = tf.zeros((32, 32, 3))
     applied = 0
@@ -187,7 +171,7 @@ def test_scn_erasing_fills_the_imagenet_mean_with_probability_half():
 
 
 def test_scn_stream_yields_sample_indices_and_one_augmentation_at_most():
-    split = _split([0, 1, 2, 0, 1, 2, 0, 1])
+    split = encoded_split([0, 1, 2, 0, 1, 2, 0, 1])
     stream = expression_training_stream(split, image_size=32, batch_size=8, num_classes=3, augment=ExpressionAugment.scn(),
                                          view_erasing=ErasingConfig.scn(), with_index=True, seed=0)  # fmt: skip
     x, y = next(iter(stream))
@@ -293,7 +277,7 @@ def test_iresnet_backbone_builds_for_scn():
 def test_scn_run_interrupted_mid_epoch_resumes_to_identical_weights_and_labels(tmp_path):
     """SCN inherits exact resume: the indexed stream with SCN's augmentation, the relabelled labels
     (a model variable, saved in every backup) and the epoch that gates relabelling."""
-    split = _split([0, 0, 0, 0, 1, 1, 2, 2, 0, 1, 2, 0], size=40)
+    split = encoded_split([0, 0, 0, 0, 1, 1, 2, 2, 0, 1, 2, 0], size=40)
 
     def stream(start_epoch, skip):
         return expression_training_stream(split, image_size=32, batch_size=4, num_classes=3, augment=ExpressionAugment.scn(),
