@@ -94,30 +94,9 @@ def importance_summary(importance, labels, probabilities) -> dict:
 
 def plot_importance(importance, labels, probabilities, path, title) -> None:
     """Histograms of the importance weights of correctly and wrongly classified images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     correct = np.argmax(probabilities, axis=-1) == labels
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    bins = np.linspace(0.0, 1.0, 41)
-    for mask, colour, label in ((correct, "tab:blue", "correct"), (~correct, "tab:red", "wrong")):
-        if mask.any():
-            ax.hist(importance[mask], bins=bins, density=True, alpha=0.6, color=colour,
-                    label=f"{label} (n={int(mask.sum())})")  # fmt: skip
-    ax.set_xlabel("importance weight")
-    ax.set_ylabel("density")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    from kdface.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    metrics.plot_weight_histograms(importance, [(correct, "correct"), (~correct, "wrong")], path, "importance weight",
+                                   title)  # fmt: skip
 
 
 def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="datasets/tfds", out_dir="runs/test",

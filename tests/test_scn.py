@@ -213,7 +213,6 @@ def test_train_step_relabels_from_the_configured_epoch(alpha_logit, relabelled):
     expected = [0, 2, 0, 0, 5, 1] if relabelled else [2, 2, 0, 2, 5, 1]
     assert model.labels.numpy().tolist() == expected
     assert logs["relabels"] == (2 if relabelled else 0)
-    assert model.initial_labels.numpy().tolist() == [2, 2, 0, 2, 5, 1]
 
 
 def test_the_step_uses_the_variable_labels_and_the_old_label_for_its_own_loss():

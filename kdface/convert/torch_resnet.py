@@ -204,11 +204,13 @@ def split_state_dict(state_dict, dropped_prefixes=DROPPED_PREFIXES):
     return kept, sorted(dropped)
 
 
-def torch_names(model) -> dict[str, tuple[str, tuple, str]]:
+def torch_names(model, skip_layers=()) -> dict[str, tuple[str, tuple, str]]:
     """``{torch name: (Keras key "<layer>/<variable>", Keras shape, kind)}`` for every backbone
     variable; ``kind`` says how the torch tensor is laid out (``conv``, ``linear``, ``prelu``, ``plain``)."""
     out = {}
     for layer, variables in weight_layers(model).items():
+        if layer in skip_layers:
+            continue
         names = [n for n, _ in variables]
         shapes = {n: tuple(v.shape) for n, v in variables}
         if "moving_mean" in names:  # BatchNormalization
@@ -252,15 +254,18 @@ def _as_torch_shape(shape, kind):
     return shape
 
 
-def to_keras_arrays(model, state_dict, source="<state dict>", dropped_prefixes=DROPPED_PREFIXES):
-    """Map a torch state dict onto ``model``'s variables, strictly.
+def to_keras_arrays(
+    model, state_dict, source="<state dict>", dropped_prefixes=DROPPED_PREFIXES, skip_layers=()
+):
+    """Map a torch state dict onto ``model``'s variables, strictly (``skip_layers``: Keras layers left
+    out on purpose, e.g. the IResNet ``fc`` with ``--drop-fc``).
 
     Returns ``(arrays keyed "<layer>/<variable>", dropped torch names)``; raises
     :class:`DataFormatError` (naming ``source``) listing missing, unexpected and wrong-shape names.
     """
     state_dict = as_state_dict(state_dict, source)
     kept, dropped = split_state_dict(state_dict, dropped_prefixes)
-    targets = torch_names(model)
+    targets = torch_names(model, skip_layers)
     arrays, wrong = {}, []
     for name in fixed_gammas(model):
         if name in kept:
@@ -328,7 +333,7 @@ def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "
     else:
         raise ValueError(f"arch must be 'resnet' or 'iresnet', got {arch!r}")
     state_dict = read_state_dict(checkpoint, fmt)
-    arrays, dropped = _arrays_without(model, state_dict, checkpoint, prefixes, dropped_layers)
+    arrays, dropped = to_keras_arrays(model, state_dict, checkpoint, prefixes, dropped_layers)
     if len(arrays) != expected:  # the Keras model and the torch layout disagree: a kdface bug
         raise AssertionError(f"{model.name}: mapped {len(arrays)} tensors, expected {expected}")
     out = Path(out)
@@ -353,19 +358,3 @@ def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "
         with atomic_path(out) as tmp:
             np.savez(tmp, **arrays, **extra)
     return ConversionReport(str(checkpoint), len(arrays), dropped, str(out))
-
-
-def _arrays_without(model, state_dict, source, prefixes, dropped_layers):
-    """:func:`to_keras_arrays` for a model some of whose layers are left out on purpose."""
-    if not dropped_layers:
-        return to_keras_arrays(model, state_dict, source, prefixes)
-    keep = [layer for layer in model.layers if layer.name not in dropped_layers]
-    view = _LayerView(model.name, keep)
-    return to_keras_arrays(view, state_dict, source, prefixes)
-
-
-class _LayerView:
-    """A model's name and a subset of its layers: what :func:`weight_layers` reads."""
-
-    def __init__(self, name, layers):
-        self.name, self.layers = name, layers

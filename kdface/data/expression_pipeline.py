@@ -249,6 +249,17 @@ class InMemorySplit:
     def class_counts(self, num_classes: int) -> np.ndarray:
         return np.bincount(self.labels, minlength=num_classes)
 
+    def as_dataset(self) -> tf.data.Dataset:
+        """The split as a dataset of examples in its order (for one evaluation pass, e.g. SCN's report)."""
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "image": self.images.tolist(),
+                "box": self.boxes,
+                "label": self.labels,
+                "key": self.keys.tolist(),
+            }
+        )
+
 
 def epoch_indices(epoch_seed, labels: np.ndarray, num_classes: int, balanced: bool):
     """The element indices of one epoch (a tensor): a permutation of all ``N`` elements, or with
@@ -285,9 +296,9 @@ def expression_training_stream(
 
     Elements are ``(image, label)``, or with ``erasing`` ``({"image": clean, "masked": erased}, label)``
     where both views share the noise, crop and flip and differ only in the erased box (IGKD).
-    ``view_erasing`` erases the one training view itself (SCN). ``with_index`` makes the inputs
-    ``{"image": ..., "index": i}`` with ``i`` the sample's position in ``split`` (SCN keeps its
-    mutable labels in a variable indexed by it). Each epoch is ``N // batch_size`` full batches.
+    ``view_erasing`` erases the one training view itself (SCN). ``with_index`` adds ``"index": i`` to
+    the inputs (a dict then), ``i`` the sample's position in ``split`` (SCN keeps its mutable labels in
+    a variable indexed by it). Each epoch is ``N // batch_size`` full batches.
     """
     from kdface.data.streams import epoch_stream
 
@@ -300,12 +311,12 @@ def expression_training_stream(
         clean = prepare_train(images[index], boxes[index], seed, image_size, augment)
         if view_erasing is not None:
             clean = random_erasing(clean, _fold(seed, _ERASE), view_erasing)
+        inputs = {"image": clean}
         if erasing is not None:
-            masked = random_erasing(clean, _fold(seed, _ERASE), erasing)
-            return {"image": clean, "masked": masked}, labels[index]
+            inputs["masked"] = random_erasing(clean, _fold(seed, _ERASE), erasing)
         if with_index:
-            return {"image": clean, "index": tf.cast(index, tf.int32)}, labels[index]
-        return clean, labels[index]
+            inputs["index"] = tf.cast(index, tf.int32)
+        return (inputs if len(inputs) > 1 else clean), labels[index]
 
     def one_epoch(epoch_seed, skip):
         order = epoch_indices(epoch_seed, split.labels, num_classes, balanced)

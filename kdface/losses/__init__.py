@@ -24,6 +24,7 @@ from kdface.losses.kd_loss import (
 from kdface.losses.scn import (
     SCNTerms,
     high_group_size,
+    importance_gap,
     low_importance_mask,
     scn_loss,
     scn_rank_regularization,
@@ -51,6 +52,7 @@ __all__ = [
     "main_loss_elementwise",
     "SCNTerms",
     "high_group_size",
+    "importance_gap",
     "low_importance_mask",
     "scn_loss",
     "scn_rank_regularization",

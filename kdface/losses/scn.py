@@ -35,23 +35,27 @@ def high_group_size(batch_size, beta: float = HIGH_FRACTION):
     return tf.cast(tf.floor(b * tf.constant(beta, tf.float64)), tf.int32)
 
 
-def scn_rank_regularization(weights, margin: float = RANK_MARGIN, beta: float = HIGH_FRACTION):
-    """``L_RR = max(0, margin - (mean(alpha_H) - mean(alpha_L)))``.
-
-    The batch's weights are sorted in descending order; the high group is the top ``floor(B * beta)``
-    and the low group the rest. The gradient flows into the weights (the split itself has none).
-    A batch that cannot be split (one group empty, e.g. B = 1) contributes 0; the original would
-    take the mean of an empty group (NaN).
-    """
+def importance_gap(weights, beta: float = HIGH_FRACTION):
+    """``(mean(alpha_H) - mean(alpha_L), splittable)``: the batch's weights sorted in descending order,
+    the high group the top ``floor(B * beta)``, the low group the rest. ``splittable`` is False when
+    one group is empty (e.g. B = 1); the gap is then that of a 1 / B - 1 split (finite, unused)."""
     alpha = _weights(weights)
     n = tf.size(alpha)
     tops = high_group_size(n, beta)
     ordered = tf.sort(alpha, direction="DESCENDING")
-    splittable = (tops > 0) & (tops < n)
     tops_safe = tf.clip_by_value(tops, 1, tf.maximum(n - 1, 1))
-    high = tf.reduce_mean(ordered[:tops_safe])
-    low = tf.reduce_mean(ordered[tops_safe:])
-    loss = tf.maximum(0.0, margin - (high - low))
+    gap = tf.reduce_mean(ordered[:tops_safe]) - tf.reduce_mean(ordered[tops_safe:])
+    return gap, (tops > 0) & (tops < n)
+
+
+def scn_rank_regularization(weights, margin: float = RANK_MARGIN, beta: float = HIGH_FRACTION):
+    """``L_RR = max(0, margin - (mean(alpha_H) - mean(alpha_L)))`` (:func:`importance_gap`).
+
+    The gradient flows into the weights (the split itself has none). A batch that cannot be split
+    (one group empty, e.g. B = 1) contributes 0; the original would take the mean of an empty group (NaN).
+    """
+    gap, splittable = importance_gap(weights, beta)
+    loss = tf.maximum(0.0, margin - gap)
     return tf.where(splittable, loss, tf.zeros_like(loss))
 
 

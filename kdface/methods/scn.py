@@ -31,7 +31,6 @@ weights.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 
@@ -45,8 +44,9 @@ from kdface.data.expression_pipeline import InMemorySplit, expression_dataset
 from kdface.data.label_noise import LabelNoise
 from kdface.errors import RunError
 from kdface.io import write_json
-from kdface.losses.scn import high_group_size, low_importance_mask, scn_loss, scn_relabel
+from kdface.losses.scn import importance_gap, low_importance_mask, scn_loss, scn_relabel
 from kdface.methods import fer
+from kdface.metrics.classification import plot_weight_histograms
 from kdface.training.distribute import per_replica_share
 
 RELABEL_SCOPES = ("all", "low")
@@ -141,9 +141,6 @@ class SCN(keras.Model):
         # replica writes the same vector ("only_first_replica" then mirrors the first one's write).
         self.labels = self.add_weight(shape=(self.num_samples,), dtype="int32", initializer="zeros",
                                       trainable=False, aggregation="only_first_replica", name="labels")  # fmt: skip
-        self.initial_labels = self.add_weight(shape=(self.num_samples,), dtype="int32", initializer="zeros",
-                                              trainable=False, aggregation="only_first_replica",
-                                              name="initial_labels")  # fmt: skip
         self.deploy_model = weighted_probabilities_model(network)
         names = ("loss", "weighted_ce", "rank_regularization", "importance", "importance_gap")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -156,7 +153,6 @@ class SCN(keras.Model):
         if labels.shape != (self.num_samples,):
             raise ValueError(f"expected {self.num_samples} labels, got shape {labels.shape}")
         self.labels.assign(labels)
-        self.initial_labels.assign(labels)
 
     @property
     def metrics(self):
@@ -198,15 +194,10 @@ class SCN(keras.Model):
         variables = self.network.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         changed = self._relabel(index, labels, importance, logits, epoch)
-        alpha = tf.reshape(importance, [-1])
-        ordered = tf.sort(alpha, direction="DESCENDING")
-        tops = tf.clip_by_value(
-            high_group_size(tf.size(alpha), self.beta), 1, tf.maximum(tf.size(alpha) - 1, 1)
-        )
-        gap = tf.reduce_mean(ordered[:tops]) - tf.reduce_mean(ordered[tops:])
+        gap, _ = importance_gap(importance, self.beta)
         for name, value in zip(("loss", "weighted_ce", "rank_regularization"), terms, strict=True):
             self.trackers[name].update_state(value)
-        self.trackers["importance"].update_state(tf.reduce_mean(alpha))
+        self.trackers["importance"].update_state(tf.reduce_mean(importance))
         self.trackers["importance_gap"].update_state(gap)
         self.relabels.update_state(tf.reduce_sum(tf.cast(changed, tf.float32)))
         self.accuracy.update_state(labels, logits)
@@ -260,16 +251,9 @@ def build_scn(config: SCNConfig, num_classes: int, labels, steps_per_epoch: int)
 # --- the label report -------------------------------------------------------------------------------------
 
 
-def split_dataset(split: InMemorySplit) -> tf.data.Dataset:
-    """An in-memory split as a dataset of examples (for one evaluation pass in its order)."""
-    return tf.data.Dataset.from_tensor_slices({
-        "image": split.images.tolist(), "box": split.boxes, "label": split.labels, "key": split.keys.tolist(),
-    })  # fmt: skip
-
-
 def importance_weights(network: keras.Model, split: InMemorySplit, image_size: int, batch_size: int = 64):
     """Every training sample's importance weight, on the evaluation view (no augmentation)."""
-    ds = expression_dataset(split_dataset(split), image_size=image_size, batch_size=batch_size)
+    ds = expression_dataset(split.as_dataset(), image_size=image_size, batch_size=batch_size)
     weights = [np.asarray(network.predict_on_batch(images)[0]).reshape(-1) for images, _ in ds]
     return np.concatenate(weights)
 
@@ -321,37 +305,12 @@ def label_report(weights, noise: LabelNoise, final_labels, beta: float = 0.7) ->
 
 def plot_label_report(weights, noise: LabelNoise, summary: dict, path, title: str = "") -> Path:
     """Histograms of the final importance weights, clean vs flipped training labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    weights = np.asarray(weights)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    bins = np.linspace(0.0, 1.0, 41)
-    ax.hist(weights[~noise.flipped], bins=bins, density=True, alpha=0.6, color="tab:blue",
-            label=f"clean labels (n={summary['importance_clean']['count']})")  # fmt: skip
-    if noise.flipped.any():
-        ax.hist(weights[noise.flipped], bins=bins, density=True, alpha=0.6, color="tab:red",
-                label=f"flipped labels (n={summary['importance_flipped']['count']})")  # fmt: skip
-    ax.set_xlabel("importance weight alpha (final model, evaluation view)")
-    ax.set_ylabel("density")
     lines = [title] if title else []
     if summary.get("importance_auc_clean_over_flipped") is not None:
         lines.append(f"AUC clean > flipped {summary['importance_auc_clean_over_flipped']:.3f}; relabelling "
                      f"restored {summary['flipped_restored']}/{summary['flipped']}")  # fmt: skip
-    ax.set_title("\n".join(lines), fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    from kdface.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return path
+    return plot_weight_histograms(weights, [(~noise.flipped, "clean labels"), (noise.flipped, "flipped labels")], path,
+                                  "importance weight alpha (final model, evaluation view)", "\n".join(lines))  # fmt: skip
 
 
 def _print_report(summary: dict) -> None:

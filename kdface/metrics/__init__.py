@@ -1,6 +1,11 @@
 """Evaluation metrics."""
 
-from kdface.metrics.classification import confusion_matrix, plot_confusion, summarize_classification
+from kdface.metrics.classification import (
+    confusion_matrix,
+    plot_confusion,
+    plot_weight_histograms,
+    summarize_classification,
+)
 from kdface.metrics.landmarks import (
     auc,
     auc_kdloss_original,
@@ -20,6 +25,7 @@ __all__ = [
     "nme_per_image",
     "plot_ced",
     "plot_confusion",
+    "plot_weight_histograms",
     "summarize",
     "summarize_classification",
 ]

@@ -8,6 +8,7 @@ test sets' imbalance).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -82,3 +83,29 @@ def plot_confusion(confusion, class_names: Sequence[str], path, title: str = "Co
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+def plot_weight_histograms(weights, groups, path, xlabel: str, title: str = "") -> Path:
+    """Save overlaid density histograms on [0, 1] of ``weights`` split by boolean masks:
+    ``groups`` is ``[(mask, label), ...]`` (blue, red, ...); empty groups are left out."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    weights = np.asarray(weights)
+    fig = Figure(figsize=(6.4, 4.0), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    bins = np.linspace(0.0, 1.0, 41)
+    for (mask, label), colour in zip(groups, ("tab:blue", "tab:red", "tab:green"), strict=False):
+        mask = np.asarray(mask, bool)
+        if mask.any():
+            ax.hist(weights[mask], bins=bins, density=True, alpha=0.6, color=colour,
+                    label=f"{label} (n={int(mask.sum())})")  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
