@@ -50,7 +50,7 @@ def main(argv=None):
 
 
 def _task(model_paths) -> str:
-    from kdface.evaluation import read_model_card
+    from kdface.tasks.landmarks.evaluation import read_model_card
 
     tasks = {read_model_card(path).get("task", "landmarks") for path in model_paths}
     if len(tasks) > 1:
@@ -61,10 +61,10 @@ def _task(model_paths) -> str:
 
 
 def _run(args):
-    from kdface import evaluation
+    from kdface.tasks.landmarks import evaluation
 
     if _task(args.model) == "expressions":
-        from kdface import expression_evaluation
+        from kdface.tasks.expressions import evaluation as expression_evaluation
 
         if args.image:
             for model in args.model:

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def predict_expressions(model_path, faces, unsafe_load_model: bool = False) -> list[dict]:
     """Expressions of face crops (``H x W x 3`` uint8 RGB) with a saved kdface expression model:
     one ``{"expression": name, "probabilities": {name: p}}`` per face. See
-    :func:`kdface.expression_evaluation.predict_expressions`."""
-    from kdface.expression_evaluation import predict_expressions as _predict
+    :func:`kdface.tasks.expressions.evaluation.predict_expressions`."""
+    from kdface.tasks.expressions.evaluation import predict_expressions as _predict
 
     return _predict(model_path, faces, unsafe_load_model)

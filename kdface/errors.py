@@ -58,3 +58,11 @@ class NonFiniteLossError(RunError):
     def __init__(self, message: str, step: int):
         super().__init__(message)
         self.step = step
+
+
+class ConfigError(KdfaceError, ValueError):
+    """An experiment's settings contradict each other or are out of range (a flag's value, a preset)."""
+
+
+class UnknownNameError(KdfaceError, LookupError):
+    """A name (method, task, backbone, dataset, split) that no registry holds; lists the known ones."""

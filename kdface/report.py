@@ -1,7 +1,7 @@
 """Evaluation reports: landmark overlays, overlay grids, and JSON / Markdown result files.
 
 Points are in kdface pixels (continuous, origin at the top-left *corner*; see
-:mod:`kdface.data.landmarks`). OpenCV puts integer coordinates at pixel *centres*, so drawing
+:mod:`kdface.tasks.landmarks.points`). OpenCV puts integer coordinates at pixel *centres*, so drawing
 subtracts half a pixel and uses ``cv2.circle``'s fixed-point ``shift`` for sub-pixel placement.
 Images are RGB throughout; only the PNG writer converts to OpenCV's BGR.
 """

@@ -58,7 +58,7 @@ def encoded_split(labels, size: int = 40, seed: int = 0):
     """An in-memory expression split of random PNG faces (whole-image boxes) with ``labels``."""
     from PIL import Image
 
-    from kdface.data.expression_pipeline import InMemorySplit
+    from kdface.tasks.expressions.pipeline import InMemorySplit
 
     rng = np.random.default_rng(seed)
     images = []

@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from kdface.data.asm import ActiveShapeModel
+from kdface.tasks.landmarks.asm import ActiveShapeModel
 
 
 def _shapes(seed=0, m=400, n=10):

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fixtures import pts_text, random_image, wflw_line, write_cofw_v5
 
-from kdface.data import wflw
 from kdface.data.sources import load_landmark_split
 from kdface.errors import DataFormatError, UnsafeFileError
-from kdface.evaluation import load_model
 from kdface.io.safe_load import load_keras_model
+from kdface.tasks.landmarks import wflw
+from kdface.tasks.landmarks.evaluation import load_model
 
 
 def _good_face(folder, name, seed, size=(40, 48)):

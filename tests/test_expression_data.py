@@ -23,11 +23,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_fuzz import _documented_or_result, mutated_text
 
-from kdface.data import fedro, rafdb, synthfaces
-from kdface.data.expressions import CLASS_NAMES
+from kdface.data import synthfaces
 from kdface.data.sources import EXPRESSION_TEST_SPLITS, expression_datasets, load_expression_split
 from kdface.data.validation import BadSamples
 from kdface.errors import DataFormatError, UnsafeFileError
+from kdface.tasks.expressions import fedro, rafdb
+from kdface.tasks.expressions.labels import CLASS_NAMES
 
 
 def _labels(samples):

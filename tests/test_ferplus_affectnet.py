@@ -1,4 +1,4 @@
-"""FERPlus and AffectNet readers (kdface.data.ferplus, kdface.data.affectnet) on tiny trees in the real
+"""FERPlus and AffectNet readers (kdface.tasks.expressions.ferplus, kdface.tasks.expressions.affectnet) on tiny trees in the real
 formats: the FERPlus majority vote, both layouts of each dataset, the class maps, the Occlusion-FERPlus
 and Occlusion-AffectNet lists, every malformed-line kind, and Hypothesis fuzzing of each csv parser."""
 
@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from kdface.data import affectnet, ferplus
 from kdface.data.validation import BadSamples
 from kdface.errors import DataFormatError, UnsafeFileError
+from kdface.tasks.expressions import affectnet, ferplus
 
 DOCUMENTED = (DataFormatError, UnsafeFileError)
 
@@ -187,7 +187,7 @@ def test_majority_label(votes, expected):
 
 def test_ferplus_kdface_mapping():
     # FERPlus happiness (1) -> kdface 3, sadness (3) -> 4, surprise (2) -> 0, contempt (7) -> 7
-    from kdface.data.expressions import CLASS_NAMES, FERPLUS_TO_KDFACE
+    from kdface.tasks.expressions.labels import CLASS_NAMES, FERPLUS_TO_KDFACE
 
     for code, name in enumerate(ferplus.VOTE_COLUMNS[:8]):
         assert CLASS_NAMES[FERPLUS_TO_KDFACE[code]] == name
@@ -196,7 +196,7 @@ def test_ferplus_kdface_mapping():
 
 def test_affectnet_kdface_mapping():
     # AffectNet Happy (1) -> kdface 3 (happiness), Sad (2) -> 4 (sadness)
-    from kdface.data.expressions import AFFECTNET_TO_KDFACE, CLASS_NAMES
+    from kdface.tasks.expressions.labels import AFFECTNET_TO_KDFACE, CLASS_NAMES
 
     same = {"Happy": "happiness", "Sad": "sadness"}
     for code, name in enumerate(affectnet.EMOTION_NAMES):
@@ -208,7 +208,7 @@ def test_affectnet_kdface_mapping():
 
 
 def _expected(split):
-    from kdface.data.expressions import FERPLUS_TO_KDFACE
+    from kdface.tasks.expressions.labels import FERPLUS_TO_KDFACE
 
     return {
         name: FERPLUS_TO_KDFACE[code] for s, name, _, code in FERPLUS_ROWS if s == split and code is not None

@@ -19,7 +19,7 @@ random cases every time::
 Native crashes: scipy 1.17.1's C reader of MATLAB v5 files can be crashed (SIGSEGV/SIGBUS) by a changed
 tag inside a miMATRIX or its array-flags word, or by inserted/deleted bytes, and made to allocate
 gigabytes by a changed cell-array dimension. kdface therefore reads v5 files in a child process with
-capped memory (``kdface.data.cofw._loadmat_isolated``); :func:`test_fuzz_cofw_v5_hostile` throws
+capped memory (``kdface.tasks.landmarks.cofw._loadmat_isolated``); :func:`test_fuzz_cofw_v5_hostile` throws
 exactly those mutations at it. COFW v7.3 (HDF5 via h5py): mutations anywhere in the file, metadata
 included, did not crash the HDF5 library in thousands of cases.
 """
@@ -41,8 +41,10 @@ from fixtures import pts_text, random_image, wflw_line, write_cofw_v5, write_cof
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from kdface.data import cofw, validation, verification_bin, w300, wflw
+from kdface.data import validation
 from kdface.errors import DataFormatError, UnsafeFileError
+from kdface.tasks.landmarks import cofw, w300, wflw
+from kdface.tasks.recognition import verification_bin
 
 DOCUMENTED = (DataFormatError, UnsafeFileError)
 

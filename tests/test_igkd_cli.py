@@ -84,7 +84,9 @@ def test_predict_expressions_and_photo_mode(trained, tmp_path):
 
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), cv2.cvtColor(samples.astronaut(), cv2.COLOR_RGB2BGR))
-    from kdface.expression_evaluation import predict_photo  # what test.py --image runs (in-process: faster)
+    from kdface.tasks.expressions.evaluation import (
+        predict_photo,  # what test.py --image runs (in-process: faster)
+    )
 
     predict_photo(models / "igkd.keras", photo, tmp_path / "out")
     result = json.loads((tmp_path / "out" / "astronaut_expressions.json").read_text())

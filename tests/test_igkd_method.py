@@ -8,14 +8,14 @@ import pytest
 import tensorflow as tf
 from helpers import encoded_split, interrupted_run_resumes_exactly
 
-from kdface.data.expression_pipeline import (
+from kdface.methods import fer, igkd
+from kdface.tasks.expressions.pipeline import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ErasingConfig,
     erasing_box,
     expression_training_stream,
 )
-from kdface.methods import fer, igkd
 from kdface.training.optimizers import GroupAdam
 
 

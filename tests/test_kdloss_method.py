@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdface.data.landmarks import landmarks_to_pixels
 from kdface.losses import kd_loss
 from kdface.methods.kdloss import KDLossDistiller, build_regressor
+from kdface.tasks.landmarks.points import landmarks_to_pixels
 
 SIZE, POINTS = 32, 68
 
@@ -125,9 +125,9 @@ def test_bn_momentum_override_reaches_every_batchnorm_and_survives_saving(tmp_pa
 def test_cached_teacher_predictions_stay_aligned_with_their_images():
     # A "teacher" whose output identifies its input (the image's mean, repeated): after caching,
     # shuffling and batching, every cached prediction must still belong to the image beside it.
-    from kdface.data.pipeline import CropConfig, landmark_training_stream
     from kdface.data.sources import LandmarkSource
     from kdface.methods.kdloss import KDLossConfig, teacher_predictions
+    from kdface.tasks.landmarks.pipeline import CropConfig, landmark_training_stream
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (20, 48, 48, 3), dtype=np.uint8)

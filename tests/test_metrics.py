@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from kdface.data.landmarks import NORMALISERS
 from kdface.metrics import (
     auc,
     auc_kdloss_original,
@@ -22,6 +21,7 @@ from kdface.report import (
     write_report_json,
     write_report_markdown,
 )
+from kdface.tasks.landmarks.points import NORMALISERS
 
 # --- NME ---------------------------------------------------------------------------------------
 

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdface.data.landmarks import flip_permutation
-from kdface.data.pipeline import (
+from kdface.tasks.landmarks.pipeline import (
     AugmentConfig,
     CropConfig,
     crop_and_augment,
     landmark_dataset,
     landmark_training_stream,
 )
+from kdface.tasks.landmarks.points import flip_permutation
 
 SIZE = 64
 COLOURS = {36: (255, 0, 0), 45: (0, 255, 0), 30: (0, 0, 255)}

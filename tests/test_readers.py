@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fixtures import pts_text, random_image, wflw_line, write_cofw_v5, write_cofw_v73
 
-from kdface.data import cofw, w300, wflw
-from kdface.data.landmarks import (
+from kdface.tasks.landmarks import cofw, w300, wflw
+from kdface.tasks.landmarks.points import (
     FLIP_PERMUTATIONS,
     DataFormatError,
     denormalise,

@@ -8,13 +8,6 @@ import pytest
 import tensorflow as tf
 from helpers import encoded_split, interrupted_run_resumes_exactly
 
-from kdface.data.expression_pipeline import (
-    IMAGENET_MEAN,
-    ErasingConfig,
-    ExpressionAugment,
-    expression_training_stream,
-    random_erasing,
-)
 from kdface.data.label_noise import LabelNoise, inject_label_noise
 from kdface.losses import (
     high_group_size,
@@ -25,6 +18,13 @@ from kdface.losses import (
     scn_weighted_cross_entropy,
 )
 from kdface.methods import scn
+from kdface.tasks.expressions.pipeline import (
+    IMAGENET_MEAN,
+    ErasingConfig,
+    ExpressionAugment,
+    expression_training_stream,
+    random_erasing,
+)
 from kdface.training.optimizers import GroupAdam
 
 # --- losses: spec B2 worked examples ---------------------------------------------------------------------
@@ -257,8 +257,8 @@ def test_deploy_model_outputs_weighted_probabilities_and_saves_safely(tmp_path):
     np.testing.assert_allclose(model.deploy_model(images), expected, atol=1e-6)
     assert np.all((alpha > 0) & (alpha < 1))
     model.deploy_model.save(tmp_path / "scn.keras")
-    from kdface.expression_evaluation import with_importance
     from kdface.io.safe_load import load_keras_model
+    from kdface.tasks.expressions.evaluation import with_importance
 
     loaded = load_keras_model(tmp_path / "scn.keras")
     p, w = with_importance(loaded).predict_on_batch(images)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from kdface.data import synthfaces as sf
-from kdface.data.landmarks import flip_landmarks
-from kdface.data.w300 import read_split
+from kdface.tasks.landmarks.points import flip_landmarks
+from kdface.tasks.landmarks.w300 import read_split
 
 
 def _params(identity_id=3, label=7, **kw) -> sf.FaceParams:

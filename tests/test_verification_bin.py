@@ -14,8 +14,8 @@ import pytest
 from fixtures import random_image
 
 from kdface.data.validation import check_image_bytes
-from kdface.data.verification_bin import VerificationPairs, read_bin, write_bin
 from kdface.errors import DataFormatError, UnsafeFileError
+from kdface.tasks.recognition.verification_bin import VerificationPairs, read_bin, write_bin
 
 
 def _encoded(ext, seed, size=16):

@@ -30,10 +30,11 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kdface.data import tfds_builders, wflw
-from kdface.data.expressions import CLASS_NAMES, class_names
-from kdface.data.landmarks import NORMALISERS, NUM_POINTS
+from kdface.data import tfds_builders
 from kdface.io.atomic import write_json
+from kdface.tasks.expressions.labels import CLASS_NAMES, class_names
+from kdface.tasks.landmarks import wflw
+from kdface.tasks.landmarks.points import NORMALISERS, NUM_POINTS
 
 DEFAULT_TFDS_DIR = Path("datasets/tfds")
 DEFAULT_SYNTHFACES_DIR = Path("datasets/synthfaces")

@@ -7,7 +7,7 @@ dataset's face box, or the landmark box where the dataset has none), ``key`` (te
 
 Every expression builder (RAF-DB, FED-RO, FERPlus, AffectNet, SynthFaces' RAF-DB tree) emits
 ``image`` (encoded; in-memory pixels such as FER2013's are PNG-encoded), ``label`` (a
-``ClassLabel`` over kdface's 8 class names, :data:`kdface.data.expressions.CLASS_NAMES`, whatever
+``ClassLabel`` over kdface's 8 class names, :data:`kdface.tasks.expressions.labels.CLASS_NAMES`, whatever
 the dataset's class count), ``box`` ``(4,)`` float32 (the dataset's face box, or the full image
 ``(0, 0, W, H)`` when the image already is a face crop), ``key`` (text) and ``occlusion_code``
 (int32; the occlusion list's code in the ``occlusion`` / ``occluded`` splits, else -1).
@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from kdface.data import cofw, fedro, rafdb, w300, wflw
-from kdface.data.expressions import CLASS_NAMES, NUM_BASIC, validated_expression_samples
-from kdface.data.landmarks import landmark_box
 from kdface.data.validation import BadSamples, validated_samples
 from kdface.errors import DataFormatError
+from kdface.tasks.expressions import fedro, rafdb
+from kdface.tasks.expressions.labels import CLASS_NAMES, NUM_BASIC, validated_expression_samples
+from kdface.tasks.landmarks import cofw, w300, wflw
+from kdface.tasks.landmarks.points import landmark_box
 
 _HOMEPAGES = {
     "300w": "https://ibug.doc.ic.ac.uk/resources/300-W/",
@@ -270,7 +271,7 @@ class _ExpressionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
 class KdfaceRafdb(_ExpressionBuilder):
     """RAF-DB basic (7 classes): train 12271, test 3068, and ``occlusion`` (Occlusion-RAF-DB, 735 test
-    images) when ``rafdb_occlusion_list.txt`` is in the folder. SCN or IGKD layout (:mod:`kdface.data.rafdb`)."""
+    images) when ``rafdb_occlusion_list.txt`` is in the folder. SCN or IGKD layout (:mod:`kdface.tasks.expressions.rafdb`)."""
 
     HOMEPAGE = _HOMEPAGES["rafdb"]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
@@ -295,7 +296,7 @@ class KdfaceRafdb(_ExpressionBuilder):
 
 
 class KdfaceFedro(_ExpressionBuilder):
-    """FED-RO (7 classes, 400 occluded test images), class folders or a list (:mod:`kdface.data.fedro`)."""
+    """FED-RO (7 classes, 400 occluded test images), class folders or a list (:mod:`kdface.tasks.expressions.fedro`)."""
 
     HOMEPAGE = _HOMEPAGES["fedro"]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
@@ -314,18 +315,18 @@ class KdfaceFedro(_ExpressionBuilder):
 
 class KdfaceFerplus(_ExpressionBuilder):
     """FERPlus (8 classes, majority vote): train, valid, trainvalid (both: the usual training set),
-    test, and ``occlusion`` (Occlusion-FERPlus) when the RAN list is in the folder. Read by :mod:`kdface.data.ferplus`."""
+    test, and ``occlusion`` (Occlusion-FERPlus) when the RAN list is in the folder. Read by :mod:`kdface.tasks.expressions.ferplus`."""
 
     NUM_CLASSES = len(CLASS_NAMES)
     HOMEPAGE = _HOMEPAGES["ferplus"]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Get the FERPlus labels from {_HOMEPAGES["ferplus"]} and the FER2013 pixels (Kaggle fer2013.csv),
-    put them into one folder as kdface.data.ferplus describes, and pass it as --data-dir. For
+    put them into one folder as kdface.tasks.expressions.ferplus describes, and pass it as --data-dir. For
     Occlusion-FERPlus also put RAN's {FERPLUS_OCCLUSION_LIST} ({_HOMEPAGES["occlusion_lists"]}) there.
     """
 
     def _split_generators(self, dl_manager):
-        from kdface.data import ferplus
+        from kdface.tasks.expressions import ferplus
 
         root = Path(dl_manager.manual_dir)
         # trainvalid: the RAN / SCN protocol trains on FER2013Train + FER2013Valid (28,236 images)
@@ -337,7 +338,7 @@ class KdfaceFerplus(_ExpressionBuilder):
         return splits
 
     def _samples(self, root, split):
-        from kdface.data import ferplus
+        from kdface.tasks.expressions import ferplus
 
         if split == "occlusion":
             return ferplus.read_occlusion_list(root, bad=self.bad_samples)
@@ -350,14 +351,14 @@ class KdfaceFerplus(_ExpressionBuilder):
 
 class KdfaceAffectnet(_ExpressionBuilder):
     """AffectNet (``num_classes`` 8, or 7 without contempt): train, val, and ``occlusion``
-    (Occlusion-AffectNet) when the RAN list is in the folder. Read by :mod:`kdface.data.affectnet`.
+    (Occlusion-AffectNet) when the RAN list is in the folder. Read by :mod:`kdface.tasks.expressions.affectnet`.
 
     With ``num_classes=7`` contempt images are filtered out (not counted as bad samples).
     """
 
     HOMEPAGE = _HOMEPAGES["affectnet"]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-    Request AffectNet from {_HOMEPAGES["affectnet"]}, arrange it as kdface.data.affectnet describes
+    Request AffectNet from {_HOMEPAGES["affectnet"]}, arrange it as kdface.tasks.expressions.affectnet describes
     and pass the folder as --data-dir. For Occlusion-AffectNet also put RAN's
     {AFFECTNET_OCCLUSION_LIST} ({_HOMEPAGES["occlusion_lists"]}) there.
     """
@@ -369,7 +370,7 @@ class KdfaceAffectnet(_ExpressionBuilder):
         super().__init__(**kwargs)
 
     def _split_generators(self, dl_manager):
-        from kdface.data import affectnet
+        from kdface.tasks.expressions import affectnet
 
         root = Path(dl_manager.manual_dir)
         splits = {split: self._generate_examples(root, split) for split in ("train", "val")}
@@ -378,7 +379,7 @@ class KdfaceAffectnet(_ExpressionBuilder):
         return splits
 
     def _samples(self, root, split):
-        from kdface.data import affectnet
+        from kdface.tasks.expressions import affectnet
 
         if split == "occlusion":
             samples = affectnet.read_occlusion_list(root, num_classes=self.NUM_CLASSES, bad=self.bad_samples)

@@ -228,7 +228,7 @@ def check_face_box(box, path, image_hw=None) -> np.ndarray:
 
 
 def validated_samples(samples, num_points: int, bad=None):
-    """Yield the :class:`~kdface.data.landmarks.LandmarkSample` s whose image and landmarks pass the
+    """Yield the :class:`~kdface.tasks.landmarks.points.LandmarkSample` s whose image and landmarks pass the
     checks above; bad ones go to ``bad`` (raised or skipped). Used by every TFDS builder."""
     bad = as_policy(bad)
     for sample in samples:

@@ -11,7 +11,7 @@ validation set), :func:`expression_card` (the model card with the class names), 
 exponential learning-rate schedule with coupled L2 (:func:`group_adam`).
 
 Saved models are Functional: ``(B, S, S, 3)`` RGB faces in ``[0, 1]`` -> class probabilities
-``(B, K)`` in kdface's class order (:mod:`kdface.data.expressions`), the names in the model card.
+``(B, K)`` in kdface's class order (:mod:`kdface.tasks.expressions.labels`), the names in the model card.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from kdface import training
 from kdface.backbones.iresnet import build_iresnet
 from kdface.backbones.resnet import build_resnet
 from kdface.cli import add_config_arguments, config_from_args
-from kdface.data.expression_pipeline import (
+from kdface.data.label_noise import LabelNoise
+from kdface.data.sources import load_expression_split
+from kdface.io.atomic import write_text
+from kdface.tasks.expressions.pipeline import (
     ErasingConfig,
     ExpressionAugment,
     InMemorySplit,
@@ -35,9 +38,6 @@ from kdface.data.expression_pipeline import (
     expression_training_stream,
     resize_size,
 )
-from kdface.data.label_noise import LabelNoise
-from kdface.data.sources import load_expression_split
-from kdface.io.atomic import write_text
 from kdface.training import distribute
 from kdface.training.distribute import per_replica_share
 from kdface.training.optimizers import GroupAdam

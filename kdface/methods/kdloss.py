@@ -7,7 +7,7 @@
 
 Models take RGB images in ``[0, 1]`` of shape ``(S, S, 3)`` (a face crop) and return the flat,
 interleaved, crop-normalised landmark vector ``(B, 2N)``; see
-:func:`kdface.data.landmarks.landmarks_to_pixels`.
+:func:`kdface.tasks.landmarks.points.landmarks_to_pixels`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,18 @@ import tensorflow as tf
 from kdface import training
 from kdface.backbones import build_backbone
 from kdface.cli import add_config_arguments, config_from_args
-from kdface.data.asm import ActiveShapeModel
-from kdface.data.pipeline import AugmentConfig, CropConfig, landmark_dataset, landmark_training_stream
 from kdface.data.sources import LandmarkSource, load_landmark_split
 from kdface.errors import RunError
 from kdface.io import load_keras_model
 from kdface.losses.kd_loss import kd_loss
 from kdface.metrics.keras_metrics import LandmarkNME
+from kdface.tasks.landmarks.asm import ActiveShapeModel
+from kdface.tasks.landmarks.pipeline import (
+    AugmentConfig,
+    CropConfig,
+    landmark_dataset,
+    landmark_training_stream,
+)
 from kdface.training import distribute
 from kdface.training.distribute import per_replica_share
 

@@ -40,13 +40,13 @@ import tensorflow as tf
 
 from kdface import training
 from kdface.cli import add_config_arguments, config_from_args
-from kdface.data.expression_pipeline import InMemorySplit, expression_dataset
 from kdface.data.label_noise import LabelNoise
 from kdface.errors import RunError
 from kdface.io import write_json
 from kdface.losses.scn import importance_gap, low_importance_mask, scn_loss, scn_relabel
 from kdface.methods import fer
 from kdface.metrics.classification import plot_weight_histograms
+from kdface.tasks.expressions.pipeline import InMemorySplit, expression_dataset
 from kdface.training.distribute import per_replica_share
 
 RELABEL_SCOPES = ("all", "low")

@@ -1,7 +1,7 @@
 """Landmark evaluation metrics: NME, failure rate, AUC of the CED curve, and a CED plot.
 
 Pure NumPy (evaluation runs after ``predict``), on landmarks in kdface pixels ``(B, N, 2)``
-(see :mod:`kdface.data.landmarks` for the convention and :data:`NORMALISERS` for the point pairs).
+(see :mod:`kdface.tasks.landmarks.points` for the convention and :data:`NORMALISERS` for the point pairs).
 
 Two AUCs are provided because published KD-Loss numbers use a non-standard one:
 
@@ -18,8 +18,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from kdface.data.landmarks import NORMALISERS
 from kdface.io.atomic import atomic_path
+from kdface.tasks.landmarks.points import NORMALISERS
 
 
 def _resolve_normaliser(normaliser) -> tuple[int, int]:

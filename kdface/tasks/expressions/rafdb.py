@@ -40,9 +40,15 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from kdface.data.expressions import NUM_BASIC, RAFDB_TO_KDFACE, ExpressionSample, excerpt, image_file_exists
 from kdface.data.validation import BadSamples, as_policy, safe_relative_path
 from kdface.errors import DataFormatError
+from kdface.tasks.expressions.labels import (
+    NUM_BASIC,
+    RAFDB_TO_KDFACE,
+    ExpressionSample,
+    excerpt,
+    image_file_exists,
+)
 
 SPLITS = ("train", "test")
 NUM_CLASSES = NUM_BASIC
@@ -197,7 +203,7 @@ def _read(root, split: str, bad: BadSamples, check_images: bool = True):
 
 
 def read_split(root, split: str, bad=None):
-    """Yield :class:`~kdface.data.expressions.ExpressionSample` for ``train`` or ``test`` (either layout).
+    """Yield :class:`~kdface.tasks.expressions.labels.ExpressionSample` for ``train`` or ``test`` (either layout).
 
     Labels are kdface indices (RAF raw - 1); ``origin`` is ``file:line``; ``bad`` is the
     :class:`~kdface.data.validation.BadSamples` policy for malformed lines and missing images.
@@ -228,7 +234,7 @@ def parse_occlusion_line(text: str, path, line: int) -> tuple[str, int, int]:
 
 def read_occlusion_list(root, list_path=None, bad=None):
     """Yield the Occlusion-RAF-DB test images (RAN list, module doc) as
-    :class:`~kdface.data.expressions.ExpressionSample` with ``attributes["occlusion_code"]``.
+    :class:`~kdface.tasks.expressions.labels.ExpressionSample` with ``attributes["occlusion_code"]``.
 
     ``list_path`` defaults to ``<root>/rafdb_occlusion_list.txt``. Images are resolved in the
     layout ``root`` has (SCN: ``Image/aligned/<name>.jpg``; IGKD: ``val/<label>/<name>.jpg``) and each

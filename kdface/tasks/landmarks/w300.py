@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kdface.data.landmarks import DataFormatError, LandmarkSample
 from kdface.data.validation import as_policy
 from kdface.io.atomic import write_text
+from kdface.tasks.landmarks.points import DataFormatError, LandmarkSample
 
 SPLIT_FOLDERS = {
     "train": ("lfpw/trainset", "helen/trainset", "afw"),

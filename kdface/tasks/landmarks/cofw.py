@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdface.data.landmarks import DataFormatError, LandmarkSample
 from kdface.data.validation import as_policy
+from kdface.tasks.landmarks.points import DataFormatError, LandmarkSample
 
 NUM_POINTS = 29
 PHIS_COLUMNS = 3 * NUM_POINTS  # 29 x, 29 y, 29 occlusion flags

@@ -24,7 +24,7 @@ Two layouts, detected from what is on disk (``layout=`` forces one):
 
 Labels follow the official **majority vote** (spec C2, :func:`majority_label`); images without a
 majority are left out by protocol and counted in ``stats`` (not bad samples). Samples are labelled in
-kdface's class order (:data:`~kdface.data.expressions.FERPLUS_TO_KDFACE`); keys are the image names
+kdface's class order (:data:`~kdface.tasks.expressions.labels.FERPLUS_TO_KDFACE`); keys are the image names
 (``fer0000000.png``) in both layouts.
 
 Splits: ``train`` (FER2013Train, 25,045 images after the vote), ``valid`` (FER2013Valid, 3,191) and
@@ -44,7 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kdface.data.expressions import (
+from kdface.data.validation import as_policy, safe_relative_path
+from kdface.errors import DataFormatError
+from kdface.tasks.expressions.labels import (
     FERPLUS_TO_KDFACE,
     ExpressionSample,
     count,
@@ -53,8 +55,6 @@ from kdface.data.expressions import (
     image_file_exists,
     text_lines,
 )
-from kdface.data.validation import as_policy, safe_relative_path
-from kdface.errors import DataFormatError
 
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
                 "unknown", "NF")  # fmt: skip
@@ -306,7 +306,7 @@ def _sample(row: _Row, code: int) -> ExpressionSample:
 
 
 def read_split(root, split: str, bad=None, *, layout: str | None = None, stats: dict | None = None):
-    """Yield the :class:`~kdface.data.expressions.ExpressionSample` s of ``train``, ``valid`` or ``test``.
+    """Yield the :class:`~kdface.tasks.expressions.labels.ExpressionSample` s of ``train``, ``valid`` or ``test``.
 
     Only images with a majority (:func:`majority_label`) are yielded, labelled in kdface's class order.
     ``bad`` is the :class:`~kdface.data.validation.BadSamples` policy for malformed lines and missing

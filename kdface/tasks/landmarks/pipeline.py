@@ -8,7 +8,7 @@ seeded per element, so ``deterministic=True`` gives the same batches on every ru
 Input elements are dicts from :func:`kdface.data.sources.load_landmark_split`:
 ``image`` (encoded bytes or uint8 ``HxWx3``), ``landmarks`` ``(N, 2)`` kdface pixels, ``box`` ``(4,)``.
 Output elements are ``(image float32 SxSx3 in [0,1], target (2N,))`` with targets normalised to the
-crop (see :mod:`kdface.data.landmarks`), or ``(image, target, meta)`` with ``with_meta=True``.
+crop (see :mod:`kdface.tasks.landmarks.points`), or ``(image, target, meta)`` with ``with_meta=True``.
 
 Training reads a :func:`landmark_training_stream`: an endless stream of batches in which epoch
 ``e``'s order and augmentation depend only on ``(seed, e)``, so a resumed run can start it at any
@@ -23,7 +23,7 @@ import math
 
 import tensorflow as tf
 
-from kdface.data.landmarks import flip_permutation
+from kdface.tasks.landmarks.points import flip_permutation
 
 
 @dataclasses.dataclass(frozen=True)

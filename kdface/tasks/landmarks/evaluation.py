@@ -15,10 +15,10 @@ import keras
 import numpy as np
 
 from kdface import metrics, report
-from kdface.data.landmarks import NORMALISERS, landmarks_to_pixels
-from kdface.data.pipeline import CropConfig, landmark_dataset
 from kdface.data.sources import TEST_SPLITS, load_landmark_split
 from kdface.io import load_keras_model, write_json
+from kdface.tasks.landmarks.pipeline import CropConfig, landmark_dataset
+from kdface.tasks.landmarks.points import NORMALISERS, landmarks_to_pixels
 
 # Test splits that are unions of others: their NMEs are concatenated rather than predicted again.
 UNION_SPLITS = {"full": ("common", "challenging")}
@@ -157,7 +157,7 @@ def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bo
     """Detect faces in a photo, predict landmarks for each, write an overlay and a JSON of the points."""
     import tensorflow as tf
 
-    from kdface.data.pipeline import AugmentConfig, crop_and_augment
+    from kdface.tasks.landmarks.pipeline import AugmentConfig, crop_and_augment
 
     image = report.read_photo(photo)
     card = read_model_card(model_path)

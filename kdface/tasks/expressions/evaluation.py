@@ -2,7 +2,7 @@
 confusion matrices, per-image predictions, report; and expressions on the faces of a photo.
 
 A model's class names come from its model card (``<model>.json``); labels are kdface indices
-(:mod:`kdface.data.expressions`), so any model is evaluated on any dataset. Test images of a class
+(:mod:`kdface.tasks.expressions.labels`), so any model is evaluated on any dataset. Test images of a class
 the model does not have (contempt, for a 7-class model) are left out and counted in the report.
 """
 
@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 
 from kdface import metrics, report
-from kdface.data.expression_pipeline import expression_dataset, prepare_eval
-from kdface.data.expressions import CLASS_NAMES
-from kdface.evaluation import detect_faces, read_model_card
 from kdface.io import load_keras_model, write_json
 from kdface.io.atomic import write_text
+from kdface.tasks.expressions.labels import CLASS_NAMES
+from kdface.tasks.expressions.pipeline import expression_dataset, prepare_eval
+from kdface.tasks.landmarks.evaluation import detect_faces, read_model_card
 
 
 def class_names_of(model, card: dict) -> tuple[str, ...]:

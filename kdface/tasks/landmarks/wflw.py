@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdface.data.landmarks import DataFormatError, LandmarkSample
 from kdface.data.validation import as_policy, safe_relative_path
+from kdface.tasks.landmarks.points import DataFormatError, LandmarkSample
 
 NUM_POINTS = 98
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")

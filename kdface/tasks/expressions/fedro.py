@@ -29,10 +29,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kdface.data.expressions import CLASS_NAMES, NUM_BASIC, ExpressionSample, image_file_exists
-from kdface.data.rafdb import read_lines
 from kdface.data.validation import as_policy, safe_relative_path
 from kdface.errors import DataFormatError
+from kdface.tasks.expressions.labels import CLASS_NAMES, NUM_BASIC, ExpressionSample, image_file_exists
+from kdface.tasks.expressions.rafdb import read_lines
 
 SPLITS = ("test",)
 NUM_CLASSES = NUM_BASIC
@@ -118,7 +118,7 @@ def _read_folders(root: Path):
 
 
 def read_split(root, split: str = "test", bad=None):
-    """Yield FED-RO's test images as :class:`~kdface.data.expressions.ExpressionSample` (module doc)."""
+    """Yield FED-RO's test images as :class:`~kdface.tasks.expressions.labels.ExpressionSample` (module doc)."""
     if split not in SPLITS:
         raise ValueError(f"unknown FED-RO split {split!r}; FED-RO has only {list(SPLITS)}")
     root = Path(root)

@@ -22,7 +22,7 @@ Two releases, detected from what is on disk (``layout=`` forces one):
   without pickle). Keys are the image file names (``N.jpg``).
 
 Expression codes: 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger, 7 Contempt, mapped
-to kdface's class order (:data:`~kdface.data.expressions.AFFECTNET_TO_KDFACE`). 8 None, 9 Uncertain
+to kdface's class order (:data:`~kdface.tasks.expressions.labels.AFFECTNET_TO_KDFACE`). 8 None, 9 Uncertain
 and 10 Non-face are left out by protocol, as is 7 Contempt with ``num_classes=7`` (counted in
 ``stats``, not bad samples). Splits: ``train`` and ``val`` (balanced, 500 per class).
 
@@ -39,7 +39,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from kdface.data.expressions import (
+from kdface.data.validation import as_policy, safe_relative_path
+from kdface.errors import DataFormatError
+from kdface.tasks.expressions.labels import (
     AFFECTNET_TO_KDFACE,
     NUM_BASIC,
     ExpressionSample,
@@ -50,8 +52,6 @@ from kdface.data.expressions import (
     image_file_exists,
     text_lines,
 )
-from kdface.data.validation import as_policy, safe_relative_path
-from kdface.errors import DataFormatError
 
 SPLITS = ("train", "val")
 LAYOUTS = ("csv", "npy")
@@ -299,7 +299,7 @@ def _sample(row: _Row) -> ExpressionSample:
 
 def read_split(root, split: str, num_classes: int = 8, bad=None, *, layout: str | None = None,
                stats: dict | None = None):  # fmt: skip
-    """Yield the :class:`~kdface.data.expressions.ExpressionSample` s of ``train`` or ``val``.
+    """Yield the :class:`~kdface.tasks.expressions.labels.ExpressionSample` s of ``train`` or ``val``.
 
     ``num_classes`` 8 keeps Contempt, 7 drops it. ``bad`` is the
     :class:`~kdface.data.validation.BadSamples` policy for malformed lines, unreadable ``.npy`` files and

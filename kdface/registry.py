@@ -1,0 +1,56 @@
+"""Things found by name (timm's ``register_model`` / ``create_model`` idea), one small class for all.
+
+kdface keeps three registries of this kind: backbones (:mod:`kdface.backbones`), tasks
+(:mod:`kdface.tasks`) and methods (:mod:`kdface.methods`). An unknown name is a user's typo far
+more often than a missing feature, so the error lists what is known and suggests the closest name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from kdface.errors import UnknownNameError
+
+T = TypeVar("T")
+
+
+def unknown_name_message(kind: str, name, known) -> str:
+    """``unknown method 'scm'; known: fer, igkd, kdloss, scn (did you mean 'scn'?)``."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}; known: {', '.join(known) or 'none'}{hint}"
+
+
+class Registry(Generic[T]):
+    """A name -> entry mapping that refuses duplicates and explains unknown names."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T) -> T:
+        if name in self._entries and self._entries[name] is not entry:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = entry
+        return entry
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(unknown_name_message(self.kind, name, self._entries)) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def items(self):
+        return sorted(self._entries.items())

@@ -1,0 +1,76 @@
+"""The one run skeleton every method's training goes through.
+
+open the run directory -> load the task's data -> build the model under the run's strategy -> fit
+-> list skipped samples -> publish the best model with its model card. A method supplies what is
+its own: how to load its data (usually its task's loader) and how to build its compiled model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import tensorflow as tf
+
+from kdface.training import distribute
+from kdface.training.trainer import RunDirectory, RunOptions, fit, open_run, publish, seed_models
+
+MODEL_FOLDERS = {"teacher": "models/teachers", "student": "models/students"}
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What the trainer needs from a task's data: the epoch stream, its length, the validation set,
+    which validation metric picks the best epoch, the samples skipped, and the task's model-card fields."""
+
+    stream: typing.Callable  # (start_epoch, skip_batches) -> endless tf.data stream
+    steps_per_epoch: int
+    val: tf.data.Dataset | None
+    monitor: str
+    mode: str  # "min" or "max"
+    skipped: list
+    card: dict  # task fields of the model card (class names, crop, points, ...)
+
+
+def train_run(
+    config,
+    *,
+    method: str,
+    role: str,
+    name: str,
+    load_data: typing.Callable[[RunDirectory], TrainingData],
+    build: typing.Callable,
+    out=None,
+    run_dir=None,
+    options: RunOptions | None = None,
+    after_fit: typing.Callable | None = None,
+    record: dict | None = None,
+    card: dict | None = None,
+) -> Path:
+    """Train one model of ``method``; returns the published model's path.
+
+    ``role`` (``teacher``/``student``) picks the default output folder; ``name`` the default file and
+    run-directory names (``<dataset>_<name>``). ``load_data(run)`` returns :class:`TrainingData`;
+    ``build(data, run)`` the compiled ``keras.Model`` (called under the run's strategy scope);
+    ``after_fit(model, data, run, result) -> dict`` adds to the model card (chief only). ``record``
+    is what a resumed run must match besides the config; ``card`` is added to the model card.
+    """
+    options = options or RunOptions()
+    out = Path(out or f"{MODEL_FOLDERS[role]}/{config.dataset}_{name}.keras")
+    run = open_run(config, f"{method}_{name}", run_dir or f"runs/{method}/{config.dataset}_{name}", out, options,
+                   **(record or {}))  # fmt: skip
+    data = load_data(run)
+    seed_models(config.seed)
+    with distribute.scope(run.strategy):
+        model = build(data, run)
+    result = fit(model, data.stream, data.val, run=run, epochs=config.epochs, steps_per_epoch=data.steps_per_epoch,
+                 monitor=data.monitor if data.val is not None else "loss",
+                 mode=data.mode if data.val is not None else "min")  # fmt: skip
+    run.write_skipped(data.skipped)
+    extra = after_fit(model, data, run, result) if after_fit is not None and run.chief else {}
+    model_card = {"method": method, "role": role, "dataset": config.dataset, **data.card,
+                  "config": dataclasses.asdict(config), **(card or {}), "train_seconds": round(result.seconds, 1),
+                  "run_dir": str(run.path), **extra}  # fmt: skip
+    publish(run, out, model_card)
+    return out
