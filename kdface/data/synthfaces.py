@@ -77,7 +77,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kdface.data.w300 import write_pts
+from kdface.tasks.landmarks.w300 import write_pts
 from kdface.io.atomic import write_bytes, write_text
 
 __all__ = [
