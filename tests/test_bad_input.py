@@ -117,9 +117,61 @@ def test_300w_bad_sample_skip_counts_and_lists_it(tmp_path, name):
     assert keys == ["afw/good0", "afw/good1", "afw/good2"] and source.size == 3
     assert len(source.skipped) == 1
     assert "afw/bad." in source.skipped[0]["path"] and message in source.skipped[0]["reason"]
-    # The policy is part of the prepared copy's identity: "error" still refuses the same tree.
+    # "error" loads the same prepared copy and refuses the split that holds the recorded bad sample.
     with pytest.raises(DataFormatError):
         load_landmark_split("300w", "train", tmp_path / "raw", tmp_path / "tfds")
+
+
+@pytest.mark.parametrize("first", ["skip", "error"])
+def test_error_and_skip_share_one_prepared_copy(tmp_path, first):
+    from kdface.tasks.landmarks import w300
+
+    _tree(tmp_path / "raw", _malformed_pts)
+    bad_pts = (tmp_path / "raw" / "afw" / "bad.pts").resolve()
+    expected = f"{bad_pts}:11: expected two numbers 'x y', got '12.5 twelve'"  # what the reader raises
+    with pytest.raises(DataFormatError) as direct:
+        list(w300.read_split(tmp_path / "raw", "train"))
+    assert str(direct.value) == expected
+
+    def load(policy, split="train"):
+        return load_landmark_split("300w", split, tmp_path / "raw", tmp_path / "tfds", on_bad_sample=policy)
+
+    for policy in (first, "skip" if first == "error" else "error"):
+        if policy == "error":
+            with pytest.raises(DataFormatError) as info:
+                load("error")
+            assert str(info.value) == expected
+            assert info.value.path == str(bad_pts) and info.value.line == 11
+        else:
+            source = load("skip")
+            keys = sorted(example["key"].numpy().decode() for example in source.dataset)
+            assert keys == ["afw/good0", "afw/good1", "afw/good2"] and source.size == 3  # 4 faces, 1 bad
+            listed = [(r["path"], r["line"], r["reason"]) for r in source.skipped]
+            assert listed == [(str(bad_pts), 11, expected)]
+    prepared = sorted(path.name for path in (tmp_path / "tfds").iterdir())
+    assert len(prepared) == 1 and prepared[0].startswith("300w-"), prepared
+    # a split without bad samples loads under "error" too
+    assert load("error", "common").size == 2 and load("error", "common").skipped == []
+
+
+def test_error_names_the_first_bad_sample_when_preparing_fails(tmp_path):
+    """Every test image of RAF-DB empty: under "skip" preparing fails on the empty split (as before);
+    under "error" the first bad sample is raised, as it stopped the preparation before."""
+    from fer_fixtures import write_rafdb_scn
+
+    from kdface.data.sources import load_expression_split
+
+    write_rafdb_scn(tmp_path / "raw")
+    for image in (tmp_path / "raw/Image/aligned").glob("test_*"):
+        image.write_bytes(b"")
+    first_bad = "list_patition_label.txt:10 -> "
+    for policy, messages in (
+        ("error", [first_bad, "test_0001_aligned.jpg: expected a non-empty image file, got '0 bytes'"]),
+        ("skip", ["at least one valid sample in the 'test' split"]),
+    ):
+        with pytest.raises(DataFormatError) as info:
+            load_expression_split("raf-db", "test", tmp_path / "raw", tmp_path / "tfds", on_bad_sample=policy)
+        assert all(message in str(info.value) for message in messages), str(info.value)
 
 
 def _wflw_tree(root, bad_line):

@@ -13,9 +13,12 @@ raw folder is prepared once.
 
 Prepared TFRecords live under ``tfds_dir/<builder>-<hash of the raw folder's path>`` with a
 fingerprint of the raw files (names, sizes, mtimes); if the raw tree changes, the prepared copy is
-rebuilt instead of silently serving stale data. The bad-sample policy is part of the hash too (a
-``skip`` preparation holds fewer examples); the samples it skipped are listed in
-``kdface_skipped.json`` beside the records and travel with the :class:`LandmarkSource`.
+rebuilt instead of silently serving stale data. The bad-sample policy is not part of the hash:
+``error`` and ``skip`` share one prepared copy. Preparation always leaves bad samples out and lists
+them (file, line, reason, split) in ``kdface_skipped.json`` beside the records; loading a split under
+``skip`` returns it with its list (in :class:`LandmarkSource` / :class:`ExpressionSource` ``.skipped``),
+under ``error`` raises the :class:`~kdface.errors.DataFormatError` of the split's first bad sample.
+So under ``error`` a bad sample is reported after the whole preparation pass, not at once.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kdface.data import tfds_builders
+from kdface.data.validation import POLICIES, recorded_error
 from kdface.io.atomic import write_json
 from kdface.tasks.expressions.labels import CLASS_NAMES, class_names
 from kdface.tasks.landmarks import wflw
@@ -113,14 +117,21 @@ def prepare_builder(
     ``kind`` picks the registry: ``"landmark"`` (:func:`datasets`) or ``"expression"`` (builder keys
     of :data:`EXPRESSION_BUILDERS`). ``builder_kwargs`` go to the builder and into the prepared
     folder's hash (AffectNet's ``num_classes`` changes what is prepared).
+
+    The builder always records bad samples (as ``skip`` does) and the copy is shared by both
+    policies; ``on_bad_sample`` only matters when preparing fails (a dataset-wide error, e.g. a split
+    left empty): under ``error`` the first recorded bad sample is raised, as it stopped the
+    preparation before. The loaders raise a split's bad samples under ``error``.
     """
+    if on_bad_sample not in POLICIES:
+        raise ValueError(f"on_bad_sample must be one of {POLICIES}, got {on_bad_sample!r}")
     registry = {"landmark": _BUILDERS, "expression": EXPRESSION_BUILDERS}.get(kind)
     if registry is None:
         raise ValueError(f"kind must be 'landmark' or 'expression', got {kind!r}")
     if name not in registry:
         raise ValueError(f"unknown {kind} dataset {name!r}; known: {sorted(registry)}")
     builder_cls = registry[name]
-    kwargs, download_config = {"on_bad_sample": on_bad_sample, **(builder_kwargs or {})}, {}
+    kwargs, download_config = {"on_bad_sample": "skip", **(builder_kwargs or {})}, {}
     if name == "synthface":
         raw_dir = Path(data_dir) if data_dir else DEFAULT_SYNTHFACES_DIR / synthfaces_preset
         raw_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +149,9 @@ def prepare_builder(
             )
         download_config = {"manual_dir": str(raw_dir.resolve())}
     raw_dir = raw_dir.resolve()
-    identity = f"{raw_dir}\0{on_bad_sample}"
+    # The marker keeps kdface's copies from before bad samples were checked (hashed by the path alone)
+    # from matching; copies hashed with the policy are simply not found: both are prepared again.
+    identity = f"{raw_dir}\0bad samples recorded"
     if builder_kwargs:
         identity += "\0" + json.dumps(builder_kwargs, sort_keys=True)
     tag = hashlib.sha256(identity.encode()).hexdigest()[:10]
@@ -152,9 +165,15 @@ def prepare_builder(
             shutil.rmtree(prepared_dir)  # raw files changed (or an interrupted prepare): rebuild
     builder = builder_cls(data_dir=str(prepared_dir), **kwargs)
     if not stamp.exists():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False, **download_config)
-        )
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False, **download_config)
+            )
+        except Exception:
+            if on_bad_sample == "error" and builder.bad_samples.skipped:
+                # under "error" the first bad sample stopped the preparation before this error was reached
+                raise recorded_error(builder.bad_samples.as_records()[0]) from None
+            raise
         builder.bad_samples.write(skipped_file)
         if kind == "expression":
             _write_labels(builder, Path(builder.data_dir) / _LABELS_FILE)
@@ -176,8 +195,8 @@ def load_landmark_split(
     """A split as a :class:`LandmarkSource`; its dataset yields ``image`` still encoded.
 
     ``split`` may carry a TFDS slice, e.g. ``train[:95%]`` (how the validation set is held out).
-    ``on_bad_sample``: ``error`` raises on the first bad sample, ``skip`` leaves bad samples out and
-    lists them in ``LandmarkSource.skipped``.
+    ``on_bad_sample``: ``error`` raises the first bad sample of the split (after preparing), ``skip``
+    leaves bad samples out and lists them in ``LandmarkSource.skipped``.
     """
     base, _, slicing = split.partition("[")
     if base not in _SPLITS.get(name, {}):
@@ -185,6 +204,10 @@ def load_landmark_split(
     if slicing and "+" in _SPLITS[name][base]:
         raise ValueError(f"split {base!r} of {name!r} is a union and cannot be sliced")
     builder, manual_dir, skipped = prepare_builder(name, data_dir, tfds_dir, synthfaces_preset, on_bad_sample)
+    parts = set(_SPLITS[name][base].split("+"))
+    skipped = [record for record in skipped if record.get("split") in parts]
+    if on_bad_sample == "error" and skipped:
+        raise recorded_error(skipped[0])
     tfds_split = _SPLITS[name][base] + (f"[{slicing}" if slicing else "")
     ds = builder.as_dataset(
         split=tfds_split,
@@ -192,8 +215,6 @@ def load_landmark_split(
         shuffle_files=False,  # a fixed order: cached teacher predictions are zipped with it
     )
     size = int(builder.info.splits[tfds_split].num_examples)
-    parts = set(_SPLITS[name][base].split("+"))
-    skipped = [record for record in skipped if record.get("split") in parts]
     if name == "wflw" and base in wflw.ATTRIBUTES:
         index = wflw.ATTRIBUTES.index(base)
         ds = ds.filter(lambda example: example["attributes"][index])
@@ -314,8 +335,8 @@ def load_expression_split(
     ``split`` may carry a TFDS slice, e.g. ``train[:90%]``. ``num_classes`` defaults to 7 for
     ``synthface``, ``raf-db`` and ``fed-ro`` (and their occlusion sets) and 8 for ``ferplus`` and
     ``affectnet``; ``affectnet`` also takes 7 (contempt left out), a 7-class dataset also takes 8 (a
-    contempt class without examples). ``on_bad_sample``: ``error`` raises on the first bad sample,
-    ``skip`` leaves bad samples out and lists them in ``ExpressionSource.skipped``.
+    contempt class without examples). ``on_bad_sample``: ``error`` raises the first bad sample of the
+    split (after preparing), ``skip`` leaves bad samples out and lists them in ``ExpressionSource.skipped``.
     """
     if name not in EXPRESSION_SPLITS:
         raise ValueError(f"unknown expression dataset {name!r}; known: {expression_datasets()}")
@@ -331,6 +352,9 @@ def load_expression_split(
         builder_key, data_dir, tfds_dir, synthfaces_preset, on_bad_sample, "expression", builder_kwargs
     )
     part = splits[base]
+    skipped = [record for record in skipped if record.get("split") == part]
+    if on_bad_sample == "error" and skipped:
+        raise recorded_error(skipped[0])
     if part not in builder.info.splits:
         hint = _OCCLUSION_HINT.get(builder_key, "")
         raise ValueError(
@@ -350,7 +374,6 @@ def load_expression_split(
             f"{name!r} split {split!r} holds labels up to {len(counts) - 1} ({CLASS_NAMES[len(counts) - 1]}), "
             f"more than num_classes={num_classes}"
         )
-    skipped = [record for record in skipped if record.get("split") == part]
     ds = ds.map(
         lambda example: {
             "image": example["image"],

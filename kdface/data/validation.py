@@ -67,6 +67,19 @@ class BadSamples:
         return write_json(path, {"policy": self.policy, "count": len(self), "skipped": self.as_records()})
 
 
+def recorded_error(record: dict) -> DataFormatError:
+    """The :class:`~kdface.errors.DataFormatError` that a record of :meth:`BadSamples.as_records` was
+    made from, with the same message (file, line, what was expected and what was found).
+
+    ``str(DataFormatError(path, expected, line, got))`` is ``"<path>[:<line>]: expected <expected>[, got
+    <got!r>]"`` and the record keeps that message as ``reason``, so ``expected`` is taken as everything
+    after the ``"<path>[:<line>]: expected "`` prefix (the ``got`` part included).
+    """
+    path, line, reason = record["path"], record.get("line"), record["reason"]
+    prefix = f"{path}: expected " if line is None else f"{path}:{line}: expected "
+    return DataFormatError(path, reason.removeprefix(prefix), line=line)
+
+
 def as_policy(bad) -> BadSamples:
     """``None`` -> a fresh ``error`` policy; a string -> that policy; a :class:`BadSamples` as is."""
     if bad is None:
