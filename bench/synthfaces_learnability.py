@@ -22,9 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from kdface import metrics
-from kdface.data.sources import load_landmark_split
 from kdface.tasks.landmarks.pipeline import CropConfig, landmark_dataset
 from kdface.tasks.landmarks.points import landmarks_to_pixels
+from kdface.tasks.landmarks.sources import load_landmark_split
 
 
 def read_rafdb(root: Path, size: int):

@@ -1,59 +1,23 @@
-"""Shared plumbing of the three CLIs: the method registry lookup and flags generated from a config.
+"""Shared plumbing of the three CLIs: dispatch through the method registry, flags from a config.
 
-Each method's config dataclass is the single source of its flags: every field becomes
-``--field-name`` with its default in ``--help``; fields whose default is ``None`` take the
-``--preset``'s value, listed in the help text.
+A method's config dataclass is the single source of its flags (:mod:`kdface.config`): every field
+becomes ``--field-name`` with its help and default in ``--help``; fields whose default is ``None``
+take the ``--preset``'s value, listed in the help text.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
 import sys
 import typing
 
-METHODS = {
-    "kdloss": "kdface.methods.kdloss",
-    "fer": "kdface.methods.fer",
-    "igkd": "kdface.methods.igkd",
-    "scn": "kdface.methods.scn",
-}
-# What each CLI trains, for methods that lack one of the roles.
-ROLE_HINTS = {
-    (
-        "fer",
-        "student",
-    ): "the plain expression classifier has no teacher: python train_teacher.py --method fer",
-    ("scn", "student"): "SCN has no teacher and no student: python train_teacher.py --method scn",
-    (
-        "igkd",
-        "teacher",
-    ): "IGKD trains its teacher jointly with the student: python train_student.py --method igkd "
-    "(initialise the teacher with --t-checkpoint)",
-}
 DEFAULT_METHOD = "kdloss"
 
 
 def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def method_module(name: str):
-    if name not in METHODS:
-        raise SystemExit(f"unknown --method {name!r}; known: {sorted(METHODS)}")
-    return importlib.import_module(METHODS[name])
-
-
-def parser_for(description: str, argv=None):
-    """A parser whose method-specific flags depend on ``--method`` (parsed first)."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS))
-    known, _ = pre.parse_known_args(argv)
-    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
-    parser.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help="which method")
-    return parser, method_module(known.method)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -69,34 +33,42 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_arguments(parser, config_cls, presets: dict, skip=(), help_texts=None) -> None:
+def _preset_help(name: str, presets: dict, role: str | None) -> str:
+    shown = []
+    for preset_name, values in presets.items():
+        if role and f"{role}_{name}" in values:
+            shown.append(f"{preset_name}: {values[f'{role}_{name}']}")
+        elif name in values:
+            shown.append(f"{preset_name}: {values[name]}")
+    return f" (default from --preset: {'; '.join(shown)})" if shown else ""
+
+
+def add_config_arguments(parser, config_cls, role: str | None = None, dataset_choices=None) -> None:
+    """One flag per field of ``config_cls`` shown to ``role`` (:func:`kdface.config.fields_for_role`)."""
+    from kdface.config import field_help, fields_for_role
+
     hints = typing.get_type_hints(config_cls)
     group = parser.add_argument_group("experiment config")
-    for field in dataclasses.fields(config_cls):
-        if field.name in skip:
-            continue
-        default = field.default
-        hint = hints[field.name]
+    for field in fields_for_role(config_cls, role):
+        default, hint = field.default, hints[field.name]
         kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
-        help_text = (help_texts or {}).get(field.name, "")
+        help_text = field_help(field)
         if default is None:
-            shown = []
-            for preset_name, values in presets.items():
-                if field.name in values:
-                    shown.append(f"{preset_name}: {values[field.name]}")
-                elif any(key.endswith(f"_{field.name}") for key in values):  # e.g. teacher_/student_epochs
-                    per_role = ", ".join(f"{k.removesuffix('_' + field.name)} {v}" for k, v in values.items()
-                                         if k.endswith(f"_{field.name}"))  # fmt: skip
-                    shown.append(f"{preset_name}: {per_role}")
-            if shown:
-                help_text = f"{help_text} (default from --preset: {'; '.join(shown)})".strip()
+            help_text += _preset_help(field.name, config_cls.PRESETS, role)
+        choices = field.metadata.get("choices")
+        if field.name == "preset":
+            choices = sorted(config_cls.PRESETS)
+        elif field.name == "dataset" and dataset_choices:
+            choices = sorted(dataset_choices)
+        elif field.metadata.get("backbone"):
+            from kdface.backbones import backbone_names
+
+            choices = backbone_names()
+        kwargs = dict(default=default, help=help_text.strip(), required=field.metadata.get("required", False))
         if kind is bool:
-            group.add_argument(_flag(field.name), default=default, action=argparse.BooleanOptionalAction,
-                               help=help_text)  # fmt: skip
-        elif field.name == "preset":
-            group.add_argument(_flag(field.name), default=default, choices=sorted(presets), help=help_text)
+            group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, **kwargs)
         else:
-            group.add_argument(_flag(field.name), type=kind, default=default, help=help_text)
+            group.add_argument(_flag(field.name), type=kind, choices=choices, **kwargs)
 
 
 def config_from_args(config_cls, args):
@@ -117,24 +89,38 @@ def run_cli(main, *args) -> None:
 
 
 def training_main(role: str, description: str, argv=None) -> None:
-    """The body of train_teacher.py / train_student.py: parse -> the method's config -> train -> save."""
-    from kdface.training import add_run_arguments
+    """The body of train_teacher.py / train_student.py: parse -> the method's config -> train -> save.
+
+    ``--method`` is parsed first; the rest of the flags come from that method's config for ``role``."""
+    from kdface.methods import get_method, method_names
+    from kdface.tasks import get_task
+    from kdface.training import add_run_arguments, run_options_from_args
 
     quiet_tensorflow()
-    parser, method = parser_for(description, argv)
+    names = method_names()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", default=DEFAULT_METHOD, choices=names)
+    known, _ = pre.parse_known_args(argv)
+    method = get_method(known.method)
+    parser = argparse.ArgumentParser(
+        description=f"{description}\n\n--method {method.name} ({method.task}): {method.summary}. "
+        f"`--method NAME --help` shows another method's flags.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=names, help="which method")
+    if role not in method.roles:
+        run_cli(method.role, role)  # one clear line: what to run instead
+    spec = method.roles[role]
     folder = "models/teachers" if role == "teacher" else "models/students"
-    parser.add_argument(
-        "--out", help=f"where the trained {role} goes (default {folder}/<dataset>_<name>.keras)"
-    )
-    parser.add_argument(
-        "--run-dir",
-        help="run directory: logs, TensorBoard, best/last models, resumable backup "
-        "(default runs/<method>/...)",
-    )
-    method_name = next(name for name, module in METHODS.items() if module == method.__name__)
-    if not hasattr(method, f"add_{role}_arguments"):
-        raise SystemExit(f"--method {method_name} has no {role} to train: {ROLE_HINTS[(method_name, role)]}")
-    getattr(method, f"add_{role}_arguments")(parser)
+    parser.add_argument("--out", help=f"where the trained {role} goes (default {folder}/<dataset>_<name>.keras)")
+    parser.add_argument("--run-dir", help="run directory: logs, TensorBoard, best/last models, resumable backup "
+                        f"(default runs/{method.name}/...)")  # fmt: skip
+    add_config_arguments(parser, spec.config, role, dataset_choices=get_task(method.task).datasets())
     add_run_arguments(parser)
     args = parser.parse_args(argv)
-    run_cli(getattr(method, f"{role}_main"), args)
+
+    def train():
+        spec.train(config_from_args(spec.config, args), out=args.out, run_dir=args.run_dir,
+                   options=run_options_from_args(args))  # fmt: skip
+
+    run_cli(train)

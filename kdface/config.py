@@ -14,16 +14,19 @@ import dataclasses
 from typing import Any, ClassVar
 
 from kdface.errors import ConfigError
+from kdface.registry import unknown_name_message
 
 
-def option(default: Any = None, help: str = "", *, choices=None, roles=None, required: bool = False):  # noqa: A002
+def option(default: Any = None, help: str = "", *, choices=None, roles=None, required: bool = False,  # noqa: A002
+           backbone: bool = False):
     """A config field with its CLI description.
 
     ``choices``: the values a flag takes; ``roles``: the training roles (``"teacher"``, ``"student"``)
-    whose CLI shows the flag (all when ``None``); ``required``: the flag must be given.
+    whose CLI shows the flag (all when ``None``); ``required``: the flag must be given; ``backbone``:
+    the value names a registered backbone (:func:`kdface.backbones.backbone_names`).
     """
     metadata = {"help": help, "choices": tuple(choices) if choices else None,
-                "roles": tuple(roles) if roles else None, "required": required}  # fmt: skip
+                "roles": tuple(roles) if roles else None, "required": required, "backbone": backbone}  # fmt: skip
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -87,6 +90,11 @@ class ExperimentConfig:
             value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
                 raise ConfigError(f"{f.name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+            if f.metadata.get("backbone") and value is not None:
+                from kdface.backbones import backbone_names
+
+                if value not in backbone_names():
+                    raise ConfigError(unknown_name_message(f"--{f.name.replace('_', '-')}", value, backbone_names()))
 
     def splits(self, base: str = "train") -> tuple[str, str | None]:
         """The training slice and the validation slice held out of ``base`` (``val_fraction``)."""

@@ -64,5 +64,5 @@ class ConfigError(KdfaceError, ValueError):
     """An experiment's settings contradict each other or are out of range (a flag's value, a preset)."""
 
 
-class UnknownNameError(KdfaceError, LookupError):
+class UnknownNameError(KdfaceError, ValueError):
     """A name (method, task, backbone, dataset, split) that no registry holds; lists the known ones."""

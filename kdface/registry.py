@@ -16,12 +16,13 @@ from kdface.errors import UnknownNameError
 T = TypeVar("T")
 
 
-def unknown_name_message(kind: str, name, known) -> str:
-    """``unknown method 'scm'; known: fer, igkd, kdloss, scn (did you mean 'scn'?)``."""
+def unknown_name_message(kind: str, name, known, where: str = "") -> str:
+    """``unknown method 'scm'; known: fer, igkd, kdloss, scn (did you mean 'scn'?)``; ``where`` follows
+    the name (``" for 'raf-db'"``)."""
     known = sorted(known)
     close = difflib.get_close_matches(str(name), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {kind} {name!r}; known: {', '.join(known) or 'none'}{hint}"
+    return f"unknown {kind} {name!r}{where}; known: {', '.join(known) or 'none'}{hint}"
 
 
 class Registry(Generic[T]):

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fixtures import pts_text, random_image, wflw_line, write_cofw_v5
 
-from kdface.data.sources import load_landmark_split
 from kdface.errors import DataFormatError, UnsafeFileError
 from kdface.io.safe_load import load_keras_model
 from kdface.tasks.landmarks import wflw
 from kdface.tasks.landmarks.evaluation import load_model
+from kdface.tasks.landmarks.sources import load_landmark_split
 
 
 def _good_face(folder, name, seed, size=(40, 48)):
@@ -159,7 +159,7 @@ def test_error_names_the_first_bad_sample_when_preparing_fails(tmp_path):
     under "error" the first bad sample is raised, as it stopped the preparation before."""
     from fer_fixtures import write_rafdb_scn
 
-    from kdface.data.sources import load_expression_split
+    from kdface.tasks.expressions.sources import load_expression_split
 
     write_rafdb_scn(tmp_path / "raw")
     for image in (tmp_path / "raw/Image/aligned").glob("test_*"):

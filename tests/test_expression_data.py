@@ -24,11 +24,15 @@ from hypothesis import strategies as st
 from test_fuzz import _documented_or_result, mutated_text
 
 from kdface.data import synthfaces
-from kdface.data.sources import EXPRESSION_TEST_SPLITS, expression_datasets, load_expression_split
 from kdface.data.validation import BadSamples
 from kdface.errors import DataFormatError, UnsafeFileError
 from kdface.tasks.expressions import fedro, rafdb
 from kdface.tasks.expressions.labels import CLASS_NAMES
+from kdface.tasks.expressions.sources import (
+    EXPRESSION_TEST_SPLITS,
+    expression_datasets,
+    load_expression_split,
+)
 
 
 def _labels(samples):

@@ -759,7 +759,7 @@ def test_fuzz_parse_pixels(text):
 def test_prepared_through_sources_with_protocol_splits_and_occlusion_lists(tmp_path):
     """FERPlus and AffectNet through their TFDS builders and ``load_expression_split``: FERPlus'
     usual training set (train-valid), the occlusion lists as test splits, AffectNet with 7 or 8 classes."""
-    from kdface.data.sources import load_expression_split
+    from kdface.tasks.expressions.sources import load_expression_split
 
     tfds_dir = tmp_path / "tfds"
     fer_root = write_ferplus_folders(tmp_path / "ferplus")

@@ -125,9 +125,9 @@ def test_bn_momentum_override_reaches_every_batchnorm_and_survives_saving(tmp_pa
 def test_cached_teacher_predictions_stay_aligned_with_their_images():
     # A "teacher" whose output identifies its input (the image's mean, repeated): after caching,
     # shuffling and batching, every cached prediction must still belong to the image beside it.
-    from kdface.data.sources import LandmarkSource
     from kdface.methods.kdloss import KDLossConfig, teacher_predictions
     from kdface.tasks.landmarks.pipeline import CropConfig, landmark_training_stream
+    from kdface.tasks.landmarks.sources import LandmarkSource
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (20, 48, 48, 3), dtype=np.uint8)

@@ -6,8 +6,8 @@ from fixtures import write_cofw_v73 as _write_v73
 from test_readers import _cofw_fixture, _wflw_fixture
 
 from kdface.data import synthfaces
-from kdface.data.sources import load_landmark_split
 from kdface.tasks.landmarks import w300
+from kdface.tasks.landmarks.sources import load_landmark_split
 
 
 @pytest.fixture(scope="module")

@@ -77,8 +77,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kdface.tasks.landmarks.w300 import write_pts
 from kdface.io.atomic import write_bytes, write_text
+from kdface.tasks.landmarks.w300 import write_pts
 
 __all__ = [
     "EXPRESSION_NAMES",

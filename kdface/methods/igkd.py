@@ -24,39 +24,55 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import ClassVar
 
 import keras
 import tensorflow as tf
 
-from kdface import training
-from kdface.cli import add_config_arguments, config_from_args
+from kdface.backbones import create_backbone, embedding_size
+from kdface.config import option
 from kdface.errors import RunError
+from kdface.heads import torch_linear_init
 from kdface.losses.igkd import igkd_loss
-from kdface.methods import fer
+from kdface.methods import Method, Role, register_method
+from kdface.tasks.expressions.training import (
+    AUGMENTATIONS,
+    ExpressionConfig,
+    group_adam,
+    probabilities_model,
+    register_augmentation,
+    training_data,
+)
+from kdface.training import epoch_variable, prepare_built_model, train_run
 from kdface.training.distribute import per_replica_share
 
+# IGKD's own augmentation (spec A2.2-3) is the expression task's standard one.
+register_augmentation("igkd", AUGMENTATIONS.get("standard"))
+
 PRESETS = {
-    "paper": dict(fer.PRESETS["paper"], teacher_backbone="resnet50"),
-    "demo": dict(fer.PRESETS["demo"], teacher_backbone="resnet18"),
+    "paper": dict(ExpressionConfig.PRESETS["paper"], teacher_backbone="resnet50"),
+    "demo": dict(ExpressionConfig.PRESETS["demo"], teacher_backbone="resnet18"),
 }
 
 
 @dataclasses.dataclass
-class IGKDConfig(fer.ExpressionConfig):
-    teacher_backbone: str | None = None
-    student_backbone: str = "resnet18"
-    t_checkpoint: str | None = None  # teacher backbone weights (.npz from `python -m kdface.convert resnet`)
-    s_checkpoint: str | None = (
-        None  # student backbone weights (the original: resnet18_msceleb.pth, converted)
-    )
-    teacher_lr_factor: float = 0.1  # 1e-4 / 1e-3 in the original
-    mapping_lr_factor: float = 0.2  # 2e-4 / 1e-3
-    fusion_lr_factor: float = 0.2  # 2e-4 / 1e-3
-    fusion_dropout: float = 0.5
-    distill: bool = True  # False: the joint baseline CE only (no FD, RD, knowledge learning/feedback)
+class IGKDConfig(ExpressionConfig):
+    PRESETS: ClassVar[dict] = PRESETS
 
-    def resolved(self, presets=None):
-        return super().resolved(presets or PRESETS)
+    teacher_backbone: str | None = option(None, "teacher network: resnet18 or resnet50 (the paper's best: resnet50)",
+                                          backbone=True)
+    student_backbone: str = option("resnet18", "student network (the paper: resnet18)", backbone=True)
+    t_checkpoint: str | None = option(None, "teacher backbone weights: an .npz from `python -m kdface.convert resnet`, "
+                                      "or a trained kdface model (.keras, e.g. from train_teacher.py --method fer) "
+                                      "whose backbone is taken")
+    s_checkpoint: str | None = option(None, "student backbone weights: an .npz from `python -m kdface.convert resnet` "
+                                      "(resnet18_msceleb), or a trained kdface model (.keras)")
+    teacher_lr_factor: float = option(0.1, "teacher backbone learning rate, as a factor of --learning-rate (1e-4 / 1e-3)")
+    mapping_lr_factor: float = option(0.2, "channel-mapping learning rate, as a factor of --learning-rate")
+    fusion_lr_factor: float = option(0.2, "feature-fusion learning rate, as a factor of --learning-rate")
+    fusion_dropout: float = option(0.5, "SpatialDropout rate before the fusion conv")
+    distill: bool = option(True, "the distillation terms (FD, RD, knowledge learning and feedback); --no-distill "
+                           "trains the joint CE only")
 
 
 def _bn(name):
@@ -72,25 +88,25 @@ class IGKD(keras.Model):
     """The jointly trained teacher and student (spec A1); ``deploy_model`` is the clean student path.
 
     ``teacher`` and ``student`` are backbones returning ``(layer-4 map, pooled vector)``.
-    ``steps_per_epoch`` turns the optimizer's step count into the 1-based epoch the ramps use
-    (so a resumed run continues the ramps exactly).
+    The ramps read the 1-based epoch from ``epoch_index``, which the trainer sets at every epoch's
+    start (so a resumed run continues the ramps exactly).
     """
 
-    def __init__(self, teacher, student, num_classes: int, steps_per_epoch: int, fusion_dropout: float = 0.5,
+    def __init__(self, teacher, student, num_classes: int, fusion_dropout: float = 0.5,
                  distill: bool = True, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.teacher, self.student = teacher, student
-        self.num_classes, self.steps_per_epoch = int(num_classes), int(steps_per_epoch)
+        self.num_classes = int(num_classes)
         self.fusion_dropout, self.distill = float(fusion_dropout), bool(distill)
-        c_t = int(teacher.output[1].shape[-1])
-        c_s = int(student.output[1].shape[-1])
+        c_t = embedding_size(teacher)
+        c_s = embedding_size(student)
         self.channel_mapping = keras.Sequential(
-            [keras.Input(student.output[0].shape[1:]),
+            [keras.Input(student.output["feature_map"].shape[1:]),
              keras.layers.Conv2D(c_t, 1, use_bias=False, kernel_initializer=_conv_init(), name="conv"),
              _bn("bn"), keras.layers.ReLU(name="relu")],
             name="channel_mapping",
         )  # fmt: skip
-        size = int(student.output[0].shape[1])
+        size = int(student.output["feature_map"].shape[1])
         if size < 3:
             raise ValueError(
                 f"the student's layer-4 map is {size} x {size}; IGKD's fusion (3x3 conv, stride 2, no padding) "
@@ -105,13 +121,14 @@ class IGKD(keras.Model):
             name="feature_fusion",
         )  # fmt: skip
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
-        head = dict(use_bias=False, kernel_initializer=fer.torch_linear_init())
+        head = dict(use_bias=False, kernel_initializer=torch_linear_init())
         self.classifier_t = keras.layers.Dense(num_classes, name="classifier_t", **head)
         self.classifier_s0 = keras.layers.Dense(num_classes, name="classifier_s0", **head)
         self.classifier_s1 = keras.layers.Dense(num_classes, name="classifier_s1", **head)
         for layer, width in ((self.classifier_t, c_t), (self.classifier_s0, c_t), (self.classifier_s1, c_t)):
             layer.build((None, width))
         self.deploy_model = self._clean_student_model()
+        self.epoch_index = epoch_variable(self)
         names = ("loss", "baseline", "fd", "rd", "knowledge_learning", "knowledge_feedback")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -124,11 +141,11 @@ class IGKD(keras.Model):
 
     def _clean_student_model(self) -> keras.Model:
         images = keras.Input(self.student.input_shape[1:], name="image")
-        feature_map, _ = self.student(images)
+        feature_map = self.student(images)["feature_map"]
         mapped = self.channel_mapping(feature_map)
         fused = self.fusion(keras.layers.Concatenate(name="concat")([feature_map, mapped]))
         logits = self.classifier_s0(self.pool(fused))
-        return fer.probabilities_model(images, logits, name="igkd_student")
+        return probabilities_model(images, logits, name="igkd_student")
 
     @property
     def metrics(self):
@@ -144,22 +161,23 @@ class IGKD(keras.Model):
 
     def call(self, inputs, training=False):
         images = inputs["image"] if isinstance(inputs, dict) else inputs
-        feature_map, _ = self.student(images, training=training)
+        feature_map = self.student(images, training=training)["feature_map"]
         return tf.nn.softmax(self.classifier_s0(self._clean_branch(feature_map, training)))
 
     def epoch(self):
         """The 1-based epoch of the step being taken."""
-        return tf.cast(self.optimizer.iterations // self.steps_per_epoch + 1, tf.float32)
+        return tf.cast(self.epoch_index + 1, tf.float32)
 
     def losses_of(self, clean, masked, labels, epoch, training=True):
         """Every forward pass of a training step and :func:`igkd_loss` of them (spec A1, A3)."""
-        teacher_map, f_t = self.teacher(clean, training=training)
+        teacher = self.teacher(clean, training=training)
+        teacher_map, f_t = teacher["feature_map"], teacher["embedding"]
         logit_t = self.classifier_t(f_t)
-        s1_map, _ = self.student(masked, training=training)  # masked branch
+        s1_map = self.student(masked, training=training)["feature_map"]  # masked branch
         s1_mapped = self.channel_mapping(s1_map, training=training)
         f_s1 = self.pool(s1_mapped)
         logit_s1 = self.classifier_s1(f_s1)
-        s0_map, _ = self.student(clean, training=training)  # clean branch (a separate call)
+        s0_map = self.student(clean, training=training)["feature_map"]  # clean branch (a separate call)
         f_s0 = self._clean_branch(s0_map, training)
         logit_s0 = self.classifier_s0(f_s0)
         w_ts = tf.stop_gradient(self.classifier_t.kernel)
@@ -204,7 +222,6 @@ class IGKD(keras.Model):
             "teacher": keras.saving.serialize_keras_object(self.teacher),
             "student": keras.saving.serialize_keras_object(self.student),
             "num_classes": self.num_classes,
-            "steps_per_epoch": self.steps_per_epoch,
             "fusion_dropout": self.fusion_dropout,
             "distill": self.distill,
         }
@@ -216,59 +233,39 @@ class IGKD(keras.Model):
         return cls(**config)
 
 
-def build_igkd(config: IGKDConfig, num_classes: int, steps_per_epoch: int) -> IGKD:
+def build_igkd(config: IGKDConfig, num_classes: int) -> IGKD:
     for path, flag in ((config.t_checkpoint, "--t-checkpoint"), (config.s_checkpoint, "--s-checkpoint")):
         if path is not None and not Path(path).is_file():
             raise RunError(
                 f"{flag} {path} does not exist (convert a PyTorch checkpoint with `python -m kdface.convert resnet`)"
             )
-    teacher = fer.backbone(
-        config.teacher_backbone, config, config.t_checkpoint, f"teacher_{config.teacher_backbone}"
-    )
-    student = fer.backbone(
-        config.student_backbone, config, config.s_checkpoint, f"student_{config.student_backbone}"
-    )
-    return IGKD(
-        teacher, student, num_classes, steps_per_epoch, config.fusion_dropout, config.distill, name="igkd"
-    )
-
-
-FLAG_HELP = {
-    **fer.FLAG_HELP,
-    "teacher_backbone": "teacher network: resnet18 or resnet50 (the paper's best: resnet50)",
-    "student_backbone": "student network (the paper: resnet18)",
-    "t_checkpoint": "teacher backbone weights: an .npz from `python -m kdface.convert resnet`, or a trained "
-    "kdface expression model (.keras, e.g. from train_teacher.py --method fer) whose backbone is taken",
-    "s_checkpoint": "student backbone weights: an .npz from `python -m kdface.convert resnet` (resnet18_msceleb), "
-    "or a trained kdface expression model (.keras)",
-    "teacher_lr_factor": "teacher backbone learning rate, as a factor of --learning-rate",
-    "mapping_lr_factor": "channel-mapping learning rate, as a factor of --learning-rate",
-    "fusion_lr_factor": "feature-fusion learning rate, as a factor of --learning-rate",
-    "fusion_dropout": "SpatialDropout rate before the fusion conv",
-    "distill": "the distillation terms (FD, RD, knowledge learning and feedback); --no-distill trains the joint CE only",
-}
-
-
-def add_student_arguments(parser) -> None:
-    add_config_arguments(parser, IGKDConfig, PRESETS, help_texts=FLAG_HELP)
+    teacher = create_backbone(config.teacher_backbone, image_size=config.image_size, weights=config.t_checkpoint,
+                              bn_momentum=config.bn_momentum, name=f"teacher_{config.teacher_backbone}")  # fmt: skip
+    student = create_backbone(config.student_backbone, image_size=config.image_size, weights=config.s_checkpoint,
+                              bn_momentum=config.bn_momentum, name=f"student_{config.student_backbone}")  # fmt: skip
+    return IGKD(teacher, student, num_classes, config.fusion_dropout, config.distill, name="igkd")
 
 
 def train_igkd(config: IGKDConfig, out=None, run_dir=None, options=None) -> Path:
     config = config.resolved()
 
+    def load_data(run):
+        return training_data(config, run.options.on_bad_sample, erasing=True, run=run)
+
     def build(data, run):
-        model = training.prepare_built_model(build_igkd(config, data.num_classes, data.steps_per_epoch), run)
-        model.compile(optimizer=fer.group_adam(config, data.steps_per_epoch, model.lr_groups(config)))
+        model = prepare_built_model(build_igkd(config, data.num_classes), run)
+        model.compile(optimizer=group_adam(config, data.steps_per_epoch, model.lr_groups(config)))
         return model
 
-    name = f"igkd_{config.teacher_backbone}_{config.student_backbone}" + (
-        "" if config.distill else "_no_distill"
-    )
-    return fer.train_expression_method(config, method="igkd", role="student", name=name + fer.noise_tag(config),
-                                       out=out, run_dir=run_dir, options=options, build=build, erasing=True)  # fmt: skip
+    name = f"igkd_{config.teacher_backbone}_{config.student_backbone}{'' if config.distill else '_no_distill'}"
+    return train_run(config, method="igkd", role="student", name=name + config.noise_tag(), load_data=load_data,
+                     build=build, out=out, run_dir=run_dir, options=options)  # fmt: skip
 
 
-def student_main(args) -> None:
-    train_igkd(
-        config_from_args(IGKDConfig, args), args.out, args.run_dir, training.run_options_from_args(args)
-    )
+register_method(Method(
+    name="igkd", task="expressions",
+    summary="information-gap KD for occluded expressions: a teacher trained jointly with a ResNet student",
+    roles={"student": Role(IGKDConfig, train_igkd)},
+    instead="IGKD trains its teacher jointly with the student: python train_student.py --method igkd "
+            "(initialise the teacher with --t-checkpoint)",
+))  # fmt: skip

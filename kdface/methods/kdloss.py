@@ -13,33 +13,28 @@ interleaved, crop-normalised landmark vector ``(B, 2N)``; see
 from __future__ import annotations
 
 import dataclasses
-import typing
 from pathlib import Path
+from typing import ClassVar
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from kdface import training
-from kdface.backbones import build_backbone
-from kdface.cli import add_config_arguments, config_from_args
-from kdface.data.sources import LandmarkSource, load_landmark_split
-from kdface.errors import RunError
+from kdface.config import option
+from kdface.errors import ConfigError, RunError
 from kdface.io import load_keras_model
 from kdface.losses.kd_loss import kd_loss
+from kdface.methods import Method, Role, register_method
 from kdface.metrics.keras_metrics import LandmarkNME
 from kdface.tasks.landmarks.asm import ActiveShapeModel
-from kdface.tasks.landmarks.pipeline import (
-    AugmentConfig,
-    CropConfig,
-    landmark_dataset,
-    landmark_training_stream,
-)
-from kdface.training import distribute
+from kdface.tasks.landmarks.pipeline import landmark_dataset
+from kdface.tasks.landmarks.training import LandmarkConfig, build_regressor, load_split, training_data
+from kdface.training import prepare_built_model, train_run
 from kdface.training.distribute import per_replica_share
 
 TEACHER_BACKBONE = "efficientnet_b3"
 STUDENT_BACKBONE = "mobilenet_v2"
+TEACHERS = ("tough", "tolerant")
 
 # The original's sizes (spec §1, §3.1), and a small budget that learns on 2 CPU cores. The demo's
 # teachers are MobileNetV2s trained longer than the students: EfficientNet-B3 from scratch does not
@@ -58,62 +53,51 @@ PRESETS = {
         cache_teachers=True, teacher_dropout=0.0,
     ),
 }  # fmt: skip
+TEACHER, STUDENT = ("teacher",), ("student",)
 
 
 @dataclasses.dataclass
-class KDLossConfig:
+class KDLossConfig(LandmarkConfig):
     """One experiment. ``None`` fields take the preset's value (see :data:`PRESETS`)."""
 
-    dataset: str = "synthface"
-    data_dir: str | None = None
-    tfds_dir: str = "datasets/tfds"
-    preset: str = "demo"
-    image_size: int | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
-    learning_rate: float | None = None
-    lr_schedule: str | None = None  # "inverse_time" (the original's Keras 2 decay) or "cosine" (to 0)
-    lr_decay: float | None = None
-    pad_px: float | None = None
-    pad_frac: float | None = None
-    augment: bool | None = None
-    max_rotation: float | None = None  # radians
-    val_fraction: float = 0.05
-    seed: int = 0
-    steps_per_epoch: int | None = None
-    weights: str | None = None  # None (scratch), "imagenet", or a backbone weights file
-    bn_momentum: float | None = None  # None: each network's own (MobileNetV2 0.999, EfficientNet 0.99)
-    teacher_backbone: str | None = None
-    student_backbone: str = STUDENT_BACKBONE
-    teacher_dropout: float | None = None
-    asm_variance: float = 0.9
-    asm_fit_epochs: int = 2  # passes over the augmented training set the ASM is fitted on
-    cache_teachers: bool | None = None
-    main_weight: float = 2.0
-    tough_weight: float = 1.0
-    tolerant_weight: float = 1.0
+    PRESETS: ClassVar[dict] = PRESETS
 
-    def resolved(self, role: str) -> KDLossConfig:
+    teacher: str | None = option(None, "tough: hard landmarks; tolerant: ASM soft landmarks", choices=TEACHERS,
+                                 roles=TEACHER, required=True)
+    tough: str | None = option(None, "Tough-Teacher .keras (default models/teachers/<dataset>_tough.keras)", roles=STUDENT)
+    tolerant: str | None = option(None, "Tolerant-Teacher .keras (default models/teachers/<dataset>_tolerant.keras)",
+                                  roles=STUDENT)
+    no_kd: bool = option(False, "train the plain student with L2 instead (the baseline)", roles=STUDENT)
+    learning_rate: float | None = option(None, "Adam learning rate")
+    lr_schedule: str | None = option(None, "inverse_time: lr / (1 + lr_decay * step), the original's; cosine: to zero "
+                                     "over the run", choices=("inverse_time", "cosine"))
+    lr_decay: float | None = option(None, "inverse-time decay per step (Keras 2 legacy 'decay')")
+    weights: str | None = option(None, "backbone initialisation: none (scratch, as the paper), 'imagenet' (needs "
+                                 "internet), or a weights file")
+    bn_momentum: float | None = option(None, "BatchNorm moving-average momentum for every backbone layer (unset: each "
+                                       "network's own, MobileNetV2 0.999, EfficientNet 0.99)")
+    teacher_backbone: str | None = option(None, "teacher network (the paper: efficientnet_b3)", roles=TEACHER,
+                                          backbone=True)
+    student_backbone: str = option(STUDENT_BACKBONE, "student network (the paper: mobilenet_v2)", roles=STUDENT,
+                                   backbone=True)
+    teacher_dropout: float | None = option(None, "dropout before the teacher's landmark layer", roles=TEACHER)
+    asm_variance: float = option(0.9, "shape variance the Tolerant-Teacher's ASM keeps", roles=TEACHER)
+    asm_fit_epochs: int = option(2, "passes over the augmented training set used to fit the ASM", roles=TEACHER)
+    cache_teachers: bool | None = option(None, "compute teacher predictions once per image (needs --no-augment)",
+                                         roles=STUDENT)
+    main_weight: float = option(2.0, "KD-Loss weight of the main loss", roles=STUDENT)
+    tough_weight: float = option(1.0, "KD-Loss weight of ALoss_Tou", roles=STUDENT)
+    tolerant_weight: float = option(1.0, "KD-Loss weight of ALoss_Tol", roles=STUDENT)
+
+    def resolved(self, role: str | None = None) -> KDLossConfig:
         """A copy with preset values filled in; ``role`` is ``teacher`` or ``student`` (for epochs)."""
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; known: {sorted(PRESETS)}")
-        preset = PRESETS[self.preset]
-        values = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value is None and field.name in preset:
-                value = preset[field.name]
-            values[field.name] = value
-        if values["epochs"] is None:
-            values["epochs"] = preset[f"{role}_epochs"]
-        if values["augment"] and values["cache_teachers"]:
-            if self.cache_teachers is None:  # the preset's cache cannot hold augmented views: live teachers
-                values["cache_teachers"] = False
-            else:
-                raise ValueError(
-                    "--cache-teachers needs --no-augment: cached predictions are of the un-augmented crop"
-                )
-        return dataclasses.replace(self, **values)
+        explicit_cache = self.cache_teachers
+        config = super().resolved(role)
+        if config.augment and config.cache_teachers:
+            if explicit_cache is not None:
+                raise ConfigError("--cache-teachers needs --no-augment: cached predictions are of the un-augmented crop")
+            config = dataclasses.replace(config, cache_teachers=False)  # the preset's cache cannot hold augmented views
+        return config
 
 
 def _optimizer(config: KDLossConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -128,23 +112,6 @@ def _optimizer(config: KDLossConfig, steps_per_epoch: int) -> keras.optimizers.O
     else:
         raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; expected 'inverse_time' or 'cosine'")
     return keras.optimizers.Adam(schedule)
-
-
-def _steps_per_epoch(config: KDLossConfig, source) -> int:
-    """Full batches per epoch (the training stream drops the remainder)."""
-    return config.steps_per_epoch or source.size // config.batch_size
-
-
-def build_regressor(backbone: str, num_points: int, image_size: int, dropout: float = 0.0, weights=None,
-                    name: str = "landmark_regressor", bn_momentum=None) -> keras.Model:  # fmt: skip
-    """Backbone -> global average pooling -> (Dropout) -> Dense(2N) named ``landmarks``."""
-    features = build_backbone(backbone, image_size, weights=weights, bn_momentum=bn_momentum)
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = features(inputs)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(2 * num_points, name="landmarks")(x)
-    return keras.Model(inputs, outputs, name=name)
 
 
 @keras.saving.register_keras_serializable("kdface")
@@ -214,87 +181,22 @@ class KDLossDistiller(keras.Model):
         return cls(**config)
 
 
-# --- data -----------------------------------------------------------------------------------------
-
-
-def _splits(config: KDLossConfig):
-    if not 0 <= config.val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {config.val_fraction}")
-    if config.val_fraction == 0:
-        return "train", None
-    cut = int(round(100 * (1 - config.val_fraction)))
-    return f"train[:{cut}%]", f"train[{cut}%:]"
-
-
-def _source(config: KDLossConfig, split: str, on_bad_sample: str = "error"):
-    return load_landmark_split(
-        config.dataset, split, config.data_dir, config.tfds_dir, on_bad_sample=on_bad_sample
-    )
-
-
-def _crop(config: KDLossConfig) -> CropConfig:
-    # COFW and WFLW ship a face box; the original united it with the landmark box (spec §4.2, §4.3).
-    return CropConfig(pad_px=config.pad_px, pad_frac=config.pad_frac,
-                      union_dataset_box=config.dataset in ("cofw", "wflw"))  # fmt: skip
-
-
-def _augment(config: KDLossConfig) -> AugmentConfig:
-    return AugmentConfig(rotation=config.max_rotation) if config.augment else AugmentConfig.none()
-
-
-@dataclasses.dataclass
-class TrainData:
-    """The training stream factory, its epoch length, the validation set and the training source."""
-
-    stream: typing.Callable  # (start_epoch, skip_batches) -> endless tf.data stream
-    steps_per_epoch: int
-    val: tf.data.Dataset | None
-    source: LandmarkSource
-    skipped: list
-
-
-def train_data(
-    config: KDLossConfig, target_transform=None, on_bad_sample="error", extra=None, source=None
-) -> TrainData:
-    """The training stream and validation set of ``config``.
-
-    ``target_transform`` applies to the training targets only: validation is never augmented and
-    always measures against the hard ground truth. ``extra`` (aligned with the training split)
-    is attached to the inputs (cached teacher predictions). ``source``: the training split, if the
-    caller loaded it already.
-    """
-    train_split, val_split = _splits(config)
-    source = source or _source(config, train_split, on_bad_sample)
-    common = dict(image_size=config.image_size, batch_size=config.batch_size, crop=_crop(config))
-
-    def stream(start_epoch: int = 0, skip_batches: int = 0):
-        return landmark_training_stream(source.dataset, augment=_augment(config), seed=config.seed,
-                                        target_transform=target_transform, start_epoch=start_epoch,
-                                        skip_batches=skip_batches, extra=extra, **common)  # fmt: skip
-
-    val = None
-    if val_split is not None:
-        val = landmark_dataset(_source(config, val_split, on_bad_sample).dataset, cache=True, **common)
-    return TrainData(stream, _steps_per_epoch(config, source), val, source, source.skipped)
+# --- teachers ---------------------------------------------------------------------------------------
 
 
 def fit_asm(config: KDLossConfig, on_bad_sample="error") -> ActiveShapeModel:
     """Fit the ASM on the training targets as the teacher sees them (augmented, like the original's
     offline-augmented set), so rotated and flipped shapes are inside the model's span."""
-    data = train_data(config, on_bad_sample=on_bad_sample)
+    data = training_data(config, on_bad_sample)
     epochs = config.asm_fit_epochs if config.augment else 1
     batches = data.stream(0, 0).take(epochs * max(1, data.steps_per_epoch))
     vectors = np.concatenate([y.numpy() for _, y in batches])
     return ActiveShapeModel.fit(vectors, config.asm_variance)
 
 
-# --- models -----------------------------------------------------------------------------------------
-
-
 def build_teacher(config: KDLossConfig, num_points: int, which: str) -> keras.Model:
-    model = build_regressor(config.teacher_backbone, num_points, config.image_size, config.teacher_dropout,
-                            config.weights, name=f"{which}_teacher", bn_momentum=config.bn_momentum)  # fmt: skip
-    return model
+    return build_regressor(config.teacher_backbone, num_points, config.image_size, config.teacher_dropout,
+                           config.weights, name=f"{which}_teacher", bn_momentum=config.bn_momentum)  # fmt: skip
 
 
 def build_student(config: KDLossConfig, num_points: int) -> keras.Model:
@@ -302,12 +204,8 @@ def build_student(config: KDLossConfig, num_points: int) -> keras.Model:
                            name="student", bn_momentum=config.bn_momentum)  # fmt: skip
 
 
-def compile_regressor(
-    model: keras.Model, config: KDLossConfig, normaliser, steps_per_epoch: int
-) -> keras.Model:
-    model.compile(
-        optimizer=_optimizer(config, steps_per_epoch), loss="mse", metrics=[LandmarkNME(normaliser)]
-    )
+def compile_regressor(model: keras.Model, config: KDLossConfig, normaliser, steps_per_epoch: int) -> keras.Model:
+    model.compile(optimizer=_optimizer(config, steps_per_epoch), loss="mse", metrics=[LandmarkNME(normaliser)])
     return model
 
 
@@ -325,11 +223,9 @@ def teacher_predictions(config: KDLossConfig, tough, tolerant, source) -> tf.dat
     crop, and distilling from a view the student does not see hurts (big_vision's finding).
     """
     if config.augment:
-        raise ValueError(
-            "cache_teachers needs augment=False: cached predictions are of the un-augmented crop"
-        )
+        raise ConfigError("cache_teachers needs augment=False: cached predictions are of the un-augmented crop")
     plain = landmark_dataset(source.dataset, image_size=config.image_size, batch_size=config.batch_size,
-                             crop=_crop(config)).map(lambda x, y: x)  # fmt: skip
+                             crop=config.crop()).map(lambda x, y: x)  # fmt: skip
     return tf.data.Dataset.from_tensor_slices(
         {"tough": tough.predict(plain, verbose=0), "tolerant": tolerant.predict(plain, verbose=0)}
     )
@@ -338,173 +234,89 @@ def teacher_predictions(config: KDLossConfig, tough, tolerant, source) -> tf.dat
 # --- entry points used by train_teacher.py / train_student.py --------------------------------------
 
 
-def model_card(config: KDLossConfig, role: str, num_points: int, normaliser, **extra) -> dict:
-    """What test.py and users need to use a saved model: written beside it as ``<model>.json``."""
-    return {
-        "method": "kdloss",
-        "task": "landmarks",
-        "role": role,
-        "dataset": config.dataset,
-        "num_points": num_points,
-        "normaliser": list(normaliser),
-        "image_size": config.image_size,
-        "crop": dataclasses.asdict(_crop(config)),
-        "config": dataclasses.asdict(config),
-        **extra,
-    }
-
-
-FLAG_HELP = {
-    "dataset": "synthface (generated here), 300w, cofw or wflw",
-    "data_dir": "raw dataset folder (SynthFaces: generated there; default datasets/synthfaces/demo)",
-    "tfds_dir": "where prepared TFDS records are kept",
-    "preset": "paper: the original's sizes and schedule (for GPUs); demo: small and quick (CPU)",
-    "image_size": "square input size of the face crop",
-    "batch_size": "batch size",
-    "epochs": "training epochs",
-    "learning_rate": "Adam learning rate",
-    "lr_schedule": "inverse_time: lr / (1 + lr_decay * step), the original's; cosine: to zero over the run",
-    "max_rotation": "augmentation rotation range, +- radians",
-    "lr_decay": "inverse-time decay per step (Keras 2 legacy 'decay')",
-    "pad_px": "crop padding around the landmark box, pixels per side",
-    "pad_frac": "crop padding around the landmark box, fraction of its size per side",
-    "augment": "online augmentation (flip with landmark relabelling, rotation, zoom, shift, colour)",
-    "val_fraction": "fraction of the training split held out for validation / best-model selection",
-    "seed": "random seed (data order, augmentation, initialisation)",
-    "steps_per_epoch": "steps per epoch (default: one pass over the training split)",
-    "weights": "backbone initialisation: none (scratch, as the paper), 'imagenet' (needs internet), or a weights file",
-    "bn_momentum": "BatchNorm moving-average momentum for every backbone layer (unset: each network's own)",
-    "teacher_backbone": "teacher network (the paper: efficientnet_b3)",
-    "student_backbone": "student network (the paper: mobilenet_v2)",
-    "teacher_dropout": "dropout before the teacher's landmark layer",
-    "asm_variance": "shape variance the Tolerant-Teacher's ASM keeps",
-    "asm_fit_epochs": "passes over the augmented training set used to fit the ASM",
-    "cache_teachers": "compute teacher predictions once per image (needs --no-augment)",
-    "main_weight": "KD-Loss weight of the main loss",
-    "tough_weight": "KD-Loss weight of ALoss_Tou",
-    "tolerant_weight": "KD-Loss weight of ALoss_Tol",
-}
-
-
-def add_teacher_arguments(parser) -> None:
-    parser.add_argument("--teacher", choices=("tough", "tolerant"), required=True,
-                        help="tough: hard landmarks; tolerant: ASM soft landmarks")  # fmt: skip
-    skip = ("cache_teachers", "main_weight", "tough_weight", "tolerant_weight", "student_backbone")
-    add_config_arguments(parser, KDLossConfig, PRESETS, skip=skip, help_texts=FLAG_HELP)
-
-
-def add_student_arguments(parser) -> None:
-    parser.add_argument(
-        "--tough", help="Tough-Teacher .keras (default models/teachers/<dataset>_tough.keras)"
-    )
-    parser.add_argument(
-        "--tolerant", help="Tolerant-Teacher .keras (default models/teachers/<dataset>_tolerant.keras)"
-    )
-    parser.add_argument(
-        "--no-kd", action="store_true", help="train the plain MobileNetV2 baseline with L2 instead"
-    )
-    skip = ("teacher_dropout", "asm_variance", "asm_fit_epochs", "teacher_backbone")
-    add_config_arguments(parser, KDLossConfig, PRESETS, skip=skip, help_texts=FLAG_HELP)
-
-
-def _fit(model, data: TrainData, config: KDLossConfig, run):
-    monitor = "val_nme" if data.val is not None else "loss"
-    return training.fit(model, data.stream, data.val, run=run, epochs=config.epochs,
-                        steps_per_epoch=data.steps_per_epoch, monitor=monitor)  # fmt: skip
-
-
-def train_teacher(config: KDLossConfig, teacher: str, out=None, run_dir=None, options=None) -> Path:
+def train_teacher(config: KDLossConfig, out=None, run_dir=None, options=None) -> Path:
+    """The Tough- (``config.teacher == "tough"``) or Tolerant-Teacher (ASM soft landmarks)."""
     config = config.resolved("teacher")
-    options = options or training.RunOptions()
-    out = Path(out or f"models/teachers/{config.dataset}_{teacher}.keras")
-    run = training.open_run(config, f"{teacher}_teacher", run_dir or f"runs/kdloss/{config.dataset}_{teacher}", out,
-                    options)  # fmt: skip
-    extra = {}
-    transform = None
-    if teacher == "tolerant":
-        asm_path = run.path / "asm.npz"
-        if run.state is not None and asm_path.exists():
-            asm = ActiveShapeModel.load(asm_path)  # resuming: the shapes the run started with
-        else:
-            asm = fit_asm(config, options.on_bad_sample)
-            if run.chief:
-                asm.save(asm_path)
-        if run.chief:
-            asm.save(out.with_suffix(".asm.npz"))
-        transform = asm.project_tf
-        extra["asm"] = {"file": str(out.with_suffix(".asm.npz")), "components": asm.num_components,
-                        "variance": asm.variance}  # fmt: skip
-        print(f"ASM: {asm.num_components} components keep {100 * asm.variance:.0f}% of the shape variance")
-    data = train_data(config, target_transform=transform, on_bad_sample=options.on_bad_sample)
-    training.seed_models(config.seed)
-    with distribute.scope(run.strategy):
-        model = compile_regressor(training.prepare_built_model(build_teacher(config, data.source.num_points, teacher), run), config,
-                                  data.source.normaliser, data.steps_per_epoch)  # fmt: skip
-    result = _fit(model, data, config, run)
-    run.write_skipped(data.skipped)
-    card = model_card(config, f"{teacher}_teacher", data.source.num_points, data.source.normaliser,
-                      train_seconds=round(result.seconds, 1), run_dir=str(run.path), **extra)  # fmt: skip
-    training.publish(run, out, card)
-    return out
+    if config.teacher not in TEACHERS:
+        raise ConfigError(f"--teacher must be one of {', '.join(TEACHERS)}; got {config.teacher!r}")
+    name = config.teacher
+    out = Path(out or f"models/teachers/{config.dataset}_{name}.keras")
+    card = {}
+
+    def load_data(run):
+        transform = None
+        if name == "tolerant":
+            asm = _tolerant_asm(config, run, out)
+            transform = asm.project_tf
+            card["asm"] = {"file": str(out.with_suffix(".asm.npz")), "components": asm.num_components,
+                           "variance": asm.variance}  # fmt: skip
+        return training_data(config, run.options.on_bad_sample, target_transform=transform)
+
+    def build(data, run):
+        model = prepare_built_model(build_teacher(config, data.source.num_points, name), run)
+        return compile_regressor(model, config, data.source.normaliser, data.steps_per_epoch)
+
+    return train_run(config, method="kdloss", role="teacher", name=name, load_data=load_data, build=build, out=out,
+                     run_dir=run_dir or f"runs/kdloss/{config.dataset}_{name}", options=options, card=card)  # fmt: skip
 
 
-def train_student(
-    config: KDLossConfig, tough=None, tolerant=None, no_kd=False, out=None, run_dir=None, options=None
-) -> Path:
-    config = config.resolved("student")
-    options = options or training.RunOptions()
-    name = "no_kd" if no_kd else "kd"
-    out = Path(out or f"models/students/{config.dataset}_{name}.keras")
-    extra = {}
-    if not no_kd:
-        tough = str(tough or f"models/teachers/{config.dataset}_tough.keras")
-        tolerant = str(tolerant or f"models/teachers/{config.dataset}_tolerant.keras")
-        extra = {"tough": tough, "tolerant": tolerant}
-    run = training.open_run(config, f"student_{name}", run_dir or f"runs/kdloss/{config.dataset}_student_{name}", out,
-                    options, **extra)  # fmt: skip
-    if no_kd:
-        data = train_data(config, on_bad_sample=options.on_bad_sample)
-        training.seed_models(config.seed)
-        with distribute.scope(run.strategy):
-            student = training.prepare_built_model(build_student(config, data.source.num_points), run)
-            model = compile_regressor(student, config, data.source.normaliser, data.steps_per_epoch)
+def _tolerant_asm(config: KDLossConfig, run, out: Path) -> ActiveShapeModel:
+    """The Tolerant-Teacher's ASM: fitted once per run (a resumed run keeps the shapes it started with),
+    and saved beside the published model."""
+    asm_path = run.path / "asm.npz"
+    if run.state is not None and asm_path.exists():
+        asm = ActiveShapeModel.load(asm_path)
     else:
+        asm = fit_asm(config, run.options.on_bad_sample)
+        if run.chief:
+            asm.save(asm_path)
+    if run.chief:
+        asm.save(out.with_suffix(".asm.npz"))
+    print(f"ASM: {asm.num_components} components keep {100 * asm.variance:.0f}% of the shape variance")
+    return asm
+
+
+def train_student(config: KDLossConfig, out=None, run_dir=None, options=None) -> Path:
+    """The student with KD-Loss against the Tough and Tolerant teachers, or with plain L2 (``no_kd``)."""
+    config = config.resolved("student")
+    name = "no_kd" if config.no_kd else "kd"
+    if not config.no_kd:
+        config = dataclasses.replace(config, tough=str(config.tough or f"models/teachers/{config.dataset}_tough.keras"),
+                                     tolerant=str(config.tolerant or f"models/teachers/{config.dataset}_tolerant.keras"))  # fmt: skip
+    teachers = {}
+
+    def load_data(run):
+        on_bad_sample = run.options.on_bad_sample
+        if config.no_kd:
+            return training_data(config, on_bad_sample)
+        from kdface.training import distribute
+
         with distribute.scope(run.strategy):
-            tough_model = load_teacher(tough, options.unsafe_load_model)
-            tolerant_model = load_teacher(tolerant, options.unsafe_load_model)
-        source = _source(config, _splits(config)[0], options.on_bad_sample)
-        cached = (
-            teacher_predictions(config, tough_model, tolerant_model, source)
-            if config.cache_teachers
-            else None
-        )
-        data = train_data(config, on_bad_sample=options.on_bad_sample, extra=cached, source=source)
-        for teacher in (tough_model, tolerant_model):
-            if teacher.output_shape[-1] != 2 * data.source.num_points:
-                raise RunError(
-                    f"teacher {teacher.name} predicts {teacher.output_shape[-1] // 2} points but "
-                    f"{config.dataset} has {data.source.num_points}"
-                )
-        training.seed_models(config.seed)
-        with distribute.scope(run.strategy):
-            student = training.prepare_built_model(build_student(config, data.source.num_points), run)
-            model = KDLossDistiller(student, tough_model, tolerant_model,
-                                    (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
-            model.compile(optimizer=_optimizer(config, data.steps_per_epoch),
-                          metrics=[LandmarkNME(data.source.normaliser)])  # fmt: skip
-    result = _fit(model, data, config, run)
-    run.write_skipped(data.skipped)
-    card = model_card(config, f"student_{name}", data.source.num_points, data.source.normaliser,
-                      train_seconds=round(result.seconds, 1), run_dir=str(run.path), **extra)  # fmt: skip
-    training.publish(run, out, card)
-    return out
+            teachers["tough"] = load_teacher(config.tough, run.options.unsafe_load_model)
+            teachers["tolerant"] = load_teacher(config.tolerant, run.options.unsafe_load_model)
+        source = load_split(config, config.splits()[0], on_bad_sample)
+        for teacher in teachers.values():
+            if teacher.output_shape[-1] != 2 * source.num_points:
+                raise RunError(f"teacher {teacher.name} predicts {teacher.output_shape[-1] // 2} points but "
+                               f"{config.dataset} has {source.num_points}")  # fmt: skip
+        cached = teacher_predictions(config, teachers["tough"], teachers["tolerant"], source) if config.cache_teachers else None
+        return training_data(config, on_bad_sample, extra=cached, source=source)
+
+    def build(data, run):
+        student = prepare_built_model(build_student(config, data.source.num_points), run)
+        if config.no_kd:
+            return compile_regressor(student, config, data.source.normaliser, data.steps_per_epoch)
+        model = KDLossDistiller(student, teachers["tough"], teachers["tolerant"],
+                                (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
+        model.compile(optimizer=_optimizer(config, data.steps_per_epoch), metrics=[LandmarkNME(data.source.normaliser)])
+        return model
+
+    return train_run(config, method="kdloss", role="student", name=name, load_data=load_data, build=build, out=out,
+                     run_dir=run_dir or f"runs/kdloss/{config.dataset}_student_{name}", options=options)  # fmt: skip
 
 
-def teacher_main(args) -> None:
-    train_teacher(config_from_args(KDLossConfig, args), args.teacher, args.out, args.run_dir,
-                  training.run_options_from_args(args))  # fmt: skip
-
-
-def student_main(args) -> None:
-    train_student(config_from_args(KDLossConfig, args), args.tough, args.tolerant, args.no_kd, args.out,
-                  args.run_dir, training.run_options_from_args(args))  # fmt: skip
+register_method(Method(
+    name="kdloss", task="landmarks",
+    summary="KD-Loss: Tough and Tolerant teachers distilled into a MobileNetV2 landmark student",
+    roles={"teacher": Role(KDLossConfig, train_teacher), "student": Role(KDLossConfig, train_student)},
+))  # fmt: skip

@@ -33,107 +33,127 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from kdface import training
-from kdface.cli import add_config_arguments, config_from_args
+from kdface.backbones import create_backbone
+from kdface.config import option
 from kdface.data.label_noise import LabelNoise
-from kdface.errors import RunError
+from kdface.errors import ConfigError, RunError
+from kdface.heads import torch_linear_init
 from kdface.io import write_json
 from kdface.losses.scn import importance_gap, low_importance_mask, scn_loss, scn_relabel
-from kdface.methods import fer
+from kdface.methods import Method, Role, register_method
 from kdface.metrics.classification import plot_weight_histograms
-from kdface.tasks.expressions.pipeline import InMemorySplit, expression_dataset
+from kdface.tasks.expressions.pipeline import (
+    ErasingConfig,
+    ExpressionAugment,
+    InMemorySplit,
+    expression_dataset,
+)
+from kdface.tasks.expressions.training import (
+    Augmentation,
+    ExpressionConfig,
+    group_adam,
+    probabilities_model,
+    register_augmentation,
+    training_data,
+)
+from kdface.training import epoch_variable, prepare_built_model, train_run
 from kdface.training.distribute import per_replica_share
 
 RELABEL_SCOPES = ("all", "low")
+IMPORTANCE_LAYER = "importance"  # the deployable model's per-image importance weight (sigmoid, (B, 1))
+
+# SCN's ``basic_aug`` (spec B3): with p 0.5 one of flip / Gaussian noise (variance 30), no random
+# crop; then ``transforms.RandomErasing(scale=(0.02, 0.25))``: p 0.5, ratio (0.3, 3.3), value 0 (the
+# ImageNet mean after normalisation).
+AUGMENTATION = register_augmentation("scn", Augmentation(
+    ExpressionAugment(noise_probability=0.5, random_crop=False, flip=True, exclusive=True),
+    ErasingConfig(probability=0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.0),
+    "SCN's: with p 0.5 one of flip / Gaussian noise, then random erasing (p 0.5, ImageNet-mean fill)",
+))  # fmt: skip
 
 # The official code's values (spec B3: Adam 1e-3, x0.9 per epoch, 70 epochs, batch 64, relabel from
 # epoch 10, delta_1 0.15, plain shuffling), and a budget that runs on 2 CPU cores in minutes.
 PRESETS = {
-    "paper": dict(
-        fer.PRESETS["paper"],
-        epochs=70,
-        balanced_sampler=False,
-        augment_style="scn",
-        margin=0.15,
-        relabel_epoch=10,
-    ),
-    "demo": dict(
-        fer.PRESETS["demo"],
-        epochs=8,
-        balanced_sampler=False,
-        augment_style="scn",
-        margin=0.15,
-        relabel_epoch=5,
-    ),
-}
+    "paper": dict(ExpressionConfig.PRESETS["paper"], epochs=70, balanced_sampler=False, augment_style="scn",
+                  margin=0.15, relabel_epoch=10),
+    "demo": dict(ExpressionConfig.PRESETS["demo"], epochs=8, balanced_sampler=False, augment_style="scn",
+                 margin=0.15, relabel_epoch=5),
+}  # fmt: skip
 
 
 @dataclasses.dataclass
-class SCNConfig(fer.ExpressionConfig):
-    backbone: str = "resnet18"
-    weights: str | None = None  # an .npz from `python -m kdface.convert`, or a kdface .keras
-    margin: float | None = None  # delta_1 of rank regularisation
-    beta: float = 0.7  # high-importance share of the batch
-    rank_weight: float = 1.0  # loss = WCE + rank_weight * RR (1 in the original)
-    relabel_epoch: int | None = None  # 1-based; 0 turns relabelling off
-    relabel_margin: float = 0.2  # delta_2
-    relabel_scope: str = "all"  # all: the official code; low: the paper (low-importance group only)
-    dropout: float = 0.0  # on the features, before both heads (the original's drop_rate)
+class SCNConfig(ExpressionConfig):
+    PRESETS: ClassVar[dict] = PRESETS
 
-    def resolved(self, presets=None):
-        config = super().resolved(presets or PRESETS)
-        if config.relabel_scope not in RELABEL_SCOPES:
-            raise ValueError(f"relabel_scope must be one of {RELABEL_SCOPES}, got {config.relabel_scope!r}")
-        if not 0.0 < config.beta < 1.0:
-            raise ValueError(f"beta must be in (0, 1), got {config.beta}")
-        return config
+    backbone: str = option("resnet18", "resnet18 (the official code) or iresnet18 (the third-party variant; image "
+                           "size a multiple of 16); any registered backbone works", backbone=True)
+    weights: str | None = option(None, "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert "
+                                 "resnet|iresnet` (e.g. resnet18_msceleb / ijba_res18_naive, ArcFace IResNet-18), or a "
+                                 "trained kdface model (.keras) whose backbone is taken")
+    margin: float | None = option(None, "delta_1 of rank regularisation (the README advises 0.07 at batch 64; the "
+                                  "code's default is 0.15)")
+    beta: float = option(0.7, "share of the batch in the high-importance group (the top floor(B * beta) weights)")
+    rank_weight: float = option(1.0, "loss = weighted CE + rank_weight * rank regularisation (1 in the original)")
+    relabel_epoch: int | None = option(None, "relabel from this (1-based) epoch on; 0 turns relabelling off")
+    relabel_margin: float = option(0.2, "delta_2: relabel to argmax p when p_max - p_label exceeds it")
+    relabel_scope: str = option("all", "all: every sample of the batch (the official code); low: the "
+                                "low-importance group only (the paper)", choices=RELABEL_SCOPES)
+    dropout: float = option(0.0, "dropout on the features before the importance and class heads (the original's drop_rate)")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 < self.beta < 1.0:
+            raise ConfigError(f"beta must be in (0, 1), got {self.beta}")
 
 
 # --- the model -----------------------------------------------------------------------------------------
 
 
 def build_scn_network(config: SCNConfig, num_classes: int) -> keras.Model:
-    """images -> ``[importance (B, 1), logits z (B, K)]`` (the weighting happens in the callers)."""
-    features_model = fer.backbone(config.backbone, config, config.weights)
+    """images -> ``{"importance": (B, 1), "logits": z (B, K)}`` (the weighting happens in the callers)."""
+    backbone = create_backbone(config.backbone, image_size=config.image_size, weights=config.weights,
+                               bn_momentum=config.bn_momentum)  # fmt: skip
     images = keras.Input((config.image_size, config.image_size, 3), name="image")
-    _, features = features_model(images)
+    features = backbone(images)["embedding"]
     if config.dropout:
         features = keras.layers.Dropout(config.dropout, name="dropout")(features)
-    head = dict(kernel_initializer=fer.torch_linear_init())
-    importance = keras.layers.Dense(1, activation="sigmoid", name="importance", **head)(features)
+    head = dict(kernel_initializer=torch_linear_init())
+    importance = keras.layers.Dense(1, activation="sigmoid", name=IMPORTANCE_LAYER, **head)(features)
     logits = keras.layers.Dense(num_classes, name="classifier", **head)(features)
-    return keras.Model(images, [importance, logits], name="scn_network")
+    return keras.Model(images, {"importance": importance, "logits": logits}, name="scn_network")
 
 
 def weighted_probabilities_model(network: keras.Model, name: str = "scn") -> keras.Model:
     """The deployable model: images -> ``softmax(alpha * z)``; the ``importance`` layer stays reachable."""
-    importance, logits = network.outputs
-    weighted = keras.layers.Multiply(name="weighted_logits")([importance, logits])
-    return fer.probabilities_model(network.input, weighted, name=name)
+    outputs = network.output
+    weighted = keras.layers.Multiply(name="weighted_logits")([outputs["importance"], outputs["logits"]])
+    return probabilities_model(network.input, weighted, name=name)
 
 
 @keras.saving.register_keras_serializable("kdface")
 class SCN(keras.Model):
-    """SCN's training model: ``network`` (images -> [alpha, z]) and the mutable training labels.
+    """SCN's training model: ``network`` (images -> ``{"importance": alpha, "logits": z}``) and the
+    mutable training labels.
 
     Training inputs are ``{"image", "index"}`` (the sample's position in the training split); the
-    label used is ``labels[index]``, not the stream's. ``steps_per_epoch`` turns the optimizer's step
-    count into the 1-based epoch that gates relabelling (so a resumed run gates it identically).
+    label used is ``labels[index]``, not the stream's. Relabelling is gated on the 1-based epoch read
+    from ``epoch_index``, which the trainer sets (so a resumed run gates it identically).
     """
 
-    def __init__(self, network: keras.Model, num_samples: int, steps_per_epoch: int, margin: float = 0.15,
+    def __init__(self, network: keras.Model, num_samples: int, margin: float = 0.15,
                  beta: float = 0.7, rank_weight: float = 1.0, relabel_epoch: int = 10, relabel_margin: float = 0.2,
                  relabel_scope: str = "all", **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         if relabel_scope not in RELABEL_SCOPES:
             raise ValueError(f"relabel_scope must be one of {RELABEL_SCOPES}, got {relabel_scope!r}")
         self.network = network
-        self.num_samples, self.steps_per_epoch = int(num_samples), int(steps_per_epoch)
+        self.num_samples = int(num_samples)
         self.margin, self.beta, self.rank_weight = float(margin), float(beta), float(rank_weight)
         self.relabel_epoch, self.relabel_margin = int(relabel_epoch), float(relabel_margin)
         self.relabel_scope = relabel_scope
@@ -142,6 +162,7 @@ class SCN(keras.Model):
         self.labels = self.add_weight(shape=(self.num_samples,), dtype="int32", initializer="zeros",
                                       trainable=False, aggregation="only_first_replica", name="labels")  # fmt: skip
         self.deploy_model = weighted_probabilities_model(network)
+        self.epoch_index = epoch_variable(self)
         names = ("loss", "weighted_ce", "rank_regularization", "importance", "importance_gap")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.relabels = keras.metrics.Sum(name="relabels")
@@ -160,12 +181,16 @@ class SCN(keras.Model):
 
     def call(self, inputs, training=False):
         images = inputs["image"] if isinstance(inputs, dict) else inputs
-        importance, logits = self.network(images, training=training)
+        importance, logits = self._forward(images, training)
         return tf.nn.softmax(importance * logits)
+
+    def _forward(self, images, training):
+        outputs = self.network(images, training=training)
+        return outputs["importance"], outputs["logits"]
 
     def epoch(self):
         """The 1-based epoch of the step being taken."""
-        return self.optimizer.iterations // self.steps_per_epoch + 1
+        return self.epoch_index + 1
 
     def _relabel(self, index, labels, importance, logits, epoch):
         """Apply the relabelling rule to this batch and write the changes into ``labels`` (all replicas)."""
@@ -187,7 +212,7 @@ class SCN(keras.Model):
         labels = tf.gather(self.labels.value, index)
         epoch = self.epoch()  # read before the step
         with tf.GradientTape() as tape:
-            importance, logits = self.network(images, training=True)
+            importance, logits = self._forward(images, True)
             terms = scn_loss(labels, logits, importance, self.margin, self.beta, self.rank_weight)
             # Keras sums the replicas' gradients: each replica contributes its share of the mean.
             scaled = per_replica_share(terms.total)
@@ -207,7 +232,7 @@ class SCN(keras.Model):
         """Validation on the held-out labels (never relabelled): the weighted CE and accuracy."""
         x, labels = keras.utils.unpack_x_y_sample_weight(data)[:2]
         images = x["image"] if isinstance(x, dict) else x
-        importance, logits = self.network(images, training=False)
+        importance, logits = self._forward(images, False)
         labels = tf.cast(labels, tf.int32)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, importance * logits))
         self.trackers["loss"].update_state(loss)
@@ -221,7 +246,6 @@ class SCN(keras.Model):
             **super().get_config(),
             "network": keras.saving.serialize_keras_object(self.network),
             "num_samples": self.num_samples,
-            "steps_per_epoch": self.steps_per_epoch,
             "margin": self.margin,
             "beta": self.beta,
             "rank_weight": self.rank_weight,
@@ -236,13 +260,13 @@ class SCN(keras.Model):
         return cls(**config)
 
 
-def build_scn(config: SCNConfig, num_classes: int, labels, steps_per_epoch: int) -> SCN:
+def build_scn(config: SCNConfig, num_classes: int, labels) -> SCN:
     if config.weights is not None and not Path(config.weights).is_file():
         raise RunError(
             f"--weights {config.weights} does not exist (convert a PyTorch checkpoint with "
             "`python -m kdface.convert resnet|iresnet`)"
         )
-    model = SCN(build_scn_network(config, num_classes), len(labels), steps_per_epoch, config.margin, config.beta,
+    model = SCN(build_scn_network(config, num_classes), len(labels), config.margin, config.beta,
                 config.rank_weight, config.relabel_epoch, config.relabel_margin, config.relabel_scope, name="scn")  # fmt: skip
     model.set_labels(labels)
     return model
@@ -254,7 +278,7 @@ def build_scn(config: SCNConfig, num_classes: int, labels, steps_per_epoch: int)
 def importance_weights(network: keras.Model, split: InMemorySplit, image_size: int, batch_size: int = 64):
     """Every training sample's importance weight, on the evaluation view (no augmentation)."""
     ds = expression_dataset(split.as_dataset(), image_size=image_size, batch_size=batch_size)
-    weights = [np.asarray(network.predict_on_batch(images)[0]).reshape(-1) for images, _ in ds]
+    weights = [np.asarray(network.predict_on_batch(images)["importance"]).reshape(-1) for images, _ in ds]
     return np.concatenate(weights)
 
 
@@ -345,32 +369,16 @@ def label_reports_markdown(run_dirs) -> str:
 
 # --- entry points ----------------------------------------------------------------------------------------
 
-FLAG_HELP = {
-    **fer.FLAG_HELP,
-    "backbone": "resnet18 (the official code) or iresnet18 (the third-party variant; image size a multiple of 16)",
-    "weights": "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert resnet|iresnet` "
-    "(e.g. resnet18_msceleb / ijba_res18_naive, ArcFace IResNet-18), or a trained kdface expression model (.keras)",
-    "margin": "delta_1 of rank regularisation (the README advises 0.07 at batch 64; the code's default is 0.15)",
-    "beta": "share of the batch in the high-importance group (the top floor(B * beta) weights)",
-    "rank_weight": "loss = weighted CE + rank_weight * rank regularisation",
-    "relabel_epoch": "relabel from this (1-based) epoch on; 0 turns relabelling off",
-    "relabel_margin": "delta_2: relabel to argmax p when p_max - p_label exceeds it",
-    "relabel_scope": "all: every sample of the batch (the official code); low: the low-importance group only (the paper)",
-    "dropout": "dropout on the features before the importance and class heads",
-}
-
-
-def add_teacher_arguments(parser) -> None:
-    add_config_arguments(parser, SCNConfig, PRESETS, help_texts=FLAG_HELP)
-
 
 def train_scn(config: SCNConfig, out=None, run_dir=None, options=None) -> Path:
     config = config.resolved()
 
+    def load_data(run):
+        return training_data(config, run.options.on_bad_sample, run=run, with_index=True)
+
     def build(data, run):
-        model = build_scn(config, data.num_classes, data.noise.noisy, data.steps_per_epoch)
-        model = training.prepare_built_model(model, run)
-        model.compile(optimizer=fer.group_adam(config, data.steps_per_epoch))
+        model = prepare_built_model(build_scn(config, data.num_classes, data.noise.noisy), run)
+        model.compile(optimizer=group_adam(config, data.steps_per_epoch))
         return model
 
     def after_fit(model, data, run, result) -> dict:
@@ -386,11 +394,15 @@ def train_scn(config: SCNConfig, out=None, run_dir=None, options=None) -> Path:
         print(f"label report: {path}, {plot}")
         return {"label_report": summary}
 
-    return fer.train_expression_method(
-        config, method="scn", role="classifier", name=f"scn_{config.backbone}{fer.noise_tag(config)}", out=out,
-        run_dir=run_dir, options=options, build=build, with_index=True, after_fit=after_fit,
-    )  # fmt: skip
+    # test.py reports the per-image output named here (a layer of the saved model) beside each prediction.
+    return train_run(config, method="scn", role="teacher", name=f"scn_{config.backbone}{config.noise_tag()}",
+                     load_data=load_data, build=build, out=out, run_dir=run_dir, options=options,
+                     after_fit=after_fit, card={"per_image_output": IMPORTANCE_LAYER})  # fmt: skip
 
 
-def teacher_main(args) -> None:
-    train_scn(config_from_args(SCNConfig, args), args.out, args.run_dir, training.run_options_from_args(args))
+register_method(Method(
+    name="scn", task="expressions",
+    summary="Self-Cure Network: importance weights, rank regularisation and relabelling under label noise",
+    roles={"teacher": Role(SCNConfig, train_scn)},
+    instead="SCN has no teacher and no student: python train_teacher.py --method scn",
+))  # fmt: skip

@@ -1,0 +1,61 @@
+"""Tasks, found by name: what every method of a task shares (readers, pipeline, data loading,
+evaluation, model card, photo mode). One package per task registers a :class:`Task`.
+
+``test.py`` reads a model's card, takes its ``task`` (cards written before tasks were recorded are
+landmark models) and hands evaluation to that task; nothing outside a task's package switches on
+its name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+
+from kdface.registry import Registry
+
+LEGACY_TASK = "landmarks"  # the task of model cards without a "task" field (the first kdface models)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A task's entry points for ``test.py``.
+
+    ``datasets()``: the dataset names it evaluates on; ``test_splits(dataset)``: that dataset's
+    default test splits; ``add_test_arguments(parser)``: its own ``test.py`` flags;
+    ``evaluate(model_paths, args)``: models x splits -> report; ``predict_photo(model, photo, out, unsafe)``.
+    """
+
+    name: str
+    summary: str
+    datasets: Callable[[], list[str]]
+    evaluate: Callable
+    predict_photo: Callable | None = None
+    add_test_arguments: Callable | None = None
+
+
+TASKS: Registry[Task] = Registry("task")
+_discovered = False
+
+
+def register_task(task: Task) -> Task:
+    return TASKS.register(task.name, task)
+
+
+def discover() -> None:
+    global _discovered
+    if not _discovered:
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
+        _discovered = True
+
+
+def get_task(name: str) -> Task:
+    discover()
+    return TASKS.get(name)
+
+
+def task_names() -> list[str]:
+    discover()
+    return TASKS.names()

@@ -1,12 +1,15 @@
 """The shared trainer."""
 
+from kdface.training.run import TrainingData, train_run
 from kdface.training.trainer import (
+    EpochCounter,
     RunDirectory,
     RunOptions,
     SaveDeployable,
     add_run_arguments,
     configure_determinism,
     deployable,
+    epoch_variable,
     fit,
     open_run,
     prepare_built_model,
@@ -17,12 +20,14 @@ from kdface.training.trainer import (
 )
 
 __all__ = [
+    "EpochCounter",
     "RunDirectory",
     "RunOptions",
     "SaveDeployable",
     "add_run_arguments",
     "configure_determinism",
     "deployable",
+    "epoch_variable",
     "fit",
     "open_run",
     "prepare_built_model",
@@ -30,4 +35,6 @@ __all__ = [
     "run_options_from_args",
     "save_model_atomically",
     "seed_models",
+    "TrainingData",
+    "train_run",
 ]

@@ -357,6 +357,25 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def epoch_variable(model: keras.Model):
+    """A model variable that the trainer sets to the 0-based epoch at every epoch's start.
+
+    Methods whose loss depends on the epoch (IGKD's ramps, SCN's relabelling start) read it instead
+    of deriving the epoch from step counts: the trainer alone owns epochs and steps, and a resumed run
+    sees the right epoch because the trainer sets it again when training restarts."""
+    return model.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="epoch",
+                            aggregation="only_first_replica")  # fmt: skip
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Sets ``model.epoch_index`` (see :func:`epoch_variable`), for the models that have one."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        variable = getattr(self.model, "epoch_index", None)
+        if variable is not None:
+            variable.assign(epoch)
+
+
 class SaveDeployable(keras.callbacks.Callback):
     """Save the deployable model as ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves."""
 
@@ -522,6 +541,7 @@ def fit(
     saver = SaveDeployable(out_dir, monitor=monitor, mode=mode, guard=guard, best=best)
     backup = TrainingBackup(out_dir / BACKUP_DIR, run.options.backup_every, guard, saver)
     all_callbacks = [
+        EpochCounter(),
         guard,
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False),

@@ -104,7 +104,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
     """Evaluate each model on each test split; writes report.json, report.md, confusion matrices and
     per-image predictions (``predictions_<model>_<split>.csv``; with an ``importance`` column and an
     importance histogram for SCN models: ``--split train`` dumps the weights of the training set)."""
-    from kdface.data.sources import EXPRESSION_TEST_SPLITS, load_expression_split
+    from kdface.tasks.expressions.sources import EXPRESSION_TEST_SPLITS, load_expression_split
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

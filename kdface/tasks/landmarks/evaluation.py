@@ -15,10 +15,10 @@ import keras
 import numpy as np
 
 from kdface import metrics, report
-from kdface.data.sources import TEST_SPLITS, load_landmark_split
 from kdface.io import load_keras_model, write_json
 from kdface.tasks.landmarks.pipeline import CropConfig, landmark_dataset
 from kdface.tasks.landmarks.points import NORMALISERS, landmarks_to_pixels
+from kdface.tasks.landmarks.sources import TEST_SPLITS, load_landmark_split
 
 # Test splits that are unions of others: their NMEs are concatenated rather than predicted again.
 UNION_SPLITS = {"full": ("common", "challenging")}

@@ -5,7 +5,7 @@ resampling (``ImageProjectiveTransformV3``); the landmarks go through the same m
 flip also relabels them with the dataset's left/right permutation. Randomness is stateless and
 seeded per element, so ``deterministic=True`` gives the same batches on every run.
 
-Input elements are dicts from :func:`kdface.data.sources.load_landmark_split`:
+Input elements are dicts from :func:`kdface.tasks.landmarks.sources.load_landmark_split`:
 ``image`` (encoded bytes or uint8 ``HxWx3``), ``landmarks`` ``(N, 2)`` kdface pixels, ``box`` ``(4,)``.
 Output elements are ``(image float32 SxSx3 in [0,1], target (2N,))`` with targets normalised to the
 crop (see :mod:`kdface.tasks.landmarks.points`), or ``(image, target, meta)`` with ``with_meta=True``.

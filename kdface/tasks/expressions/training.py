@@ -1,0 +1,207 @@
+"""What every expression method's training shares: the config fields and presets, the named
+augmentations, the training data (epoch stream + validation set), the model card, the deployable
+probabilities model and the per-epoch learning-rate schedule with coupled L2.
+
+A method subclasses :class:`ExpressionConfig`, loads its data with :func:`training_data` and trains
+through :func:`kdface.training.train_run`; ``test.py`` then evaluates its saved model on every
+expression dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import keras
+
+from kdface.config import ExperimentConfig, option
+from kdface.data.label_noise import LabelNoise
+from kdface.errors import ConfigError
+from kdface.io.atomic import write_text
+from kdface.registry import Registry
+from kdface.tasks.expressions.pipeline import (
+    ErasingConfig,
+    ExpressionAugment,
+    InMemorySplit,
+    expression_dataset,
+    expression_training_stream,
+    resize_size,
+)
+from kdface.tasks.expressions.sources import load_expression_split
+from kdface.training.optimizers import GroupAdam
+from kdface.training.run import TrainingData
+
+# The originals' sizes (IGKD spec A4; SCN B3), and a budget that runs on 2 CPU cores in minutes.
+# The demo's 96 px is the smallest input whose ResNet layer-4 map (3 x 3) still fits IGKD's fusion
+# conv (3 x 3, stride 2, no padding).
+PRESETS = {
+    "paper": dict(image_size=224, batch_size=64, epochs=60, learning_rate=1e-3, lr_gamma=0.9,
+                  weight_decay=1e-4, balanced_sampler=True, augment=True, augment_style="standard"),
+    "demo": dict(image_size=96, batch_size=32, epochs=6, learning_rate=1e-3, lr_gamma=0.9,
+                 weight_decay=1e-4, balanced_sampler=True, augment=True, augment_style="standard"),
+}  # fmt: skip
+
+
+# --- named augmentations --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """A named training augmentation: the geometric/noise part, and erasing of the training view."""
+
+    augment: ExpressionAugment
+    view_erasing: ErasingConfig | None = None
+    summary: str = ""
+
+
+AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation style")
+
+
+def register_augmentation(name: str, augmentation: Augmentation) -> Augmentation:
+    """Methods register the augmentation of their original here, so any method can select it."""
+    return AUGMENTATIONS.register(name, augmentation)
+
+
+register_augmentation("standard", Augmentation(ExpressionAugment(), None,
+                      "Gaussian noise (p 0.5), random crop and horizontal flip, independently"))  # fmt: skip
+
+
+def augmentation_names() -> list[str]:
+    from kdface.methods import discover
+
+    discover()  # methods register their originals' augmentations
+    return AUGMENTATIONS.names()
+
+
+# --- config ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ExpressionConfig(ExperimentConfig):
+    """One expression experiment. ``None`` fields take the preset's value (:data:`PRESETS`)."""
+
+    PRESETS: ClassVar[dict] = PRESETS
+
+    dataset: str = option("synthface", "synthface (generated here), raf-db, ferplus or affectnet")
+    batch_size: int | None = option(None, "global batch size")
+    learning_rate: float | None = option(None, "Adam base learning rate")
+    image_size: int | None = option(None, "square input size of the face crop (resized to 256/224 of it, then cropped)")
+    num_classes: int | None = option(None, "7 basic expressions, or 8 with contempt (default: the dataset's)")
+    lr_gamma: float | None = option(None, "learning rate x this after every epoch (ExponentialLR)")
+    weight_decay: float | None = option(None, "coupled L2 on every parameter, BatchNorm's included (torch Adam's weight_decay)")
+    balanced_sampler: bool | None = option(None, "draw each epoch with probability 1/class size (an ImbalancedDatasetSampler)")
+    augment: bool | None = option(None, "training augmentation (see --augment-style)")
+    augment_style: str | None = option(None, "named training augmentation: standard (noise, random crop, flip); "
+                                       "methods add their originals' (e.g. igkd, scn)")
+    label_noise: float = option(0.0, "replace this fraction of the training labels by another class (exact count, "
+                                "--noise-seed); the validation split keeps its labels")
+    noise_seed: int = option(0, "seed of the label-noise draw (independent of --seed)")
+    train_split: str = option("train", "the split trained on (FERPlus: train-valid, FER2013Train + FER2013Valid, "
+                              "is the usual protocol)")
+    bn_momentum: float = option(0.9, "BatchNorm moving-average momentum (torch's default 0.1 = Keras 0.9)")
+    max_memory_gb: float = option(8.0, "the training split's encoded images are held in memory up to this size")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.augment_style is not None and self.augment_style not in augmentation_names():
+            from kdface.registry import unknown_name_message
+
+            raise ConfigError(unknown_name_message("--augment-style", self.augment_style, augmentation_names()))
+        if not 0.0 <= self.label_noise < 1.0:
+            raise ConfigError(f"label_noise must be in [0, 1), got {self.label_noise}")
+
+    def augmentation(self) -> Augmentation:
+        if not self.augment:
+            return Augmentation(ExpressionAugment.none())
+        return AUGMENTATIONS.get(self.augment_style)
+
+    def noise_tag(self) -> str:
+        """``_noise20`` for ``--label-noise 0.2`` (in default model and run names), else ``""``."""
+        return f"_noise{int(round(self.label_noise * 100))}" if self.label_noise else ""
+
+
+# --- data -----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ExpressionData(TrainingData):
+    """:class:`TrainingData` plus what expression methods need: the classes, the training split as
+    trained on (noisy labels, if any) and the injected label noise."""
+
+    class_names: tuple = ()
+    num_classes: int = 0
+    train_size: int = 0
+    split: InMemorySplit | None = None
+    noise: LabelNoise | None = None
+
+
+def load_split(config: ExpressionConfig, split: str, on_bad_sample: str = "error"):
+    return load_expression_split(config.dataset, split, config.data_dir, config.tfds_dir,
+                                 on_bad_sample=on_bad_sample, num_classes=config.num_classes)  # fmt: skip
+
+
+def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, erasing: bool = False, run=None,
+                  with_index: bool = False) -> ExpressionData:  # fmt: skip
+    """The epoch stream over the training split (two views, clean and erased, when ``erasing``) and the
+    validation set held out of it (``val_fraction``; the originals selected epochs on the test set).
+
+    ``config.label_noise`` replaces that fraction of the training labels (never the validation
+    split's; :mod:`kdface.data.label_noise`); the draw is written to ``run``'s ``label_noise.csv``.
+    ``with_index`` makes the inputs ``{"image", "index"}``: the sample's position in the training
+    split, for per-sample state kept in a model variable (so backups carry it).
+    """
+    train_split, val_split = config.splits(config.train_split)
+    source = load_split(config, train_split, on_bad_sample)
+    split = InMemorySplit.load(source.dataset, int(config.max_memory_gb * 2**30))
+    noise = LabelNoise.inject(split.keys, split.labels, config.label_noise, source.num_classes, config.noise_seed)
+    if noise.count:
+        split = dataclasses.replace(split, labels=noise.noisy)
+        print(f"label noise: {noise.count} of {len(split)} training labels replaced by another class "
+              f"(--label-noise {config.label_noise}, --noise-seed {config.noise_seed})")  # fmt: skip
+        if run is not None and run.chief:
+            write_text(run.path / "label_noise.csv", noise.csv(source.class_names))
+    augmentation = config.augmentation()
+
+    def stream(start_epoch: int = 0, skip_batches: int = 0):
+        return expression_training_stream(
+            split, image_size=config.image_size, batch_size=config.batch_size, num_classes=source.num_classes,
+            augment=augmentation.augment, erasing=ErasingConfig() if erasing else None,
+            view_erasing=augmentation.view_erasing, with_index=with_index, balanced=config.balanced_sampler,
+            seed=config.seed, start_epoch=start_epoch, skip_batches=skip_batches,
+        )  # fmt: skip
+
+    val, skipped = None, list(source.skipped)
+    if val_split is not None:
+        val_source = load_split(config, val_split, on_bad_sample)
+        val = expression_dataset(val_source.dataset, image_size=config.image_size, batch_size=config.batch_size,
+                                 cache=True)  # fmt: skip
+    card = {
+        "task": "expressions",
+        "class_names": list(source.class_names),
+        "num_classes": source.num_classes,
+        "image_size": config.image_size,
+        "resize_size": resize_size(config.image_size),
+        "train_class_counts": split.class_counts(source.num_classes).tolist(),
+        **({"label_noise": noise.summary()} if noise.count else {}),
+    }
+    return ExpressionData(
+        stream=stream, steps_per_epoch=config.steps_per_epoch or len(split) // config.batch_size, val=val,
+        monitor="val_accuracy", mode="max", skipped=skipped, card=card, class_names=tuple(source.class_names),
+        num_classes=source.num_classes, train_size=len(split), split=split, noise=noise,
+    )  # fmt: skip
+
+
+# --- models ---------------------------------------------------------------------------------------------
+
+
+def probabilities_model(images, logits, name: str) -> keras.Model:
+    """The deployable Functional model: images -> softmax probabilities (layer ``probabilities``)."""
+    return keras.Model(images, keras.layers.Softmax(name="probabilities")(logits), name=name)
+
+
+def group_adam(config: ExpressionConfig, steps_per_epoch: int, groups=()) -> GroupAdam:
+    """Adam (eps 1e-8), coupled L2 ``weight_decay``, lr ``learning_rate * lr_gamma ** (epoch - 1)``."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.learning_rate, decay_steps=steps_per_epoch, decay_rate=config.lr_gamma, staircase=True
+    )
+    return GroupAdam(schedule, groups=groups, coupled_weight_decay=config.weight_decay)
