@@ -1,0 +1,128 @@
+"""SynthFacesConfig, what ``generate`` writes (sizes, presets), and the train/test identity split."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdface.data.synthfaces.sampling import _TAG_SPLIT
+
+
+@dataclass
+class SynthFacesConfig:
+    """What :func:`generate` writes. The defaults are the ``demo`` preset."""
+
+    seed: int = 0
+    num_identities: int = 120
+    test_identity_fraction: float = 0.2  # identities reserved for the test splits
+    # 300W-style landmark tree
+    image_size: int = 128  # square images
+    face_fraction: float = 0.667  # face width / image width (image = 1.5x the face)
+    w300_train: int = 2000  # split over lfpw/trainset, helen/trainset, afw in the real proportions
+    w300_common: int = 300  # lfpw/testset + helen/testset
+    w300_challenging: int = 100  # ibug: stronger pose jitter, more occlusion, harsher imaging
+    # RAF-DB basic-expression tree (aligned faces)
+    rafdb_size: int = 100
+    rafdb_train: int = 1500
+    rafdb_test: int = 400
+    # CASIA-WebFace-style identity folders
+    identity_size: int = 112
+    num_identity_folders: int = 100
+    images_per_identity: int = 6  # images per identity in the identities/ tree
+    # appearance
+    occlusion_fraction: float = 0.3
+    challenging_occlusion_fraction: float = 0.5
+    rafdb_test_occlusion_fraction: float = 0.5  # RAF-DB test images only (its occlusion list)
+    pose_jitter: float = 1.0
+    challenging_pose_jitter: float = 2.0
+    expression_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # RAF-DB order 1..7
+    jpeg_quality: int = 95
+
+    @classmethod
+    def demo(cls, **overrides) -> SynthFacesConfig:
+        """About 2000/300/100 300W images, 1500/400 RAF-DB, 100 x 6 identity images (< 1 min)."""
+        return cls(**overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> SynthFacesConfig:
+        """A few dozen images per split, for unit tests (a couple of seconds)."""
+        values = dict(
+            num_identities=12,
+            test_identity_fraction=0.25,
+            image_size=96,
+            w300_train=24,
+            w300_common=10,
+            w300_challenging=8,
+            rafdb_train=24,
+            rafdb_test=12,
+            num_identity_folders=6,
+            images_per_identity=3,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def full(cls, **overrides) -> SynthFacesConfig:
+        """Roughly the real datasets' sizes (300W 3148/554/135, RAF-DB 12271/3068, 1000 x 20 identities)."""
+        values = dict(
+            num_identities=1000,
+            w300_train=3148,
+            w300_common=554,
+            w300_challenging=135,
+            rafdb_train=12271,
+            rafdb_test=3068,
+            num_identity_folders=1000,
+            images_per_identity=20,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> SynthFacesConfig:
+        presets = {"demo": cls.demo, "tiny": cls.tiny, "full": cls.full}
+        if name not in presets:
+            raise ValueError(f"unknown SynthFaces preset {name!r}; expected one of {sorted(presets)}")
+        return presets[name](**overrides)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["expression_weights"] = list(self.expression_weights)
+        return d
+
+    def validate(self) -> None:
+        if self.num_identities < 2:
+            raise ValueError("num_identities must be >= 2 (train and test identities are disjoint)")
+        train_ids, test_ids = identity_split(self)
+        if self.rafdb_train < 2 * len(train_ids) or self.rafdb_test < 2 * len(test_ids):
+            raise ValueError(
+                f"rafdb_train/rafdb_test ({self.rafdb_train}/{self.rafdb_test}) must be at least twice the "
+                f"number of train/test identities ({len(train_ids)}/{len(test_ids)}): every identity gets "
+                "a neutral/expressive pair"
+            )
+        if self.num_identity_folders > self.num_identities:
+            raise ValueError("num_identity_folders must not exceed num_identities")
+        if (
+            len(self.expression_weights) != 7
+            or min(self.expression_weights) < 0
+            or sum(self.expression_weights) <= 0
+        ):
+            raise ValueError("expression_weights needs 7 non-negative weights (RAF-DB order 1..7)")
+        fractions = (
+            self.occlusion_fraction,
+            self.challenging_occlusion_fraction,
+            self.rafdb_test_occlusion_fraction,
+        )
+        if not all(0 <= f <= 1 for f in fractions):
+            raise ValueError("occlusion fractions must be in [0, 1]")
+
+
+def identity_split(config: SynthFacesConfig) -> tuple[list[int], list[int]]:
+    """(train identity ids, test identity ids), disjoint, deterministic from the seed."""
+    rng = np.random.default_rng([int(config.seed), _TAG_SPLIT])
+    perm = rng.permutation(config.num_identities)
+    n_test = min(
+        config.num_identities - 1, max(1, int(round(config.test_identity_fraction * config.num_identities)))
+    )
+    return sorted(int(i) for i in perm[n_test:]), sorted(int(i) for i in perm[:n_test])
