@@ -8,8 +8,8 @@ Examples: python test.py --model models/students/synthface_kd.keras --dataset sy
               --data-dir datasets/RAF-DB
           python test.py --model models/teachers/synthface_scn_resnet18_noise20.keras --split test --split train
 
-The task (landmarks or expressions) comes from each model's card (<model>.json). For SCN models the
-per-image predictions also hold each image's importance weight (--split train: the training set's).
+The task (landmarks, expressions, ...) comes from each model's card (<model>.json) and decides the
+evaluation. Models with a per-image output (SCN's importance weight) also get it per image.
 """
 
 import argparse
@@ -19,21 +19,20 @@ from kdface.cli import HelpFormatter, quiet_tensorflow, run_cli
 
 def main(argv=None):
     quiet_tensorflow()
+    from kdface.tasks import get_task, task_names
+
+    tasks = [get_task(name) for name in task_names()]
+    datasets = sorted({name for task in tasks for name in task.datasets()})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=HelpFormatter)
     parser.add_argument("--model", action="append", required=True,
                         help="a saved .keras model; repeat to compare several in one report")  # fmt: skip
-    parser.add_argument(
-        "--dataset",
-        help="landmarks: synthface, 300w, cofw, wflw; expressions: synthface, raf-db, occlusion-raf-db, "
-        "ferplus, occlusion-ferplus, affectnet, occlusion-affectnet, fed-ro "
-        "(default: the model card's dataset)",
-    )
+    parser.add_argument("--dataset", choices=datasets, metavar="DATASET",
+                        help="; ".join(f"{t.name}: {', '.join(t.datasets())}" for t in tasks)
+                        + " (default: the model card's dataset)")  # fmt: skip
     parser.add_argument("--split", action="append",
                         help="test split(s) (default: all of the dataset's, e.g. common/challenging/full, or test/occluded)")  # fmt: skip
     parser.add_argument("--data-dir", help="raw dataset folder (default: SynthFaces demo folder)")
     parser.add_argument("--tfds-dir", default="datasets/tfds", help="where prepared TFDS records are kept")
-    parser.add_argument("--normaliser", choices=("300w", "cofw", "wflw", "wflw_interpupil"),
-                        help="NME normaliser (default: the dataset's; wflw_interpupil = the KD-Loss original's)")  # fmt: skip
     parser.add_argument(
         "--image", help="a photo: detect faces (OpenCV Haar cascade), predict, write an overlay"
     )
@@ -45,40 +44,31 @@ def main(argv=None):
                              "counted and listed in --out")  # fmt: skip
     parser.add_argument("--unsafe-load-model", action="store_true",
                         help="allow models that contain Python code (Lambda layers); only for files you trust")  # fmt: skip
+    for task in tasks:
+        if task.add_test_arguments is not None:
+            task.add_test_arguments(parser)
     args = parser.parse_args(argv)
     run_cli(_run, args)
 
 
-def _task(model_paths) -> str:
-    from kdface.tasks.landmarks.evaluation import read_model_card
+def _task(model_paths):
+    from kdface.errors import RunError
+    from kdface.io.cards import model_task
+    from kdface.tasks import get_task
 
-    tasks = {read_model_card(path).get("task", "landmarks") for path in model_paths}
+    tasks = {model_task(path) for path in model_paths}
     if len(tasks) > 1:
-        raise SystemExit(
-            f"--model files mix tasks {sorted(tasks)}; evaluate landmark and expression models separately"
-        )
-    return tasks.pop()
+        raise RunError(f"--model files mix tasks {sorted(tasks)}; evaluate models of one task at a time")
+    return get_task(tasks.pop())
 
 
 def _run(args):
-    from kdface.tasks.landmarks import evaluation
-
-    if _task(args.model) == "expressions":
-        from kdface.tasks.expressions import evaluation as expression_evaluation
-
-        if args.image:
-            for model in args.model:
-                expression_evaluation.predict_photo(model, args.image, args.out, args.unsafe_load_model)
-        else:
-            expression_evaluation.evaluate(args.model, args.dataset, args.split, args.data_dir, args.tfds_dir,
-                                           args.out, args.on_bad_sample, args.unsafe_load_model)  # fmt: skip
-        return
+    task = _task(args.model)
     if args.image:
         for model in args.model:
-            evaluation.predict_photo(model, args.image, args.out, args.unsafe_load_model)
+            task.predict_photo(model, args.image, args.out, args.unsafe_load_model)
     else:
-        evaluation.evaluate(args.model, args.dataset, args.split, args.data_dir, args.tfds_dir, args.out,
-                            args.normaliser, args.on_bad_sample, args.unsafe_load_model)  # fmt: skip
+        task.evaluate(args.model, args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ more often than a missing feature, so the error lists what is known and suggests
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
@@ -55,3 +57,11 @@ class Registry(Generic[T]):
 
     def items(self):
         return sorted(self._entries.items())
+
+
+def import_submodules(package: str, path) -> None:
+    """Import every module of ``package`` (whose ``__path__`` is ``path``): each registers itself, so a
+    new method or task is a new file and nothing else."""
+    for module in pkgutil.iter_modules(path):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")

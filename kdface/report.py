@@ -210,6 +210,22 @@ def write_report_markdown(
 # --------------------------------------------------------------------------- photo mode (test.py --image)
 
 
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+def detect_faces(image_rgb: np.ndarray) -> np.ndarray:
+    """Haar-cascade face boxes ``(K, 4)`` as ``(x0, y0, x1, y1)``, largest first."""
+    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_CASCADE))
+    if cascade.empty():
+        raise RuntimeError(
+            f"OpenCV's {HAAR_CASCADE} could not be loaded (opencv-python-headless 4.x ships it)"
+        )
+    gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+    boxes = np.array([(x, y, x + w, y + h) for x, y, w, h in found], np.float32).reshape(-1, 4)
+    return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]))]
+
+
 def read_photo(photo) -> np.ndarray:
     """A photo as ``H x W x 3`` uint8 RGB."""
     bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)

@@ -260,27 +260,27 @@ MIRRORED_FER_STEP = textwrap.dedent("""
         inputs = keras.Input((SIZE, SIZE, 3))
         h = keras.layers.Conv2D(channels, 3, strides=32, padding="same", use_bias=False)(inputs)  # no bias: BN cancels it
         h = keras.layers.BatchNormalization(momentum=0.9)(h)
-        return keras.Model(inputs, [h, keras.layers.GlobalAveragePooling2D()(h)], name=name)
+        return keras.Model(inputs, {"feature_map": h, "embedding": keras.layers.GlobalAveragePooling2D()(h)}, name=name)
 
     def build(method):
         keras.utils.set_random_seed(1)
         if method == "fer":
             inputs = keras.Input((SIZE, SIZE, 3))
-            _, pooled = backbone("net", 8)(inputs)
+            pooled = backbone("net", 8)(inputs)["embedding"]
             model = ExpressionClassifier(keras.Model(inputs, keras.layers.Dense(K)(pooled)))
             synchronize_batchnorm(model)  # global-batch statistics: the step is then device-count free
         elif method == "scn":
             inputs = keras.Input((SIZE, SIZE, 3))
-            _, pooled = backbone("net", 8)(inputs)
-            network = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid", name="importance")(pooled),
-                                           keras.layers.Dense(K, name="classifier")(pooled)])
+            pooled = backbone("net", 8)(inputs)["embedding"]
+            network = keras.Model(inputs, {"importance": keras.layers.Dense(1, activation="sigmoid", name="importance")(pooled),
+                                           "logits": keras.layers.Dense(K, name="classifier")(pooled)})
             # margin 0.5 keeps RR active; relabel from the first step with margin 0: every sample whose
             # argmax differs from its label changes
-            model = SCN(network, BATCH, steps_per_epoch=1, margin=0.5, relabel_epoch=1, relabel_margin=0.0)
+            model = SCN(network, BATCH, margin=0.5, relabel_epoch=1, relabel_margin=0.0)
             model.set_labels(y)
             synchronize_batchnorm(model)  # same per-sample outputs on 1 or 2 devices
         else:
-            model = IGKD(backbone("teacher", 6), backbone("student", 4), K, steps_per_epoch=1, fusion_dropout=0.0)
+            model = IGKD(backbone("teacher", 6), backbone("student", 4), K, fusion_dropout=0.0)
         model.compile(optimizer=GroupAdam(1e-3, coupled_weight_decay=1e-4))
         return model
 

@@ -111,13 +111,12 @@ def _tiny_backbone(name, channels, size=96):
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(channels, 3, strides=32, padding="same")(inputs)  # a 3 x 3 "layer-4 map"
     x = keras.layers.BatchNormalization()(x)
-    return keras.Model(inputs, [x, keras.layers.GlobalAveragePooling2D()(x)], name=name)
+    return keras.Model(inputs, {"feature_map": x, "embedding": keras.layers.GlobalAveragePooling2D()(x)}, name=name)
 
 
 def _tiny_igkd(seed=0):
     keras.utils.set_random_seed(seed)
-    model = igkd.IGKD(_tiny_backbone("teacher", 6), _tiny_backbone("student", 4), num_classes=3, steps_per_epoch=2,
-                      fusion_dropout=0.0)  # fmt: skip
+    model = igkd.IGKD(_tiny_backbone("teacher", 6), _tiny_backbone("student", 4), num_classes=3, fusion_dropout=0.0)
     model.compile(optimizer=GroupAdam(1e-3))
     return model
 
@@ -170,16 +169,33 @@ def test_deploy_model_is_the_clean_student_path_and_saves_safely(tmp_path):
     assert not any("teacher" in n or "classifier_t" in n or "classifier_s1" in n for n in names), names
 
 
-def test_ramps_follow_the_optimizer_step():
+def test_ramps_follow_the_epoch_the_trainer_sets(tmp_path):
+    from kdface.training import RunDirectory, trainer
+
     model = _tiny_igkd()
     assert float(model.epoch()) == 1.0
-    model.optimizer.iterations.assign(5)  # steps_per_epoch = 2: step 5 is in epoch 3
+    model.epoch_index.assign(2)  # the trainer's EpochCounter sets the 0-based epoch at its start
     assert float(model.epoch()) == 3.0
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(self.model.epoch()))
+
+    split = encoded_split([0, 1, 2, 0, 1, 2, 0, 1], size=40)
+
+    def stream(start_epoch, skip):
+        return expression_training_stream(split, image_size=96, batch_size=4, num_classes=3, erasing=ErasingConfig(),
+                                          seed=1, start_epoch=start_epoch, skip_batches=skip)  # fmt: skip
+
+    run = RunDirectory(tmp_path / "run").open({"name": "test"})
+    trainer.fit(model, stream, None, run=run, epochs=3, steps_per_epoch=2, verbose=0, callbacks=[Record()])
+    assert seen == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
 
 
 def test_small_maps_are_refused_with_the_fix():
     with pytest.raises(ValueError, match="image-size of at least 96"):
-        igkd.IGKD(_tiny_backbone("t", 6, size=64), _tiny_backbone("s", 4, size=64), 3, 2)
+        igkd.IGKD(_tiny_backbone("t", 6, size=64), _tiny_backbone("s", 4, size=64), 3)
 
 
 def test_fer_classifier_trains_on_both_views():
@@ -206,9 +222,7 @@ def test_igkd_run_interrupted_mid_epoch_resumes_to_identical_weights(tmp_path):
 
     def model(seed):
         keras.utils.set_random_seed(seed)
-        m = igkd.IGKD(
-            _tiny_backbone("teacher", 6), _tiny_backbone("student", 4), num_classes=3, steps_per_epoch=3
-        )
+        m = igkd.IGKD(_tiny_backbone("teacher", 6), _tiny_backbone("student", 4), num_classes=3)
         m.compile(optimizer=GroupAdam(1e-3, groups=m.lr_groups(igkd.IGKDConfig()), coupled_weight_decay=1e-4))
         return m
 

@@ -20,8 +20,6 @@ from kdface.losses import (
 from kdface.methods import scn
 from kdface.tasks.expressions.pipeline import (
     IMAGENET_MEAN,
-    ErasingConfig,
-    ExpressionAugment,
     expression_training_stream,
     random_erasing,
 )
@@ -158,7 +156,7 @@ def test_scn_erasing_fills_the_imagenet_mean_with_probability_half():
     image = tf.zeros((32, 32, 3))
     applied = 0
     for i in range(200):
-        out = random_erasing(image, tf.constant([i, 0], tf.int64), ErasingConfig.scn()).numpy()
+        out = random_erasing(image, tf.constant([i, 0], tf.int64), scn.AUGMENTATION.view_erasing).numpy()
         erased = np.any(out != 0, axis=-1)
         if erased.any():
             applied += 1
@@ -172,8 +170,8 @@ def test_scn_erasing_fills_the_imagenet_mean_with_probability_half():
 
 def test_scn_stream_yields_sample_indices_and_one_augmentation_at_most():
     split = encoded_split([0, 1, 2, 0, 1, 2, 0, 1])
-    stream = expression_training_stream(split, image_size=32, batch_size=8, num_classes=3, augment=ExpressionAugment.scn(),
-                                         view_erasing=ErasingConfig.scn(), with_index=True, seed=0)  # fmt: skip
+    stream = expression_training_stream(split, image_size=32, batch_size=8, num_classes=3, augment=scn.AUGMENTATION.augment,
+                                         view_erasing=scn.AUGMENTATION.view_erasing, with_index=True, seed=0)  # fmt: skip
     x, y = next(iter(stream))
     assert sorted(x["index"].numpy().tolist()) == list(range(8))  # a permutation of the split
     np.testing.assert_array_equal(split.labels[x["index"].numpy()], y.numpy())
@@ -194,7 +192,7 @@ def _fixed_network(alpha_logit: float, size=8):
     z = np.array([3.0, 0, 1, 0, 0, 0, 0], np.float32)
     logits = keras.layers.Dense(K, name="classifier", kernel_initializer="zeros",
                                 bias_initializer=keras.initializers.Constant(z))(pooled)  # fmt: skip
-    return keras.Model(images, [importance, logits])
+    return keras.Model(images, {"importance": importance, "logits": logits})
 
 
 def _step(model, index, size=8):
@@ -204,11 +202,12 @@ def _step(model, index, size=8):
 
 @pytest.mark.parametrize(("alpha_logit", "relabelled"), [(20.0, True), (-0.8473, False)])  # alpha 1 / 0.3
 def test_train_step_relabels_from_the_configured_epoch(alpha_logit, relabelled):
-    model = scn.SCN(_fixed_network(alpha_logit), num_samples=6, steps_per_epoch=1, relabel_epoch=2)
+    model = scn.SCN(_fixed_network(alpha_logit), num_samples=6, relabel_epoch=2)
     model.set_labels([2, 2, 0, 2, 5, 1])
     model.compile(optimizer=keras.optimizers.SGD(0.0))  # the outputs stay the spec's
     logs = _step(model, [0, 1, 2, 3])  # epoch 1: before relabel_epoch -> nothing changes
     assert model.labels.numpy().tolist() == [2, 2, 0, 2, 5, 1] and logs["relabels"] == 0
+    model.epoch_index.assign(1)  # what the trainer does at the start of (0-based) epoch 1
     logs = _step(model, [0, 2, 3])  # epoch 2: the batch's samples may change, the others not
     expected = [0, 2, 0, 0, 5, 1] if relabelled else [2, 2, 0, 2, 5, 1]
     assert model.labels.numpy().tolist() == expected
@@ -216,7 +215,7 @@ def test_train_step_relabels_from_the_configured_epoch(alpha_logit, relabelled):
 
 
 def test_the_step_uses_the_variable_labels_and_the_old_label_for_its_own_loss():
-    model = scn.SCN(_fixed_network(20.0), num_samples=2, steps_per_epoch=1, relabel_epoch=1)
+    model = scn.SCN(_fixed_network(20.0), num_samples=2, relabel_epoch=1)
     model.set_labels([2, 0])
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     logs = _step(model, [0, 0])  # label 2 (the stream's label 0 is ignored) -> CE of class 2
@@ -236,8 +235,8 @@ def test_relabel_scope_low_only_touches_the_low_importance_group():
                                     bias_initializer="zeros")(pooled)  # fmt: skip
     logits = keras.layers.Dense(K, name="classifier", kernel_initializer="zeros",
                                 bias_initializer=keras.initializers.Constant([30.0, 0, 1, 0, 0, 0, 0]))(pooled)  # fmt: skip
-    model = scn.SCN(keras.Model(images, [importance, logits]), num_samples=5, steps_per_epoch=1, relabel_epoch=1,
-                    relabel_scope="low")  # fmt: skip
+    model = scn.SCN(keras.Model(images, {"importance": importance, "logits": logits}), num_samples=5,
+                    relabel_epoch=1, relabel_scope="low")  # fmt: skip
     model.set_labels([2] * 5)
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     x = {"image": np.stack([np.full((8, 8, 3), v / 10, np.float32) for v in (5, 1, 4, 2, 3)]),
@@ -250,18 +249,19 @@ def test_relabel_scope_low_only_touches_the_low_importance_group():
 def test_deploy_model_outputs_weighted_probabilities_and_saves_safely(tmp_path):
     config = scn.SCNConfig(image_size=32).resolved()
     network = scn.build_scn_network(config, K)
-    model = scn.SCN(network, num_samples=3, steps_per_epoch=1)
+    model = scn.SCN(network, num_samples=3)
     images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
-    alpha, z = (np.asarray(t) for t in network(images))
+    outputs = network(images)
+    alpha, z = np.asarray(outputs["importance"]), np.asarray(outputs["logits"])
     expected = tf.nn.softmax(alpha * z).numpy()
     np.testing.assert_allclose(model.deploy_model(images), expected, atol=1e-6)
     assert np.all((alpha > 0) & (alpha < 1))
     model.deploy_model.save(tmp_path / "scn.keras")
     from kdface.io.safe_load import load_keras_model
-    from kdface.tasks.expressions.evaluation import with_importance
+    from kdface.tasks.expressions.evaluation import with_per_image_output
 
     loaded = load_keras_model(tmp_path / "scn.keras")
-    p, w = with_importance(loaded).predict_on_batch(images)
+    p, w = with_per_image_output(loaded, scn.IMPORTANCE_LAYER).predict_on_batch(images)
     np.testing.assert_allclose(p, expected, atol=1e-6)
     np.testing.assert_allclose(w, alpha, atol=1e-6)
 
@@ -269,8 +269,8 @@ def test_deploy_model_outputs_weighted_probabilities_and_saves_safely(tmp_path):
 def test_iresnet_backbone_builds_for_scn():
     config = scn.SCNConfig(image_size=32, backbone="iresnet18").resolved()
     network = scn.build_scn_network(config, K)
-    assert [tuple(t.shape) for t in network.outputs] == [(None, 1), (None, K)]
-    assert network.get_layer("iresnet18").output[1].shape[-1] == 512
+    assert {k: tuple(t.shape) for k, t in network.output.items()} == {"importance": (None, 1), "logits": (None, K)}
+    assert network.get_layer("iresnet18").output["embedding"].shape[-1] == 512
 
 
 def test_scn_run_interrupted_mid_epoch_resumes_to_identical_weights_and_labels(tmp_path):
@@ -279,8 +279,8 @@ def test_scn_run_interrupted_mid_epoch_resumes_to_identical_weights_and_labels(t
     split = encoded_split([0, 0, 0, 0, 1, 1, 2, 2, 0, 1, 2, 0], size=40)
 
     def stream(start_epoch, skip):
-        return expression_training_stream(split, image_size=32, batch_size=4, num_classes=3, augment=ExpressionAugment.scn(),
-                                          view_erasing=ErasingConfig.scn(), with_index=True, seed=1,
+        return expression_training_stream(split, image_size=32, batch_size=4, num_classes=3, augment=scn.AUGMENTATION.augment,
+                                          view_erasing=scn.AUGMENTATION.view_erasing, with_index=True, seed=1,
                                           start_epoch=start_epoch, skip_batches=skip)  # fmt: skip
 
     def model(seed):
@@ -289,9 +289,9 @@ def test_scn_run_interrupted_mid_epoch_resumes_to_identical_weights_and_labels(t
         h = keras.layers.Conv2D(4, 3, strides=8, padding="same")(images)
         h = keras.layers.BatchNormalization()(h)
         pooled = keras.layers.GlobalAveragePooling2D()(h)
-        net = keras.Model(images, [keras.layers.Dense(1, activation="sigmoid", name="importance")(pooled),
-                                   keras.layers.Dense(3, name="classifier")(pooled)])  # fmt: skip
-        m = scn.SCN(net, num_samples=len(split), steps_per_epoch=3, relabel_epoch=2, relabel_margin=0.0)
+        net = keras.Model(images, {"importance": keras.layers.Dense(1, activation="sigmoid", name="importance")(pooled),
+                                   "logits": keras.layers.Dense(3, name="classifier")(pooled)})  # fmt: skip
+        m = scn.SCN(net, num_samples=len(split), relabel_epoch=2, relabel_margin=0.0)
         m.set_labels(split.labels)
         m.compile(optimizer=GroupAdam(1e-2, coupled_weight_decay=1e-4))
         return m

@@ -10,12 +10,10 @@ evaluation and model card) and the roles it trains: ``teacher`` (``train_teacher
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 
-from kdface.registry import Registry
+from kdface.registry import Registry, import_submodules
 
 ROLES = ("teacher", "student")
 
@@ -59,12 +57,9 @@ def register_method(method: Method) -> Method:
 def discover() -> None:
     """Import every method module of this package (each registers itself)."""
     global _discovered
-    if _discovered:
-        return
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
-    _discovered = True
+    if not _discovered:
+        import_submodules(__name__, __path__)
+        _discovered = True
 
 
 def get_method(name: str) -> Method:

@@ -9,13 +9,9 @@ its name.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from collections.abc import Callable
 
-from kdface.registry import Registry
-
-LEGACY_TASK = "landmarks"  # the task of model cards without a "task" field (the first kdface models)
+from kdface.registry import Registry, import_submodules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +40,10 @@ def register_task(task: Task) -> Task:
 
 
 def discover() -> None:
+    """Import every task package (each registers itself)."""
     global _discovered
     if not _discovered:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
+        import_submodules(__name__, __path__)
         _discovered = True
 
 

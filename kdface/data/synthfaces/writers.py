@@ -24,8 +24,8 @@ from kdface.data.synthfaces.occluders import landmark_occlusion
 from kdface.data.synthfaces.params import EXPRESSION_NAMES, OCCLUDER_TYPES
 from kdface.data.synthfaces.plan import _Job, _job_params, _plan
 from kdface.data.synthfaces.render import render_face
-from kdface.tasks.landmarks.w300 import write_pts
 from kdface.io.atomic import write_bytes, write_text
+from kdface.tasks.landmarks.w300 import write_pts
 
 GENERATOR_VERSION = "1.1.0"  # 1.1.0: rafdb_occlusion_list.txt, rafdb_test_occlusion_fraction
 OCCLUSION_LIST = "rafdb_occlusion_list.txt"  # under rafdb/; codes are OCCLUDER_TYPES indices (1..5)

@@ -16,11 +16,14 @@ import cv2
 import numpy as np
 
 from kdface import metrics, report
+from kdface.errors import UnknownNameError
 from kdface.io import load_keras_model, write_json
 from kdface.io.atomic import write_text
+from kdface.io.cards import read_model_card
+from kdface.registry import unknown_name_message
+from kdface.report import detect_faces
 from kdface.tasks.expressions.labels import CLASS_NAMES
 from kdface.tasks.expressions.pipeline import expression_dataset, prepare_eval
-from kdface.tasks.landmarks.evaluation import detect_faces, read_model_card
 
 
 def class_names_of(model, card: dict) -> tuple[str, ...]:
@@ -32,25 +35,32 @@ def class_names_of(model, card: dict) -> tuple[str, ...]:
     return names
 
 
-IMPORTANCE_LAYER = "importance"  # SCN's per-image importance weight (a sigmoid, shape (B, 1))
+# Cards written before they named their per-image output: SCN's models, whose layer was this one.
+LEGACY_PER_IMAGE_OUTPUT = "importance"
 
 
-def with_importance(model):
-    """``model`` extended to also return its ``importance`` layer's output (SCN models), or None."""
+def per_image_output(model, card: dict) -> str | None:
+    """The layer whose output the model's card asks to report per image (e.g. SCN's importance
+    weight, shape (B, 1)), if the model has it."""
+    name = card.get("per_image_output", LEGACY_PER_IMAGE_OUTPUT)
+    return name if name in {layer.name for layer in model.layers} else None
+
+
+def with_per_image_output(model, layer: str | None):
+    """``model`` extended to also return ``layer``'s output, or None without a layer."""
     import keras
 
-    if IMPORTANCE_LAYER not in {layer.name for layer in model.layers}:
+    if layer is None:
         return None
-    return keras.Model(model.input, [model.output, model.get_layer(IMPORTANCE_LAYER).output])
+    return keras.Model(model.input, [model.output, model.get_layer(layer).output])
 
 
 def predict_source(model, source, num_classes: int, batch_size: int = 64, both=None):
-    """``(labels, probabilities, keys, excluded, importance)`` over a split; ``excluded`` counts test
-    images whose class the model lacks; ``importance`` is the per-image weight of an SCN model, else None.
-    ``both``: ``with_importance(model)`` if the caller already built it (one per model, not per split)."""
+    """``(labels, probabilities, keys, excluded, per_image)`` over a split; ``excluded`` counts test
+    images whose class the model lacks; ``per_image`` is the per-image output of ``both``
+    (:func:`with_per_image_output`, built once per model), else None."""
     size = int(model.input_shape[1])
     ds = expression_dataset(source.dataset, image_size=size, batch_size=batch_size, with_key=True)
-    both = both if both is not None else with_importance(model)
     labels, probs, keys, weights, excluded = [], [], [], [], 0
     for images, y, k in ds:
         y = y.numpy()
@@ -72,10 +82,10 @@ def predict_source(model, source, num_classes: int, batch_size: int = 64, both=N
     return np.concatenate(labels), np.concatenate(probs), keys, excluded, importance
 
 
-def _predictions_csv(keys, labels, probabilities, names, importance=None) -> str:
+def _predictions_csv(keys, labels, probabilities, names, importance=None, column: str = "") -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["key", "label", "predicted", *([IMPORTANCE_LAYER] if importance is not None else []),
+    writer.writerow(["key", "label", "predicted", *([column] if importance is not None else []),
                      *[f"p_{n}" for n in names]])  # fmt: skip
     for i, (key, label, p) in enumerate(zip(keys, labels, probabilities, strict=True)):
         weight = [f"{importance[i]:.5f}"] if importance is not None else []
@@ -92,23 +102,23 @@ def importance_summary(importance, labels, probabilities) -> dict:
     return {"mean": float(importance.mean()), "mean_correct": mean(correct), "mean_wrong": mean(~correct)}
 
 
-def plot_importance(importance, labels, probabilities, path, title) -> None:
-    """Histograms of the importance weights of correctly and wrongly classified images."""
+def plot_importance(importance, labels, probabilities, path, title, what: str = "importance weight") -> None:
+    """Histograms of a per-image output of correctly and wrongly classified images."""
     correct = np.argmax(probabilities, axis=-1) == labels
-    metrics.plot_weight_histograms(importance, [(correct, "correct"), (~correct, "wrong")], path, "importance weight",
-                                   title)  # fmt: skip
+    metrics.plot_weight_histograms(importance, [(correct, "correct"), (~correct, "wrong")], path, what, title)
 
 
 def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="datasets/tfds", out_dir="runs/test",
              on_bad_sample="error", unsafe_load_model=False) -> dict:  # fmt: skip
     """Evaluate each model on each test split; writes report.json, report.md, confusion matrices and
-    per-image predictions (``predictions_<model>_<split>.csv``; with an ``importance`` column and an
-    importance histogram for SCN models: ``--split train`` dumps the weights of the training set)."""
+    per-image predictions (``predictions_<model>_<split>.csv``). A model whose card names a per-image
+    output (SCN: ``importance``) also gets that column, its mean in the report and a histogram
+    (``--split train`` dumps the training set's)."""
     from kdface.tasks.expressions.sources import EXPRESSION_TEST_SPLITS, load_expression_split
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, rows, images, skipped = {}, [], {}, []
+    results, rows, images, skipped, per_image_columns = {}, [], {}, [], set()
     for model_path in model_paths:
         card = read_model_card(model_path)
         name = Path(model_path).stem
@@ -116,11 +126,10 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
         if ds_name is None:
             raise ValueError(f"{model_path} has no model card; pass --dataset")
         if ds_name not in EXPRESSION_TEST_SPLITS:
-            raise ValueError(
-                f"unknown expression dataset {ds_name!r}; known: {sorted(EXPRESSION_TEST_SPLITS)}"
-            )
+            raise UnknownNameError(unknown_name_message("expression dataset", ds_name, EXPRESSION_TEST_SPLITS))
         model = load_keras_model(model_path, unsafe=unsafe_load_model)
-        both = with_importance(model)
+        layer = per_image_output(model, card)
+        both = with_per_image_output(model, layer)
         names = class_names_of(model, card)
         results[name] = {
             "model": str(model_path),
@@ -135,24 +144,25 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
             summary = metrics.summarize_classification(labels, probs, names)
             summary["excluded_classes_count"] = excluded
             if importance is not None:
-                summary["importance"] = importance_summary(importance, labels, probs)
-                plot = out_dir / f"importance_{name}_{split}.png"
-                plot_importance(importance, labels, probs, plot, title=f"{name} on {ds_name} {split}")
-                images[f"{name} on {split}: importance weights"] = plot.name
+                summary[layer] = importance_summary(importance, labels, probs)
+                plot = out_dir / f"{layer}_{name}_{split}.png"
+                plot_importance(importance, labels, probs, plot, title=f"{name} on {ds_name} {split}", what=layer)
+                images[f"{name} on {split}: {layer}"] = plot.name
             results[name]["splits"][split] = summary
             plot = out_dir / f"confusion_{name}_{split}.png"
             metrics.plot_confusion(summary["confusion"], names, plot, title=f"{name} on {ds_name} {split}")
             images[f"{name} on {split}: confusion matrix (% of the true class)"] = plot.name
             write_text(
                 out_dir / f"predictions_{name}_{split}.csv",
-                _predictions_csv(keys, labels, probs, names, importance),
+                _predictions_csv(keys, labels, probs, names, importance, layer),
             )
             row = {"model": name, "split": split, "accuracy": summary["accuracy"],
                    "mean_class_accuracy": summary["mean_class_accuracy"], "count": summary["count"],
                    "train_s": card.get("train_seconds", "")}  # fmt: skip
             row.update({n: summary["per_class"][n]["accuracy"] for n in names})
             if importance is not None:
-                row["importance"] = round(summary["importance"]["mean"], 4)
+                row["per_image_output"] = round(summary[layer]["mean"], 4)
+                per_image_columns.add(layer)
             rows.append(row)
             print(f"{name:>32s}  {split:>10s}  accuracy {summary['accuracy']:6.2f}%  "
                   f"mean class accuracy {summary['mean_class_accuracy']:6.2f}%  (n={summary['count']}"
@@ -167,8 +177,8 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
     columns = [("model", "model"), ("split", "split"), ("accuracy", "Accuracy %"),
                ("mean_class_accuracy", "Mean class acc. %"), ("count", "Images"),
                *[(n, f"{n} %") for n in all_names], ("train_s", "train_s")]  # fmt: skip
-    if any("importance" in r for r in rows):
-        columns.insert(5, ("importance", "Mean importance"))
+    if per_image_columns:
+        columns.insert(5, ("per_image_output", f"Mean {'/'.join(sorted(per_image_columns))}"))
     notes = (
         "Accuracy = % of test images classified correctly; mean class accuracy = the per-class accuracies "
         "(recall) averaged over the classes present; per-class columns in %. train_s = training wall time."

@@ -7,27 +7,21 @@ which is what the crop-space ``val_nme`` during training corresponds to.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 
 from kdface import metrics, report
 from kdface.io import load_keras_model, write_json
+from kdface.io.cards import read_model_card
+from kdface.report import detect_faces
 from kdface.tasks.landmarks.pipeline import CropConfig, landmark_dataset
 from kdface.tasks.landmarks.points import NORMALISERS, landmarks_to_pixels
 from kdface.tasks.landmarks.sources import TEST_SPLITS, load_landmark_split
 
 # Test splits that are unions of others: their NMEs are concatenated rather than predicted again.
 UNION_SPLITS = {"full": ("common", "challenging")}
-
-
-def read_model_card(model_path) -> dict:
-    """The ``<model>.json`` written beside every trained model (empty dict if absent)."""
-    card = Path(model_path).with_suffix(".json")
-    return json.loads(card.read_text()) if card.exists() else {}
 
 
 def load_model(model_path, unsafe: bool = False) -> keras.Model:
@@ -122,22 +116,6 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
 
 
 # --- photos ---------------------------------------------------------------------------------------
-
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-
-
-def detect_faces(image_rgb: np.ndarray) -> np.ndarray:
-    """Haar-cascade face boxes ``(K, 4)`` as ``(x0, y0, x1, y1)``, largest first."""
-    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_CASCADE))
-    if cascade.empty():
-        raise RuntimeError(
-            f"OpenCV's {HAAR_CASCADE} could not be loaded (opencv-python-headless 4.x ships it)"
-        )
-    gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-    found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
-    boxes = np.array([(x, y, x + w, y + h) for x, y, w, h in found], np.float32).reshape(-1, 4)
-    return boxes[np.argsort(-(boxes[:, 2] - boxes[:, 0]))]
-
 
 def detection_to_crop_box(box, crop: CropConfig) -> np.ndarray:
     """Map a Haar box to the crop the model was trained on (landmark box + padding).

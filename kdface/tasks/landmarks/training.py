@@ -11,10 +11,15 @@ import dataclasses
 
 import keras
 
+from kdface.backbones import create_backbone
 from kdface.config import ExperimentConfig, option
 from kdface.heads import landmark_head
-from kdface.backbones import create_backbone
-from kdface.tasks.landmarks.pipeline import AugmentConfig, CropConfig, landmark_dataset, landmark_training_stream
+from kdface.tasks.landmarks.pipeline import (
+    AugmentConfig,
+    CropConfig,
+    landmark_dataset,
+    landmark_training_stream,
+)
 from kdface.tasks.landmarks.sources import LandmarkSource, load_landmark_split
 from kdface.training.run import TrainingData
 

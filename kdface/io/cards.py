@@ -1,0 +1,20 @@
+"""Model cards: the ``<model>.json`` written beside every trained model (task, dataset, preprocessing,
+class names or landmark layout, training config and time)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# The task of cards written before cards named their task: the first kdface models were landmark models.
+LEGACY_TASK = "landmarks"
+
+
+def read_model_card(model_path) -> dict:
+    """The card beside ``model_path`` (empty dict if absent)."""
+    card = Path(model_path).with_suffix(".json")
+    return json.loads(card.read_text()) if card.exists() else {}
+
+
+def model_task(model_path) -> str:
+    return read_model_card(model_path).get("task", LEGACY_TASK)
