@@ -91,7 +91,8 @@ def compare(net, model, size, seed=1):
     with torch.no_grad():
         fmap, emb = net(torch.from_numpy(normalised.transpose(0, 3, 1, 2).copy()))
     fmap = fmap.numpy().transpose(0, 2, 3, 1)
-    features, embedding = (np.asarray(t) for t in model(image, training=False))
+    outputs = model(image, training=False)
+    features, embedding = np.asarray(outputs["feature_map"]), np.asarray(outputs["embedding"])
     assert features.shape == fmap.shape and embedding.shape == emb.shape == (1, 512)
     assert np.abs(fmap).max() > 0.1 and np.abs(emb.numpy()).max() > 0.1
     diffs = np.abs(features - fmap).max(), np.abs(embedding - emb.numpy()).max()
@@ -152,7 +153,7 @@ def test_features_gamma_must_be_one_and_names_are_strict(ir18, tmp_path):
 
 def test_build_iresnet_shapes_and_arguments():
     model = build_iresnet(18, image_size=96, head="pool", normalization="imagenet")
-    fmap, emb = model.outputs
+    fmap, emb = model.output["feature_map"], model.output["embedding"]
     assert tuple(fmap.shape) == (None, 6, 6, 512) and tuple(emb.shape) == (None, 512)
     assert [model.get_layer(f"layer{i}_out").output.shape[1] for i in range(1, 5)] == [48, 24, 12, 6]
     with pytest.raises(ValueError, match="multiple of 16"):

@@ -119,7 +119,8 @@ def compare(net, model, size, seed=1):
         expected = (
             net(torch.from_numpy(normalised.transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
         )
-    features, pooled = (np.asarray(t) for t in model(image, training=False))
+    outputs = model(image, training=False)
+    features, pooled = np.asarray(outputs["feature_map"]), np.asarray(outputs["embedding"])
     assert features.shape == expected.shape
     assert np.abs(expected).max() > 0.1  # not a degenerate all-zero comparison
     diffs = np.abs(features - expected).max(), np.abs(pooled - expected.mean(axis=(1, 2))).max()
@@ -165,7 +166,8 @@ def test_resnet50_matches_torch(tmp_path):
 def test_resnet50_stride_on_1x1_matches_torch_v1(tmp_path):
     net = random_torch_resnet(50, seed=3, stride_on="1x1")
     model = build_resnet(50, image_size=64, stride_on="1x1")
-    assert [tuple(o.shape) for o in model.outputs] == [(None, 2, 2, 2048), (None, 2048)]
+    assert tuple(model.output["feature_map"].shape) == (None, 2, 2, 2048)
+    assert tuple(model.output["embedding"].shape) == (None, 2048)
     assert model.get_layer("layer2.0.conv1").strides == (2, 2)  # v1: stride on the first 1x1
     assert model.get_layer("layer2.0.conv2").strides == (1, 1)
     load_into(model, net.state_dict())  # in memory, torch tensors
@@ -294,14 +296,17 @@ def test_keras_save_load_round_trip(r18, tmp_path):
     model.save(path)
     loaded = load_keras_model(path)  # safe_mode: no Lambda in the model
     image = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
-    for a, b in zip(model(image, training=False), loaded(image, training=False), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    expected, got = model(image, training=False), loaded(image, training=False)
+    assert sorted(got) == sorted(expected)
+    for key in expected:
+        np.testing.assert_allclose(np.asarray(got[key]), np.asarray(expected[key]), atol=1e-6)
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
 
 
 def test_build_resnet_arguments():
     model = build_resnet(18, image_size=64)
-    assert [tuple(o.shape) for o in model.outputs] == [(None, 2, 2, 512), (None, 512)]
+    assert tuple(model.output["feature_map"].shape) == (None, 2, 2, 512)
+    assert tuple(model.output["embedding"].shape) == (None, 512)
     bn = model.get_layer("layer2.0.downsample.1")
     assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)
     assert model.count_params() == 11_186_112  # torchvision resnet18 without fc, + BN moving stats

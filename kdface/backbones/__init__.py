@@ -1,7 +1,39 @@
-"""Functional backbones (keras-hub style): plain ``keras.Model`` objects with named taps."""
+"""Functional backbones (keras-hub style): one registry, one output contract.
+
+``create_backbone(name, image_size=..., weights=..., bn_momentum=...)`` builds any of
+:func:`backbone_names` as a plain ``keras.Model`` taking ``[0, 1]`` RGB whose output is the dict
+:data:`BACKBONE_OUTPUTS` (``feature_map``, ``embedding``, ``stage1`` .. ``stage4``); see
+:mod:`kdface.backbones.registry` and :mod:`kdface.backbones.contract`.
+"""
 
 from kdface.backbones.applications import build_backbone
+from kdface.backbones.contract import (
+    BACKBONE_OUTPUTS,
+    STAGES,
+    BackboneSpec,
+    backbone_spec,
+    embedding_size,
+    feature_channels,
+)
 from kdface.backbones.iresnet import IRESNET_DEPTHS, build_iresnet
+from kdface.backbones.registry import backbone_names, create_backbone, register_backbone
 from kdface.backbones.resnet import RESNET_DEPTHS, build_resnet
+from kdface.backbones.weights import backbone_of
 
-__all__ = ["IRESNET_DEPTHS", "RESNET_DEPTHS", "build_backbone", "build_iresnet", "build_resnet"]
+__all__ = [
+    "BACKBONE_OUTPUTS",
+    "IRESNET_DEPTHS",
+    "RESNET_DEPTHS",
+    "STAGES",
+    "BackboneSpec",
+    "backbone_names",
+    "backbone_of",
+    "backbone_spec",
+    "build_backbone",
+    "build_iresnet",
+    "build_resnet",
+    "create_backbone",
+    "embedding_size",
+    "feature_channels",
+    "register_backbone",
+]

@@ -12,9 +12,11 @@ iResNet-50 (spec ``fskd_lowres_fr.md`` §1.1):
   (insightface freezes it; here ``scale=False``), or ``head="pool"`` (F-SKD v1, "Option A"): global
   average of the layer-4 map.
 
-Depths: 18 [2, 2, 2, 2], 34 [3, 4, 6, 3], 50 [3, 4, 14, 3], 100 [3, 13, 30, 3]. The model returns
-``[layer-4 map (B, S/16, S/16, 512), embedding (B, 512)]``; the four stage outputs are the layers
-``layer1_out`` .. ``layer4_out`` (F-SKD's distillation taps).
+Depths: 18 [2, 2, 2, 2], 34 [3, 4, 6, 3], 50 [3, 4, 14, 3], 100 [3, 13, 30, 3]. The model returns the
+backbone output dict (:mod:`kdface.backbones.contract`): ``"feature_map"`` the layer-4 map
+``(B, S/16, S/16, 512)``, ``"embedding"`` the head's ``(B, 512)``, and ``"stage1"`` .. ``"stage4"``
+the layers ``layer1_out`` .. ``layer4_out`` (strides 2/4/8/16; F-SKD's distillation taps;
+``stage4`` is ``feature_map``).
 
 Keras layer names are insightface's module names (``conv1``, ``bn1``, ``prelu``, ``layer1.0.bn1``,
 ``layer1.0.conv1``, ``layer1.0.bn2``, ``layer1.0.prelu``, ``layer1.0.conv2``, ``layer1.0.bn3``,
@@ -30,11 +32,12 @@ them, a mismatch for face-pretrained weights: see ``docs/scn.md``).
 
 from __future__ import annotations
 
-import os
-
 import keras
 
 from kdface.backbones import resnet
+from kdface.backbones.contract import backbone_outputs
+from kdface.backbones.weights import check_weights, load_weights
+from kdface.heads import torch_bias_init, torch_linear_init
 
 IRESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3)}
 HEADS = ("fc", "pool")
@@ -93,16 +96,17 @@ def build_iresnet(
     head: str = "fc",
     dropout: float = 0.0,
     normalization: str = "arcface",
-    bn_momentum: float = 0.9,
+    bn_momentum: float | None = 0.9,
     bn_epsilon: float = 1e-5,
     name: str | None = None,
 ) -> keras.Model:
-    """An insightface-layout IResNet: ``(B, S, S, 3)`` RGB in ``[0, 1]`` -> ``[layer-4 map, embedding]``.
+    """An insightface-layout IResNet: ``(B, S, S, 3)`` RGB in ``[0, 1]`` -> the backbone output dict
+    (``feature_map`` the layer-4 map, ``embedding`` the 512-d head, ``stage1..4`` layer1..layer4).
 
     ``image_size`` must be a multiple of 16 with ``head="fc"`` (the Linear's width depends on it).
     ``weights``: ``None``, an ``.npz`` from ``python -m kdface.convert iresnet`` (strict; an ``fc``
     dropped at conversion with ``--drop-fc`` stays initialised, and says so), a kdface ``.keras``
-    holding an IResNet of the same layout, or a ``.weights.h5``.
+    holding an IResNet of the same layout, or a ``.weights.h5``. ``bn_momentum`` ``None`` is torch's (0.9).
     """
     blocks = _blocks(depth)
     if head not in HEADS:
@@ -111,18 +115,19 @@ def build_iresnet(
         raise ValueError(f"normalization must be one of {sorted(NORMALIZATIONS)}, got {normalization!r}")
     if head == "fc" and (image_size is None or image_size % 16):
         raise ValueError(f"head='fc' needs a fixed image size that is a multiple of 16, got {image_size}")
-    if weights is not None and not os.path.exists(weights):
-        raise FileNotFoundError(f"IResNet weights file {weights!r} does not exist (expected None or a path)")
-    b = _Builder(bn_momentum, bn_epsilon)
+    weights = check_weights(weights, f"iresnet{depth}")
+    b = _Builder(0.9 if bn_momentum is None else bn_momentum, bn_epsilon)
     mean, std = NORMALIZATIONS[normalization]
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std],
                                    name=f"{normalization}_normalize")(inputs)  # fmt: skip
     x = b.prelu(b.bn(b.conv(x, "conv1", 64, 3, 1, 1), "bn1"), "prelu")
+    stages = []
     for stage, (width, count) in enumerate(zip(_WIDTHS, blocks, strict=True), start=1):
         for i in range(count):
             x = b.block(x, f"layer{stage}.{i}", width, 2 if i == 0 else 1)
         x = keras.layers.Identity(name=f"layer{stage}_out")(x)
+        stages.append(x)
     feature_map = x
     if head == "pool":
         embedding = keras.layers.GlobalAveragePooling2D(name="pool")(feature_map)
@@ -132,19 +137,11 @@ def build_iresnet(
         # torch flattens (C, H, W): put channels first so a converted fc weight applies unchanged
         y = keras.layers.Permute((3, 1, 2), name="to_channels_first")(y)
         y = keras.layers.Flatten(name="flatten")(y)
-        y = keras.layers.Dense(EMBEDDING_SIZE, kernel_initializer=_torch_linear_init(), bias_initializer=_torch_bias_init(y.shape[-1]),
-                               name="fc")(y)  # fmt: skip
+        y = keras.layers.Dense(EMBEDDING_SIZE, kernel_initializer=torch_linear_init(),
+                               bias_initializer=torch_bias_init(y.shape[-1]), name="fc")(y)  # fmt: skip
         embedding = b.bn(y, "features", scale=False)
-    model = keras.Model(inputs, [feature_map, embedding], name=name or f"iresnet{depth}")
+    outputs = backbone_outputs(feature_map, embedding, stages)
+    model = keras.Model(inputs, outputs, name=name or f"iresnet{depth}")
     if weights is not None:
-        resnet.load_weights(model, weights)
+        load_weights(model, weights)
     return model
-
-
-def _torch_linear_init():
-    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
-
-
-def _torch_bias_init(fan_in: int):
-    bound = 1.0 / float(fan_in) ** 0.5
-    return keras.initializers.RandomUniform(-bound, bound)

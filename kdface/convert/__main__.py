@@ -1,7 +1,8 @@
 """``python -m kdface.convert resnet|iresnet --depth 18 --checkpoint X.pth --out X.npz``.
 
 Converts a torchvision-named ResNet-18/50 checkpoint (``torch.save`` file, pickled dict of NumPy
-arrays, or ``.npz``) to an ``.npz`` that ``kdface.backbones.build_resnet(depth, weights=...)`` loads;
+arrays, or ``.npz``) to an ``.npz`` that ``kdface.backbones.create_backbone("resnet18", image_size=...,
+weights=...)`` loads (likewise ``iresnet`` for insightface IResNets);
 see :mod:`kdface.convert.torch_resnet`. Errors print one ``error:`` line and exit with status 2.
 """
 

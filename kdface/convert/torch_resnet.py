@@ -8,7 +8,8 @@ Commands (need ``torch`` for ``.pth`` files; ``torch`` is a development dependen
     python -m kdface.convert iresnet --depth 18 --checkpoint ms1mv3_arcface_r18/backbone.pth \\
         --out models/pretrained/iresnet18_arcface.npz [--image-size 112 | --drop-fc]
 
-then ``build_resnet(18, weights=...)`` / ``build_iresnet(18, weights=...)``. It prints how many
+then ``create_backbone("resnet18", image_size=..., weights=...)`` (or ``build_resnet(18, weights=...)`` /
+``build_iresnet(18, weights=...)``). It prints how many
 tensors were matched and which head/bookkeeping tensors were dropped.
 
 IResNet specifics: insightface's ``fc`` (Linear 512 * 7 * 7 -> 512 for 112 px input) and ``features``
@@ -72,15 +73,8 @@ from pathlib import Path
 import numpy as np
 
 from kdface.backbones.iresnet import IRESNET_DEPTHS, build_iresnet
-from kdface.backbones.resnet import (
-    BN_VARIABLES,
-    DROPPED_KEY,
-    RESNET_DEPTHS,
-    assign_arrays,
-    build_resnet,
-    mismatch_message,
-    weight_layers,
-)
+from kdface.backbones.resnet import RESNET_DEPTHS, build_resnet
+from kdface.backbones.weights import BN_VARIABLES, DROPPED_KEY, assign_arrays, mismatch_message, weight_layers
 from kdface.errors import DataFormatError, KdfaceError
 from kdface.io.atomic import atomic_path
 from kdface.io.safe_load import load_torch_checkpoint, restricted_pickle_load
@@ -219,11 +213,13 @@ def torch_names(model, skip_layers=()) -> dict[str, tuple[str, tuple, str]]:
                     out[f"{layer}.{torch_var}"] = (f"{layer}/{keras_var}", shapes[keras_var], "plain")
         elif names == ["alpha"]:  # PReLU
             out[f"{layer}.weight"] = (f"{layer}/alpha", shapes["alpha"], "prelu")
-        else:  # Conv2D or Dense
+        elif names[0] == "kernel" and set(names) <= {"kernel", "bias"}:  # Conv2D or Dense
             kind = "conv" if len(shapes["kernel"]) == 4 else "linear"
             out[f"{layer}.weight"] = (f"{layer}/kernel", shapes["kernel"], kind)
             if "bias" in shapes:
                 out[f"{layer}.bias"] = (f"{layer}/bias", shapes["bias"], "plain")
+        else:
+            raise TypeError(f"{model.name}: no torch layout for layer {layer} (variables {names})")
     return out
 
 
