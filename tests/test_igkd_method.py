@@ -245,5 +245,5 @@ def test_a_trained_classifier_initialises_a_backbone_strictly(tmp_path):
         build_resnet(50, image_size=32, weights=str(tmp_path / "fer.keras"))
     inputs = keras.Input((8,))
     keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "other.keras")
-    with pytest.raises(DataFormatError, match="exactly one ResNet backbone"):
+    with pytest.raises(DataFormatError, match="exactly one resnet18 backbone"):
         build_resnet(18, image_size=32, weights=str(tmp_path / "other.keras"))

@@ -44,13 +44,15 @@ class BackboneSpec:
     stage_strides: tuple[int | None, int | None, int | None, int | None]
 
 
-def _outputs(model: keras.Model) -> dict:
+def _outputs(model: keras.Model, keys=BACKBONE_OUTPUTS) -> dict:
+    """``model``'s output dict, holding at least ``keys`` (a method's own stand-in network may provide
+    only the outputs it reads)."""
     outputs = getattr(model, "output", None)
-    if not isinstance(outputs, dict) or not set(BACKBONE_OUTPUTS) <= set(outputs):
+    if not isinstance(outputs, dict) or not set(keys) <= set(outputs):
         got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
         raise ValueError(
             f"{getattr(model, 'name', model)!r} is not a kdface backbone: its output must be a dict with "
-            f"keys {list(BACKBONE_OUTPUTS)}, got {got}"
+            f"keys {list(keys)}, got {got}"
         )
     return outputs
 
@@ -75,12 +77,12 @@ def backbone_spec(model: keras.Model) -> BackboneSpec:
 
 def embedding_size(model: keras.Model) -> int:
     """Width ``D`` of the backbone's ``"embedding"`` output."""
-    return int(_outputs(model)["embedding"].shape[-1])
+    return int(_outputs(model, ("embedding",))["embedding"].shape[-1])
 
 
 def feature_channels(model: keras.Model) -> int:
     """Channels ``C`` of the backbone's ``"feature_map"`` output."""
-    return int(_outputs(model)["feature_map"].shape[-1])
+    return int(_outputs(model, ("feature_map",))["feature_map"].shape[-1])
 
 
 def leaf_layers(model: keras.Model) -> list:
