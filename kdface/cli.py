@@ -13,8 +13,6 @@ import os
 import sys
 import typing
 
-DEFAULT_METHOD = "kdloss"
-
 
 def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -65,7 +63,9 @@ def add_config_arguments(parser, config_cls, role: str | None = None, dataset_ch
 
             choices = backbone_names()
         kwargs = dict(default=default, help=help_text.strip(), required=field.metadata.get("required", False))
-        if kind is bool:
+        if kind is bool and field.name.startswith("no_"):  # a negative switch (--no-kd): on or absent
+            group.add_argument(_flag(field.name), action="store_true", **kwargs)
+        elif kind is bool:
             group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, **kwargs)
         else:
             group.add_argument(_flag(field.name), type=kind, choices=choices, **kwargs)
@@ -92,14 +92,14 @@ def training_main(role: str, description: str, argv=None) -> None:
     """The body of train_teacher.py / train_student.py: parse -> the method's config -> train -> save.
 
     ``--method`` is parsed first; the rest of the flags come from that method's config for ``role``."""
-    from kdface.methods import get_method, method_names
+    from kdface.methods import default_method, get_method, method_names
     from kdface.tasks import get_task
     from kdface.training import add_run_arguments, run_options_from_args
 
     quiet_tensorflow()
-    names = method_names()
+    names, default = method_names(), default_method()
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--method", default=DEFAULT_METHOD, choices=names)
+    pre.add_argument("--method", default=default, choices=names)
     known, _ = pre.parse_known_args(argv)
     method = get_method(known.method)
     parser = argparse.ArgumentParser(
@@ -107,12 +107,14 @@ def training_main(role: str, description: str, argv=None) -> None:
         f"`--method NAME --help` shows another method's flags.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--method", default=DEFAULT_METHOD, choices=names, help="which method")
+    parser.add_argument("--method", default=default, choices=names, help="which method")
     if role not in method.roles:
         run_cli(method.role, role)  # one clear line: what to run instead
     spec = method.roles[role]
     folder = "models/teachers" if role == "teacher" else "models/students"
-    parser.add_argument("--out", help=f"where the trained {role} goes (default {folder}/<dataset>_<name>.keras)")
+    parser.add_argument(
+        "--out", help=f"where the trained {role} goes (default {folder}/<dataset>_<name>.keras)"
+    )
     parser.add_argument("--run-dir", help="run directory: logs, TensorBoard, best/last models, resumable backup "
                         f"(default runs/{method.name}/...)")  # fmt: skip
     add_config_arguments(parser, spec.config, role, dataset_choices=get_task(method.task).datasets())

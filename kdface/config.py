@@ -17,8 +17,15 @@ from kdface.errors import ConfigError
 from kdface.registry import unknown_name_message
 
 
-def option(default: Any = None, help: str = "", *, choices=None, roles=None, required: bool = False,  # noqa: A002
-           backbone: bool = False):
+def option(
+    default: Any = None,
+    help: str = "",
+    *,
+    choices=None,
+    roles=None,
+    required: bool = False,  # noqa: A002
+    backbone: bool = False,
+):
     """A config field with its CLI description.
 
     ``choices``: the values a flag takes; ``roles``: the training roles (``"teacher"``, ``"student"``)
@@ -94,7 +101,9 @@ class ExperimentConfig:
                 from kdface.backbones import backbone_names
 
                 if value not in backbone_names():
-                    raise ConfigError(unknown_name_message(f"--{f.name.replace('_', '-')}", value, backbone_names()))
+                    raise ConfigError(
+                        unknown_name_message(f"--{f.name.replace('_', '-')}", value, backbone_names())
+                    )
 
     def splits(self, base: str = "train") -> tuple[str, str | None]:
         """The training slice and the validation slice held out of ``base`` (``val_fraction``)."""

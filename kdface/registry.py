@@ -28,11 +28,20 @@ def unknown_name_message(kind: str, name, known, where: str = "") -> str:
 
 
 class Registry(Generic[T]):
-    """A name -> entry mapping that refuses duplicates and explains unknown names."""
+    """A name -> entry mapping that refuses duplicates and explains unknown names.
 
-    def __init__(self, kind: str):
+    With ``package`` (a package name and its ``__path__``), the first lookup imports every module of
+    that package: each registers itself, so a new method or task is a new file and nothing else."""
+
+    def __init__(self, kind: str, package: tuple[str, list] | None = None):
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._package = package
+
+    def discover(self) -> None:
+        if self._package is not None:
+            package, self._package = self._package, None
+            import_submodules(*package)
 
     def register(self, name: str, entry: T) -> T:
         if name in self._entries and self._entries[name] is not entry:
@@ -41,27 +50,30 @@ class Registry(Generic[T]):
         return entry
 
     def get(self, name: str) -> T:
+        self.discover()
         try:
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(unknown_name_message(self.kind, name, self._entries)) from None
 
     def names(self) -> list[str]:
+        self.discover()
         return sorted(self._entries)
 
     def __contains__(self, name) -> bool:
+        self.discover()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def items(self):
+        self.discover()
         return sorted(self._entries.items())
 
 
 def import_submodules(package: str, path) -> None:
-    """Import every module of ``package`` (whose ``__path__`` is ``path``): each registers itself, so a
-    new method or task is a new file and nothing else."""
+    """Import every module of ``package`` (whose ``__path__`` is ``path``)."""
     for module in pkgutil.iter_modules(path):
         if not module.name.startswith("_"):
             importlib.import_module(f"{package}.{module.name}")

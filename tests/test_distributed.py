@@ -311,7 +311,7 @@ MIRRORED_FER_STEP = textwrap.dedent("""
             if method == "scn" and name == "single":
                 # synchronized BatchNorm: the same weights alpha on 1 or 2 devices; each replica ranks its
                 # own 4 (high group floor(4 * 0.7) = 2), the single device all 8 (high group 5)
-                alpha = model.network(x["image"], training=True)[0].numpy().reshape(-1)
+                alpha = model.network(x["image"], training=True)["importance"].numpy().reshape(-1)
                 halves_mean = {"rank_regularization": float(np.mean(
                     [scn_rank_regularization(alpha[i:i + 4], 0.5) for i in (0, 4)]))}
                 whole_rr = float(scn_rank_regularization(alpha, 0.5))

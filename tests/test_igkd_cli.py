@@ -95,5 +95,5 @@ def test_predict_expressions_and_photo_mode(trained, tmp_path):
 
 
 def test_roles_a_method_does_not_have_are_explained():
-    log = run_script(ROOT / "train_teacher.py", "--method", "igkd", cwd=ROOT, expect=1)
+    log = run_script(ROOT / "train_teacher.py", "--method", "igkd", cwd=ROOT, expect=2)
     assert "trains its teacher jointly" in log

@@ -111,12 +111,16 @@ def _tiny_backbone(name, channels, size=96):
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(channels, 3, strides=32, padding="same")(inputs)  # a 3 x 3 "layer-4 map"
     x = keras.layers.BatchNormalization()(x)
-    return keras.Model(inputs, {"feature_map": x, "embedding": keras.layers.GlobalAveragePooling2D()(x)}, name=name)
+    return keras.Model(
+        inputs, {"feature_map": x, "embedding": keras.layers.GlobalAveragePooling2D()(x)}, name=name
+    )
 
 
 def _tiny_igkd(seed=0):
     keras.utils.set_random_seed(seed)
-    model = igkd.IGKD(_tiny_backbone("teacher", 6), _tiny_backbone("student", 4), num_classes=3, fusion_dropout=0.0)
+    model = igkd.IGKD(
+        _tiny_backbone("teacher", 6), _tiny_backbone("student", 4), num_classes=3, fusion_dropout=0.0
+    )
     model.compile(optimizer=GroupAdam(1e-3))
     return model
 

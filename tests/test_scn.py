@@ -269,7 +269,10 @@ def test_deploy_model_outputs_weighted_probabilities_and_saves_safely(tmp_path):
 def test_iresnet_backbone_builds_for_scn():
     config = scn.SCNConfig(image_size=32, backbone="iresnet18").resolved()
     network = scn.build_scn_network(config, K)
-    assert {k: tuple(t.shape) for k, t in network.output.items()} == {"importance": (None, 1), "logits": (None, K)}
+    assert {k: tuple(t.shape) for k, t in network.output.items()} == {
+        "importance": (None, 1),
+        "logits": (None, K),
+    }
     assert network.get_layer("iresnet18").output["embedding"].shape[-1] == 512
 
 

@@ -63,7 +63,7 @@ def test_scn_with_label_noise_trains_reports_and_tests(tmp_path):
 
 
 def test_scn_has_no_student():
-    log = run_script(ROOT / "train_student.py", "--method", "scn", cwd=ROOT, expect=1)
+    log = run_script(ROOT / "train_student.py", "--method", "scn", cwd=ROOT, expect=2)
     assert "python train_teacher.py --method scn" in log
 
 

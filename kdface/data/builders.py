@@ -62,5 +62,3 @@ def ensure_synthfaces(root: Path, preset: str) -> None:
             recorded["expression_weights"] = tuple(recorded["expression_weights"])
         config = synthfaces.SynthFacesConfig(**recorded)
     synthfaces.generate(root, config)
-
-

@@ -18,3 +18,13 @@ def read_model_card(model_path) -> dict:
 
 def model_task(model_path) -> str:
     return read_model_card(model_path).get("task", LEGACY_TASK)
+
+
+def model_dataset(model_path, card: dict, dataset: str | None = None) -> str:
+    """The dataset to evaluate ``model_path`` on: ``dataset`` if given, else the one its card names."""
+    from kdface.errors import RunError
+
+    name = dataset or card.get("dataset")
+    if name is None:
+        raise RunError(f"{model_path} has no model card naming its dataset; pass --dataset")
+    return name

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from kdface.registry import Registry, import_submodules
+from kdface.registry import Registry
 
 ROLES = ("teacher", "student")
 
@@ -34,6 +34,8 @@ class Method:
     roles: dict[str, Role]
     # What to run instead, for a CLI whose role this method lacks.
     instead: str = ""
+    # The method train_teacher.py / train_student.py run without --method (kdface's first, KD-Loss).
+    default: bool = False
 
     def role(self, role: str) -> Role:
         if role not in self.roles:
@@ -43,8 +45,7 @@ class Method:
         return self.roles[role]
 
 
-METHODS: Registry[Method] = Registry("method")
-_discovered = False
+METHODS: Registry[Method] = Registry("method", package=(__name__, __path__))
 
 
 def register_method(method: Method) -> Method:
@@ -54,19 +55,13 @@ def register_method(method: Method) -> Method:
     return METHODS.register(method.name, method)
 
 
-def discover() -> None:
-    """Import every method module of this package (each registers itself)."""
-    global _discovered
-    if not _discovered:
-        import_submodules(__name__, __path__)
-        _discovered = True
-
-
 def get_method(name: str) -> Method:
-    discover()
     return METHODS.get(name)
 
 
 def method_names() -> list[str]:
-    discover()
     return METHODS.names()
+
+
+def default_method() -> str:
+    return next(name for name, method in METHODS.items() if method.default)

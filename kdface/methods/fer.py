@@ -33,11 +33,20 @@ from kdface.training.distribute import per_replica_share
 
 @dataclasses.dataclass
 class FERConfig(ExpressionConfig):
-    backbone: str = option("resnet18", "backbone network (any registered: resnet18, resnet50, iresnet18, "
-                           "mobilenet_v2, ...; IResNets need an image size that is a multiple of 16)", backbone=True)
-    weights: str | None = option(None, "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert`, "
-                                 "or a trained kdface model (.keras) whose backbone is taken")
-    masked_view: bool = option(False, "train on each image's clean and randomly erased view (IGKD's inputs, no distillation)")
+    backbone: str = option(
+        "resnet18",
+        "backbone network (any registered: resnet18, resnet50, iresnet18, "
+        "mobilenet_v2, ...; IResNets need an image size that is a multiple of 16)",
+        backbone=True,
+    )
+    weights: str | None = option(
+        None,
+        "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert`, "
+        "or a trained kdface model (.keras) whose backbone is taken",
+    )
+    masked_view: bool = option(
+        False, "train on each image's clean and randomly erased view (IGKD's inputs, no distillation)"
+    )
 
 
 @keras.saving.register_keras_serializable("kdface")
@@ -71,7 +80,9 @@ class ExpressionClassifier(keras.Model):
 
     def _loss(self, images, labels, training):
         logits = self.network(images, training=training)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits))
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
+        )
         return logits, loss
 
     def train_step(self, data):

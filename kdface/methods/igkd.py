@@ -59,20 +59,32 @@ PRESETS = {
 class IGKDConfig(ExpressionConfig):
     PRESETS: ClassVar[dict] = PRESETS
 
-    teacher_backbone: str | None = option(None, "teacher network: resnet18 or resnet50 (the paper's best: resnet50)",
-                                          backbone=True)
+    teacher_backbone: str | None = option(
+        None, "teacher network: resnet18 or resnet50 (the paper's best: resnet50)", backbone=True
+    )
     student_backbone: str = option("resnet18", "student network (the paper: resnet18)", backbone=True)
-    t_checkpoint: str | None = option(None, "teacher backbone weights: an .npz from `python -m kdface.convert resnet`, "
-                                      "or a trained kdface model (.keras, e.g. from train_teacher.py --method fer) "
-                                      "whose backbone is taken")
-    s_checkpoint: str | None = option(None, "student backbone weights: an .npz from `python -m kdface.convert resnet` "
-                                      "(resnet18_msceleb), or a trained kdface model (.keras)")
-    teacher_lr_factor: float = option(0.1, "teacher backbone learning rate, as a factor of --learning-rate (1e-4 / 1e-3)")
+    t_checkpoint: str | None = option(
+        None,
+        "teacher backbone weights: an .npz from `python -m kdface.convert resnet`, "
+        "or a trained kdface model (.keras, e.g. from train_teacher.py --method fer) "
+        "whose backbone is taken",
+    )
+    s_checkpoint: str | None = option(
+        None,
+        "student backbone weights: an .npz from `python -m kdface.convert resnet` "
+        "(resnet18_msceleb), or a trained kdface model (.keras)",
+    )
+    teacher_lr_factor: float = option(
+        0.1, "teacher backbone learning rate, as a factor of --learning-rate (1e-4 / 1e-3)"
+    )
     mapping_lr_factor: float = option(0.2, "channel-mapping learning rate, as a factor of --learning-rate")
     fusion_lr_factor: float = option(0.2, "feature-fusion learning rate, as a factor of --learning-rate")
     fusion_dropout: float = option(0.5, "SpatialDropout rate before the fusion conv")
-    distill: bool = option(True, "the distillation terms (FD, RD, knowledge learning and feedback); --no-distill "
-                           "trains the joint CE only")
+    distill: bool = option(
+        True,
+        "the distillation terms (FD, RD, knowledge learning and feedback); --no-distill "
+        "trains the joint CE only",
+    )
 
 
 def _bn(name):
@@ -257,7 +269,9 @@ def train_igkd(config: IGKDConfig, out=None, run_dir=None, options=None) -> Path
         model.compile(optimizer=group_adam(config, data.steps_per_epoch, model.lr_groups(config)))
         return model
 
-    name = f"igkd_{config.teacher_backbone}_{config.student_backbone}{'' if config.distill else '_no_distill'}"
+    name = (
+        f"igkd_{config.teacher_backbone}_{config.student_backbone}{'' if config.distill else '_no_distill'}"
+    )
     return train_run(config, method="igkd", role="student", name=name + config.noise_tag(), load_data=load_data,
                      build=build, out=out, run_dir=run_dir, options=options)  # fmt: skip
 

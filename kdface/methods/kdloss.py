@@ -62,29 +62,51 @@ class KDLossConfig(LandmarkConfig):
 
     PRESETS: ClassVar[dict] = PRESETS
 
-    teacher: str | None = option(None, "tough: hard landmarks; tolerant: ASM soft landmarks", choices=TEACHERS,
-                                 roles=TEACHER, required=True)
-    tough: str | None = option(None, "Tough-Teacher .keras (default models/teachers/<dataset>_tough.keras)", roles=STUDENT)
-    tolerant: str | None = option(None, "Tolerant-Teacher .keras (default models/teachers/<dataset>_tolerant.keras)",
-                                  roles=STUDENT)
+    teacher: str | None = option(
+        None,
+        "tough: hard landmarks; tolerant: ASM soft landmarks",
+        choices=TEACHERS,
+        roles=TEACHER,
+        required=True,
+    )
+    tough: str | None = option(
+        None, "Tough-Teacher .keras (default models/teachers/<dataset>_tough.keras)", roles=STUDENT
+    )
+    tolerant: str | None = option(
+        None, "Tolerant-Teacher .keras (default models/teachers/<dataset>_tolerant.keras)", roles=STUDENT
+    )
     no_kd: bool = option(False, "train the plain student with L2 instead (the baseline)", roles=STUDENT)
     learning_rate: float | None = option(None, "Adam learning rate")
-    lr_schedule: str | None = option(None, "inverse_time: lr / (1 + lr_decay * step), the original's; cosine: to zero "
-                                     "over the run", choices=("inverse_time", "cosine"))
+    lr_schedule: str | None = option(
+        None,
+        "inverse_time: lr / (1 + lr_decay * step), the original's; cosine: to zero over the run",
+        choices=("inverse_time", "cosine"),
+    )
     lr_decay: float | None = option(None, "inverse-time decay per step (Keras 2 legacy 'decay')")
-    weights: str | None = option(None, "backbone initialisation: none (scratch, as the paper), 'imagenet' (needs "
-                                 "internet), or a weights file")
-    bn_momentum: float | None = option(None, "BatchNorm moving-average momentum for every backbone layer (unset: each "
-                                       "network's own, MobileNetV2 0.999, EfficientNet 0.99)")
-    teacher_backbone: str | None = option(None, "teacher network (the paper: efficientnet_b3)", roles=TEACHER,
-                                          backbone=True)
-    student_backbone: str = option(STUDENT_BACKBONE, "student network (the paper: mobilenet_v2)", roles=STUDENT,
-                                   backbone=True)
+    weights: str | None = option(
+        None,
+        "backbone initialisation: none (scratch, as the paper), 'imagenet' (needs "
+        "internet), or a weights file",
+    )
+    bn_momentum: float | None = option(
+        None,
+        "BatchNorm moving-average momentum for every backbone layer (unset: each "
+        "network's own, MobileNetV2 0.999, EfficientNet 0.99)",
+    )
+    teacher_backbone: str | None = option(
+        None, "teacher network (the paper: efficientnet_b3)", roles=TEACHER, backbone=True
+    )
+    student_backbone: str = option(
+        STUDENT_BACKBONE, "student network (the paper: mobilenet_v2)", roles=STUDENT, backbone=True
+    )
     teacher_dropout: float | None = option(None, "dropout before the teacher's landmark layer", roles=TEACHER)
     asm_variance: float = option(0.9, "shape variance the Tolerant-Teacher's ASM keeps", roles=TEACHER)
-    asm_fit_epochs: int = option(2, "passes over the augmented training set used to fit the ASM", roles=TEACHER)
-    cache_teachers: bool | None = option(None, "compute teacher predictions once per image (needs --no-augment)",
-                                         roles=STUDENT)
+    asm_fit_epochs: int = option(
+        2, "passes over the augmented training set used to fit the ASM", roles=TEACHER
+    )
+    cache_teachers: bool | None = option(
+        None, "compute teacher predictions once per image (needs --no-augment)", roles=STUDENT
+    )
     main_weight: float = option(2.0, "KD-Loss weight of the main loss", roles=STUDENT)
     tough_weight: float = option(1.0, "KD-Loss weight of ALoss_Tou", roles=STUDENT)
     tolerant_weight: float = option(1.0, "KD-Loss weight of ALoss_Tol", roles=STUDENT)
@@ -95,8 +117,12 @@ class KDLossConfig(LandmarkConfig):
         config = super().resolved(role)
         if config.augment and config.cache_teachers:
             if explicit_cache is not None:
-                raise ConfigError("--cache-teachers needs --no-augment: cached predictions are of the un-augmented crop")
-            config = dataclasses.replace(config, cache_teachers=False)  # the preset's cache cannot hold augmented views
+                raise ConfigError(
+                    "--cache-teachers needs --no-augment: cached predictions are of the un-augmented crop"
+                )
+            config = dataclasses.replace(
+                config, cache_teachers=False
+            )  # the preset's cache cannot hold augmented views
         return config
 
 
@@ -204,8 +230,12 @@ def build_student(config: KDLossConfig, num_points: int) -> keras.Model:
                            name="student", bn_momentum=config.bn_momentum)  # fmt: skip
 
 
-def compile_regressor(model: keras.Model, config: KDLossConfig, normaliser, steps_per_epoch: int) -> keras.Model:
-    model.compile(optimizer=_optimizer(config, steps_per_epoch), loss="mse", metrics=[LandmarkNME(normaliser)])
+def compile_regressor(
+    model: keras.Model, config: KDLossConfig, normaliser, steps_per_epoch: int
+) -> keras.Model:
+    model.compile(
+        optimizer=_optimizer(config, steps_per_epoch), loss="mse", metrics=[LandmarkNME(normaliser)]
+    )
     return model
 
 
@@ -223,7 +253,9 @@ def teacher_predictions(config: KDLossConfig, tough, tolerant, source) -> tf.dat
     crop, and distilling from a view the student does not see hurts (big_vision's finding).
     """
     if config.augment:
-        raise ConfigError("cache_teachers needs augment=False: cached predictions are of the un-augmented crop")
+        raise ConfigError(
+            "cache_teachers needs augment=False: cached predictions are of the un-augmented crop"
+        )
     plain = landmark_dataset(source.dataset, image_size=config.image_size, batch_size=config.batch_size,
                              crop=config.crop()).map(lambda x, y: x)  # fmt: skip
     return tf.data.Dataset.from_tensor_slices(
@@ -299,7 +331,11 @@ def train_student(config: KDLossConfig, out=None, run_dir=None, options=None) ->
             if teacher.output_shape[-1] != 2 * source.num_points:
                 raise RunError(f"teacher {teacher.name} predicts {teacher.output_shape[-1] // 2} points but "
                                f"{config.dataset} has {source.num_points}")  # fmt: skip
-        cached = teacher_predictions(config, teachers["tough"], teachers["tolerant"], source) if config.cache_teachers else None
+        cached = (
+            teacher_predictions(config, teachers["tough"], teachers["tolerant"], source)
+            if config.cache_teachers
+            else None
+        )
         return training_data(config, on_bad_sample, extra=cached, source=source)
 
     def build(data, run):
@@ -308,7 +344,9 @@ def train_student(config: KDLossConfig, out=None, run_dir=None, options=None) ->
             return compile_regressor(student, config, data.source.normaliser, data.steps_per_epoch)
         model = KDLossDistiller(student, teachers["tough"], teachers["tolerant"],
                                 (config.main_weight, config.tough_weight, config.tolerant_weight))  # fmt: skip
-        model.compile(optimizer=_optimizer(config, data.steps_per_epoch), metrics=[LandmarkNME(data.source.normaliser)])
+        model.compile(
+            optimizer=_optimizer(config, data.steps_per_epoch), metrics=[LandmarkNME(data.source.normaliser)]
+        )
         return model
 
     return train_run(config, method="kdloss", role="student", name=name, load_data=load_data, build=build, out=out,
@@ -319,4 +357,5 @@ register_method(Method(
     name="kdloss", task="landmarks",
     summary="KD-Loss: Tough and Tolerant teachers distilled into a MobileNetV2 landmark student",
     roles={"teacher": Role(KDLossConfig, train_teacher), "student": Role(KDLossConfig, train_student)},
+    default=True,
 ))  # fmt: skip

@@ -91,20 +91,38 @@ PRESETS = {
 class SCNConfig(ExpressionConfig):
     PRESETS: ClassVar[dict] = PRESETS
 
-    backbone: str = option("resnet18", "resnet18 (the official code) or iresnet18 (the third-party variant; image "
-                           "size a multiple of 16); any registered backbone works", backbone=True)
-    weights: str | None = option(None, "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert "
-                                 "resnet|iresnet` (e.g. resnet18_msceleb / ijba_res18_naive, ArcFace IResNet-18), or a "
-                                 "trained kdface model (.keras) whose backbone is taken")
-    margin: float | None = option(None, "delta_1 of rank regularisation (the README advises 0.07 at batch 64; the "
-                                  "code's default is 0.15)")
-    beta: float = option(0.7, "share of the batch in the high-importance group (the top floor(B * beta) weights)")
-    rank_weight: float = option(1.0, "loss = weighted CE + rank_weight * rank regularisation (1 in the original)")
+    backbone: str = option(
+        "resnet18",
+        "resnet18 (the official code) or iresnet18 (the third-party variant; image "
+        "size a multiple of 16); any registered backbone works",
+        backbone=True,
+    )
+    weights: str | None = option(
+        None,
+        "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert "
+        "resnet|iresnet` (e.g. resnet18_msceleb / ijba_res18_naive, ArcFace IResNet-18), or a "
+        "trained kdface model (.keras) whose backbone is taken",
+    )
+    margin: float | None = option(
+        None,
+        "delta_1 of rank regularisation (the README advises 0.07 at batch 64; the code's default is 0.15)",
+    )
+    beta: float = option(
+        0.7, "share of the batch in the high-importance group (the top floor(B * beta) weights)"
+    )
+    rank_weight: float = option(
+        1.0, "loss = weighted CE + rank_weight * rank regularisation (1 in the original)"
+    )
     relabel_epoch: int | None = option(None, "relabel from this (1-based) epoch on; 0 turns relabelling off")
     relabel_margin: float = option(0.2, "delta_2: relabel to argmax p when p_max - p_label exceeds it")
-    relabel_scope: str = option("all", "all: every sample of the batch (the official code); low: the "
-                                "low-importance group only (the paper)", choices=RELABEL_SCOPES)
-    dropout: float = option(0.0, "dropout on the features before the importance and class heads (the original's drop_rate)")
+    relabel_scope: str = option(
+        "all",
+        "all: every sample of the batch (the official code); low: the low-importance group only (the paper)",
+        choices=RELABEL_SCOPES,
+    )
+    dropout: float = option(
+        0.0, "dropout on the features before the importance and class heads (the original's drop_rate)"
+    )
 
     def validate(self) -> None:
         super().validate()

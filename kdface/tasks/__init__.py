@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from kdface.registry import Registry, import_submodules
+from kdface.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,27 +31,16 @@ class Task:
     add_test_arguments: Callable | None = None
 
 
-TASKS: Registry[Task] = Registry("task")
-_discovered = False
+TASKS: Registry[Task] = Registry("task", package=(__name__, __path__))
 
 
 def register_task(task: Task) -> Task:
     return TASKS.register(task.name, task)
 
 
-def discover() -> None:
-    """Import every task package (each registers itself)."""
-    global _discovered
-    if not _discovered:
-        import_submodules(__name__, __path__)
-        _discovered = True
-
-
 def get_task(name: str) -> Task:
-    discover()
     return TASKS.get(name)
 
 
 def task_names() -> list[str]:
-    discover()
     return TASKS.names()

@@ -19,7 +19,7 @@ from kdface import metrics, report
 from kdface.errors import UnknownNameError
 from kdface.io import load_keras_model, write_json
 from kdface.io.atomic import write_text
-from kdface.io.cards import read_model_card
+from kdface.io.cards import model_dataset, read_model_card
 from kdface.registry import unknown_name_message
 from kdface.report import detect_faces
 from kdface.tasks.expressions.labels import CLASS_NAMES
@@ -122,11 +122,11 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
     for model_path in model_paths:
         card = read_model_card(model_path)
         name = Path(model_path).stem
-        ds_name = dataset or card.get("dataset")
-        if ds_name is None:
-            raise ValueError(f"{model_path} has no model card; pass --dataset")
+        ds_name = model_dataset(model_path, card, dataset)
         if ds_name not in EXPRESSION_TEST_SPLITS:
-            raise UnknownNameError(unknown_name_message("expression dataset", ds_name, EXPRESSION_TEST_SPLITS))
+            raise UnknownNameError(
+                unknown_name_message("expression dataset", ds_name, EXPRESSION_TEST_SPLITS)
+            )
         model = load_keras_model(model_path, unsafe=unsafe_load_model)
         layer = per_image_output(model, card)
         both = with_per_image_output(model, layer)
@@ -146,7 +146,9 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
             if importance is not None:
                 summary[layer] = importance_summary(importance, labels, probs)
                 plot = out_dir / f"{layer}_{name}_{split}.png"
-                plot_importance(importance, labels, probs, plot, title=f"{name} on {ds_name} {split}", what=layer)
+                plot_importance(
+                    importance, labels, probs, plot, title=f"{name} on {ds_name} {split}", what=layer
+                )
                 images[f"{name} on {split}: {layer}"] = plot.name
             results[name]["splits"][split] = summary
             plot = out_dir / f"confusion_{name}_{split}.png"

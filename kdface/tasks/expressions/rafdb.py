@@ -91,12 +91,13 @@ def raf_key(name: str) -> str:
 
 
 def detect_layout(root) -> str:
-    """``"scn"`` (``EmoLabel/list_patition_label.txt``) or ``"igkd"`` (``Annotated/``)."""
+    """``"emolabel"`` (``EmoLabel/list_patition_label.txt``, the SCN code's layout) or ``"annotated"``
+    (``Annotated/``, the IGKD code's)."""
     root = Path(root)
     if (root / SCN_LABEL_FILE).is_file():
-        return "scn"
+        return "emolabel"
     if (root / IGKD_ANNOTATION_DIR).is_dir():
-        return "igkd"
+        return "annotated"
     raise DataFormatError(
         root,
         f"a RAF-DB folder: {SCN_LABEL_FILE} (SCN layout) or {IGKD_ANNOTATION_DIR}/train_labels.txt and "
@@ -109,7 +110,7 @@ def label_file(root, split: str) -> Path:
     if split not in SPLITS:
         raise ValueError(f"unknown RAF-DB split {split!r}; expected one of {list(SPLITS)}")
     root = Path(root)
-    if detect_layout(root) == "scn":
+    if detect_layout(root) == "emolabel":
         return root / SCN_LABEL_FILE
     candidates = [root / IGKD_ANNOTATION_DIR / name for name in IGKD_LABEL_FILES[split]]
     for path in candidates:
@@ -173,7 +174,7 @@ def _read(root, split: str, bad: BadSamples, check_images: bool = True):
     other = f"{SPLITS[1 - SPLITS.index(split)]}_"
     for line, text in read_lines(path):
         try:
-            if layout == "scn":
+            if layout == "emolabel":
                 if text.split()[0].startswith(other):
                     continue  # the other split's line: checked when that split is read
                 _, name, label = parse_scn_line(text, path, line)

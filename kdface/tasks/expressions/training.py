@@ -67,9 +67,9 @@ register_augmentation("standard", Augmentation(ExpressionAugment(), None,
 
 
 def augmentation_names() -> list[str]:
-    from kdface.methods import discover
+    from kdface.methods import METHODS
 
-    discover()  # methods register their originals' augmentations
+    METHODS.discover()  # methods register their originals' augmentations
     return AUGMENTATIONS.names()
 
 
@@ -85,28 +85,46 @@ class ExpressionConfig(ExperimentConfig):
     dataset: str = option("synthface", "synthface (generated here), raf-db, ferplus or affectnet")
     batch_size: int | None = option(None, "global batch size")
     learning_rate: float | None = option(None, "Adam base learning rate")
-    image_size: int | None = option(None, "square input size of the face crop (resized to 256/224 of it, then cropped)")
+    image_size: int | None = option(
+        None, "square input size of the face crop (resized to 256/224 of it, then cropped)"
+    )
     num_classes: int | None = option(None, "7 basic expressions, or 8 with contempt (default: the dataset's)")
     lr_gamma: float | None = option(None, "learning rate x this after every epoch (ExponentialLR)")
-    weight_decay: float | None = option(None, "coupled L2 on every parameter, BatchNorm's included (torch Adam's weight_decay)")
-    balanced_sampler: bool | None = option(None, "draw each epoch with probability 1/class size (an ImbalancedDatasetSampler)")
+    weight_decay: float | None = option(
+        None, "coupled L2 on every parameter, BatchNorm's included (torch Adam's weight_decay)"
+    )
+    balanced_sampler: bool | None = option(
+        None, "draw each epoch with probability 1/class size (an ImbalancedDatasetSampler)"
+    )
     augment: bool | None = option(None, "training augmentation (see --augment-style)")
-    augment_style: str | None = option(None, "named training augmentation: standard (noise, random crop, flip); "
-                                       "methods add their originals' (e.g. igkd, scn)")
-    label_noise: float = option(0.0, "replace this fraction of the training labels by another class (exact count, "
-                                "--noise-seed); the validation split keeps its labels")
+    augment_style: str | None = option(
+        None,
+        "named training augmentation: standard (noise, random crop, flip); "
+        "methods add their originals' (e.g. igkd, scn)",
+    )
+    label_noise: float = option(
+        0.0,
+        "replace this fraction of the training labels by another class (exact count, "
+        "--noise-seed); the validation split keeps its labels",
+    )
     noise_seed: int = option(0, "seed of the label-noise draw (independent of --seed)")
-    train_split: str = option("train", "the split trained on (FERPlus: train-valid, FER2013Train + FER2013Valid, "
-                              "is the usual protocol)")
+    train_split: str = option(
+        "train",
+        "the split trained on (FERPlus: train-valid, FER2013Train + FER2013Valid, is the usual protocol)",
+    )
     bn_momentum: float = option(0.9, "BatchNorm moving-average momentum (torch's default 0.1 = Keras 0.9)")
-    max_memory_gb: float = option(8.0, "the training split's encoded images are held in memory up to this size")
+    max_memory_gb: float = option(
+        8.0, "the training split's encoded images are held in memory up to this size"
+    )
 
     def validate(self) -> None:
         super().validate()
         if self.augment_style is not None and self.augment_style not in augmentation_names():
             from kdface.registry import unknown_name_message
 
-            raise ConfigError(unknown_name_message("--augment-style", self.augment_style, augmentation_names()))
+            raise ConfigError(
+                unknown_name_message("--augment-style", self.augment_style, augmentation_names())
+            )
         if not 0.0 <= self.label_noise < 1.0:
             raise ConfigError(f"label_noise must be in [0, 1), got {self.label_noise}")
 
@@ -153,7 +171,9 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
     train_split, val_split = config.splits(config.train_split)
     source = load_split(config, train_split, on_bad_sample)
     split = InMemorySplit.load(source.dataset, int(config.max_memory_gb * 2**30))
-    noise = LabelNoise.inject(split.keys, split.labels, config.label_noise, source.num_classes, config.noise_seed)
+    noise = LabelNoise.inject(
+        split.keys, split.labels, config.label_noise, source.num_classes, config.noise_seed
+    )
     if noise.count:
         split = dataclasses.replace(split, labels=noise.noisy)
         print(f"label noise: {noise.count} of {len(split)} training labels replaced by another class "

@@ -14,7 +14,7 @@ import numpy as np
 
 from kdface import metrics, report
 from kdface.io import load_keras_model, write_json
-from kdface.io.cards import read_model_card
+from kdface.io.cards import model_dataset, read_model_card
 from kdface.report import detect_faces
 from kdface.tasks.landmarks.pipeline import CropConfig, landmark_dataset
 from kdface.tasks.landmarks.points import NORMALISERS, landmarks_to_pixels
@@ -64,9 +64,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
     for model_path in model_paths:
         card = read_model_card(model_path)
         name = Path(model_path).stem
-        ds_name = dataset or card.get("dataset")
-        if ds_name is None:
-            raise ValueError(f"{model_path} has no model card; pass --dataset")
+        ds_name = model_dataset(model_path, card, dataset)
         norm = (
             tuple(NORMALISERS[normaliser])
             if normaliser
@@ -116,6 +114,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
 
 
 # --- photos ---------------------------------------------------------------------------------------
+
 
 def detection_to_crop_box(box, crop: CropConfig) -> np.ndarray:
     """Map a Haar box to the crop the model was trained on (landmark box + padding).

@@ -46,6 +46,7 @@ TEST_SPLITS = {
     "wflw": ("test", *wflw.ATTRIBUTES),
 }
 
+
 @dataclasses.dataclass
 class LandmarkSource:
     dataset: tf.data.Dataset
@@ -96,5 +97,3 @@ def load_landmark_split(
     keep = ("image", "landmarks", "box", "key")
     ds = ds.map(lambda example: {k: example[k] for k in keep})
     return LandmarkSource(ds, name, split, NUM_POINTS[name], NORMALISERS[name], size, manual_dir, skipped)
-
-

@@ -33,10 +33,16 @@ class LandmarkConfig(ExperimentConfig):
 
     dataset: str = option("synthface", "synthface (generated here), 300w, cofw or wflw")
     pad_px: float | None = option(None, "crop padding around the landmark box, pixels per side")
-    pad_frac: float | None = option(None, "crop padding around the landmark box, fraction of its size per side")
-    augment: bool | None = option(None, "online augmentation (flip with landmark relabelling, rotation, zoom, shift, colour)")
+    pad_frac: float | None = option(
+        None, "crop padding around the landmark box, fraction of its size per side"
+    )
+    augment: bool | None = option(
+        None, "online augmentation (flip with landmark relabelling, rotation, zoom, shift, colour)"
+    )
     max_rotation: float | None = option(None, "augmentation rotation range, +- radians")
-    val_fraction: float = option(0.05, "fraction of the training split held out for validation / best-model selection")
+    val_fraction: float = option(
+        0.05, "fraction of the training split held out for validation / best-model selection"
+    )
 
     def crop(self) -> CropConfig:
         return CropConfig(pad_px=self.pad_px, pad_frac=self.pad_frac,
@@ -54,7 +60,9 @@ class LandmarkData(TrainingData):
 
 
 def load_split(config: LandmarkConfig, split: str, on_bad_sample: str = "error") -> LandmarkSource:
-    return load_landmark_split(config.dataset, split, config.data_dir, config.tfds_dir, on_bad_sample=on_bad_sample)
+    return load_landmark_split(
+        config.dataset, split, config.data_dir, config.tfds_dir, on_bad_sample=on_bad_sample
+    )
 
 
 def training_data(config: LandmarkConfig, on_bad_sample="error", *, target_transform=None, extra=None,
