@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 def unknown_name_message(kind: str, name, known, where: str = "") -> str:
-    """``unknown method 'scm'; known: fer, igkd, kdloss, scn (did you mean 'scn'?)``; ``where`` follows
+    """``unknown backbone 'resnet19'; known: ..., resnet18, resnet50 (did you mean 'resnet18'?)``; ``where`` follows
     the name (``" for 'raf-db'"``)."""
     known = sorted(known)
     close = difflib.get_close_matches(str(name), known, n=1)
