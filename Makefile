@@ -8,6 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kdface-installed
 DEMO := runs/demo
 PRESET := demo
+# Every demo stage runs with --resume: a finished stage is reused, an interrupted one continues from its
+# last backup, so `make demo` can be run again at any time. `make clean-demo` starts over.
+RESUME := --resume
+STAGE = printf '\n==== %s ====\n' "$(1)"
 
 .PHONY: demo demo-igkd demo-scn test test-fast lint format clean-demo
 
@@ -41,12 +45,18 @@ demo: $(STAMP)
 	start=$$(date +%s)
 	mkdir -p $(DEMO)
 	export PYTHONUNBUFFERED=1
+	$(call STAGE,1/6 SynthFaces dataset (generated once))
 	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(PRESET)
-	$(PY) train_teacher.py --method kdloss --teacher tough --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/tough
-	$(PY) train_teacher.py --method kdloss --teacher tolerant --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/tolerant
+	$(call STAGE,2/6 Tough-Teacher (hard landmarks))
+	$(PY) train_teacher.py --method kdloss --teacher tough --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/tough $(RESUME)
+	$(call STAGE,3/6 Tolerant-Teacher (ASM soft landmarks))
+	$(PY) train_teacher.py --method kdloss --teacher tolerant --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/tolerant $(RESUME)
+	$(call STAGE,4/6 student with KD-Loss)
 	$(PY) train_student.py --method kdloss --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/student_kd \
-	    --tough models/teachers/synthface_tough.keras --tolerant models/teachers/synthface_tolerant.keras
-	$(PY) train_student.py --method kdloss --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/student_no_kd --no-kd
+	    --tough models/teachers/synthface_tough.keras --tolerant models/teachers/synthface_tolerant.keras $(RESUME)
+	$(call STAGE,5/6 the same student without distillation (plain L2))
+	$(PY) train_student.py --method kdloss --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/student_no_kd --no-kd $(RESUME)
+	$(call STAGE,6/6 evaluation of the four models -> $(DEMO)/report.md)
 	$(PY) test.py --dataset synthface --out $(DEMO) \
 	    --model models/students/synthface_kd.keras --model models/students/synthface_no_kd.keras \
 	    --model models/teachers/synthface_tough.keras --model models/teachers/synthface_tolerant.keras
@@ -59,13 +69,18 @@ demo-igkd: $(STAMP)
 	start=$$(date +%s)
 	mkdir -p $(IGKD_DEMO)
 	export PYTHONUNBUFFERED=1
+	$(call STAGE,1/5 SynthFaces dataset (generated once))
 	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(PRESET)
+	$(call STAGE,2/5 baseline: ResNet-18 with cross-entropy on clean + erased views)
 	$(PY) train_teacher.py --method fer --masked-view --dataset synthface --preset $(PRESET) \
-	    --run-dir $(IGKD_DEMO)/baseline --out models/students/synthface_resnet18_masked_baseline.keras
+	    --run-dir $(IGKD_DEMO)/baseline --out models/students/synthface_resnet18_masked_baseline.keras $(RESUME)
+	$(call STAGE,3/5 clean-image teacher that IGKD starts from)
 	$(PY) train_teacher.py --method fer --dataset synthface --preset $(PRESET) \
-	    --run-dir $(IGKD_DEMO)/teacher --out models/teachers/synthface_fer_resnet18.keras
+	    --run-dir $(IGKD_DEMO)/teacher --out models/teachers/synthface_fer_resnet18.keras $(RESUME)
+	$(call STAGE,4/5 IGKD: teacher and student trained jointly)
 	$(PY) train_student.py --method igkd --dataset synthface --preset $(PRESET) --run-dir $(IGKD_DEMO)/igkd \
-	    --t-checkpoint models/teachers/synthface_fer_resnet18.keras --out models/students/synthface_igkd.keras
+	    --t-checkpoint models/teachers/synthface_fer_resnet18.keras --out models/students/synthface_igkd.keras $(RESUME)
+	$(call STAGE,5/5 evaluation on the test and occluded splits -> $(IGKD_DEMO)/report.md)
 	$(PY) test.py --dataset synthface --out $(IGKD_DEMO) --model models/teachers/synthface_fer_resnet18.keras \
 	    --model models/students/synthface_resnet18_masked_baseline.keras --model models/students/synthface_igkd.keras
 	echo "" >> $(IGKD_DEMO)/report.md
@@ -80,17 +95,21 @@ demo-scn: $(STAMP)
 	start=$$(date +%s)
 	mkdir -p $(SCN_DEMO)
 	export PYTHONUNBUFFERED=1
+	$(call STAGE,SynthFaces dataset (generated once))
 	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(PRESET)
 	models=()
 	for p in $(NOISE_LEVELS); do
 	    noise=$$(printf '0.%02d' $$p)
+	    $(call STAGE,$$p % label noise: ResNet-18 with plain cross-entropy)
 	    $(PY) train_teacher.py --method fer --dataset synthface --preset $(PRESET) --epochs 8 --augment-style scn \
 	        --no-balanced-sampler --label-noise $$noise --run-dir $(SCN_DEMO)/ce_noise$$p \
-	        --out models/teachers/synthface_ce_noise$$p.keras
+	        --out models/teachers/synthface_ce_noise$$p.keras $(RESUME)
+	    $(call STAGE,$$p % label noise: SCN)
 	    $(PY) train_teacher.py --method scn --dataset synthface --preset $(PRESET) --label-noise $$noise \
-	        --run-dir $(SCN_DEMO)/scn_noise$$p --out models/teachers/synthface_scn_noise$$p.keras
+	        --run-dir $(SCN_DEMO)/scn_noise$$p --out models/teachers/synthface_scn_noise$$p.keras $(RESUME)
 	    models+=(--model models/teachers/synthface_ce_noise$$p.keras --model models/teachers/synthface_scn_noise$$p.keras)
 	done
+	$(call STAGE,evaluation on the test split -> $(SCN_DEMO)/report.md)
 	$(PY) test.py --dataset synthface --split test --out $(SCN_DEMO) "$${models[@]}"
 	{ echo ""; echo "## SCN label reports (training set, final model)"; echo ""
 	  $(PY) -c "import sys; from kdface.methods.scn import label_reports_markdown as t; print(t(sys.argv[1:]))" \

@@ -14,11 +14,11 @@ evaluation. Models with a per-image output (SCN's importance weight) also get it
 
 import argparse
 
-from kdface.cli import HelpFormatter, quiet_tensorflow, run_cli
+from kdface.cli import HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
 
 
 def main(argv=None):
-    quiet_tensorflow()
+    quiet_tensorflow(argv)
     from kdface.tasks import get_task, task_names
 
     tasks = [get_task(name) for name in task_names()]
@@ -47,6 +47,7 @@ def main(argv=None):
     for task in tasks:
         if task.add_test_arguments is not None:
             task.add_test_arguments(parser)
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
     run_cli(_run, args)
 

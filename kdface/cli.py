@@ -8,14 +8,62 @@ take the ``--preset``'s value, listed in the help text.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
+import tempfile
 import typing
 
 
-def quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet_tensorflow(argv=None) -> bool:
+    """Import TensorFlow without its console noise, unless ``--verbose`` is in ``argv``.
+
+    TensorFlow writes C++ log lines while it loads and probes devices (oneDNN notes, "Could not find
+    cuda drivers", and an error-level "failed call to cuInit" on every machine without a GPU), many of
+    them before its log level is read, so the level alone cannot hide them. They are caught at the file
+    descriptor while TensorFlow loads and finds its devices, and shown if that fails. Returns whether
+    the run is verbose.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if "--verbose" in argv:
+        return True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_to_file() as captured:
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+            tf.constant(0)  # the device probe (cuInit) happens here
+        except BaseException:
+            captured.flush()
+            captured.seek(0)
+            sys.__stderr__.write(captured.read().decode(errors="replace"))
+            raise
+    tf.get_logger().setLevel("ERROR")
+    if not sys.stdout.isatty():  # progress bars would leave escape sequences in a log file
+        import tensorflow_datasets as tfds
+
+        tfds.disable_progress_bar()
+    return False
+
+
+@contextlib.contextmanager
+def _stderr_to_file():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def add_verbose_argument(parser) -> None:
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's log lines (device set-up, oneDNN, CUDA probing)")  # fmt: skip
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -92,11 +140,11 @@ def training_main(role: str, description: str, argv=None) -> None:
     """The body of train_teacher.py / train_student.py: parse -> the method's config -> train -> save.
 
     ``--method`` is parsed first; the rest of the flags come from that method's config for ``role``."""
+    quiet_tensorflow(argv)
     from kdface.methods import default_method, get_method, method_names
     from kdface.tasks import get_task
     from kdface.training import add_run_arguments, run_options_from_args
 
-    quiet_tensorflow()
     names, default = method_names(), default_method()
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", default=default, choices=names)
@@ -119,6 +167,7 @@ def training_main(role: str, description: str, argv=None) -> None:
                         f"(default runs/{method.name}/...)")  # fmt: skip
     add_config_arguments(parser, spec.config, role, dataset_choices=get_task(method.task).datasets())
     add_run_arguments(parser)
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
 
     def train():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from kdface.cli import HelpFormatter, quiet_tensorflow, run_cli
+from kdface.cli import HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
 
 
 def _print_report(report, what: str) -> None:
@@ -40,7 +40,7 @@ def _iresnet(args) -> None:
 
 
 def main(argv=None) -> None:
-    quiet_tensorflow()
+    quiet_tensorflow(argv)
     parser = argparse.ArgumentParser(
         prog="python -m kdface.convert", description=__doc__.split("\n")[0], formatter_class=HelpFormatter
     )
@@ -88,6 +88,8 @@ def main(argv=None) -> None:
                          help="input size the model will be built for (the embedding fc's width depends on it)")  # fmt: skip
     iresnet.add_argument("--drop-fc", action="store_true",
                          help="leave the embedding fc out (it keeps its initialisation), for another input size")  # fmt: skip
+    for command in (resnet, iresnet):
+        add_verbose_argument(command)
     args = parser.parse_args(argv)
     if args.command == "iresnet":
         run_cli(_iresnet, args)

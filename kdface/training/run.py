@@ -60,6 +60,12 @@ def train_run(
     out = Path(out or f"{MODEL_FOLDERS[role]}/{config.dataset}_{name}.keras")
     run = open_run(config, f"{method}_{name}", run_dir or f"runs/{method}/{config.dataset}_{name}", out, options,
                    **(record or {}))  # fmt: skip
+    if run.chief:
+        print(f"== {method} {role} {name} on {config.dataset} ({config.epochs} epochs): run directory {run.path}, "
+              f"model -> {out}")  # fmt: skip
+    if run.state is not None and run.state.get("finished") and _published_from(out, run):
+        print(f"{run.path} finished already and {out} is its model: nothing to do")
+        return out
     data = load_data(run)
     seed_models(config.seed)
     with distribute.scope(run.strategy):
@@ -74,3 +80,10 @@ def train_run(
                   "run_dir": str(run.path), **extra}  # fmt: skip
     publish(run, out, model_card)
     return out
+
+
+def _published_from(out: Path, run: RunDirectory) -> bool:
+    """Whether ``out`` (with its card) was published from ``run``."""
+    from kdface.io.cards import read_model_card
+
+    return out.is_file() and read_model_card(out).get("run_dir") == str(run.path)

@@ -405,8 +405,9 @@ class SaveDeployable(keras.callbacks.Callback):
 class TrainingBackup(keras.callbacks.Callback):
     """Resumable state every ``every`` optimizer steps and at each epoch end (see module doc)."""
 
-    def __init__(self, backup_dir, every: int, guard: StopOnNonFiniteLoss, saver: SaveDeployable):
+    def __init__(self, backup_dir, every: int, guard: StopOnNonFiniteLoss, saver: SaveDeployable, clock=None):
         super().__init__()
+        self.clock = clock or (lambda: 0.0)  # training seconds so far, earlier sessions of the run included
         self.backup_dir = Path(backup_dir)
         self.every = every
         self.guard, self.saver = guard, saver
@@ -419,7 +420,11 @@ class TrainingBackup(keras.callbacks.Callback):
 
     def _save(self, epoch: int, step: int):
         state = save_backup(
-            self.model, self.backup_dir, epoch=epoch, step=step, extra={"best": self.saver.best}
+            self.model,
+            self.backup_dir,
+            epoch=epoch,
+            step=step,
+            extra={"best": self.saver.best, "train_seconds": round(self.clock(), 1)},
         )
         self.last_saved_step = state["global_step"]
 
@@ -481,8 +486,8 @@ def _truncate_history(path: Path, epochs_done: int) -> None:
 
 @dataclasses.dataclass
 class FitResult:
-    epochs_run: int
-    seconds: float
+    epochs_run: int  # in this call (0: the run had finished already)
+    seconds: float  # training time of the whole run, earlier sessions of a resumed run included
 
 
 def fit(
@@ -517,7 +522,7 @@ def fit(
     if run.state is not None:
         if run.state.get("finished"):
             print(f"{run_dir}: the run finished already; nothing to resume")
-            return FitResult(0, 0.0)
+            return FitResult(0, float(run.state.get("train_seconds", 0.0)))
         restore_backup(model, run.backup_dir, run.state)
         start_epoch, skip, best = run.state["epoch"], run.state["step"], run.state.get("best")
         print(
@@ -550,6 +555,8 @@ def fit(
         *callbacks,
     ]
     started = time.time()
+    earlier = float(run.state.get("train_seconds", 0.0)) if run.state is not None else 0.0
+    backup.clock = lambda: earlier + time.time() - started
     epoch = start_epoch
     with _strategy_from_context(model, train_stream(start_epoch, skip)):
         if skip and epoch < epochs:  # finish the interrupted epoch first
@@ -560,7 +567,7 @@ def fit(
         if epoch < epochs and not guard.tripped:
             model.fit(distribute_options(train_stream(epoch, 0)), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
                       steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
-    seconds = time.time() - started
+    seconds = earlier + time.time() - started  # a resumed run counts its earlier sessions too
     if guard.tripped:
         kept = []
         if backup.last_saved_step is not None or run.state is not None:
@@ -580,7 +587,7 @@ def fit(
         return FitResult(epochs - start_epoch, seconds)
     # Every epoch ran (or a user callback such as EarlyStopping ended the run): finished.
     state = read_state(run.backup_dir) or {}
-    write_json(run.backup_dir / STATE_FILE, {**state, "finished": True})
+    write_json(run.backup_dir / STATE_FILE, {**state, "finished": True, "train_seconds": round(seconds, 1)})
     for npz in run.backup_dir.glob("step-*.npz"):
         npz.unlink(missing_ok=True)
     return FitResult(epochs - start_epoch, seconds)
