@@ -26,14 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # method -> script, method flags, epochs, steps per epoch, kills as (backup step reached, extra delay s).
 # Epochs are whole passes over SynthFaces tiny (300W: train[:95%] of 24 images; RAF-DB: 24, 19 after the 20 %
-# validation hold-out); the batch size sets the steps. (--steps-per-epoch shorter than a pass is not used:
-# an uninterrupted fit then runs on into the next pass while a resumed one restarts at the epoch's own
-# pass, so the two differ.) Image sizes: the smallest that is quick and safe (ResNet-18 runs at 16 px;
+# validation hold-out), except KD-Loss': --steps-per-epoch 2 of a 3-batch pass, so epochs end inside passes
+# and the resumed run must restart the stream at the pass and batch of its global step. Image sizes: the smallest that is quick and safe (ResNet-18 runs at 16 px;
 # IGKD's fusion conv needs a 3 x 3 layer-4 map, so 96 px; the landmark student as before). SCN relabels
 # from epoch 2 on, and is killed after a relabelled step: the labels variable must come from the backup.
 METHODS = {
-    "kdloss": ("train_student.py", ["--method", "kdloss", "--no-kd", "--image-size", "40", "--batch-size", "6"],
-               2, 3, [(4, 0.013)]),  # mid epoch 2 (and once during start-up, below)
+    "kdloss": ("train_student.py", ["--method", "kdloss", "--no-kd", "--image-size", "40", "--batch-size", "6",
+                                    "--steps-per-epoch", "2"],
+               3, 2, [(3, 0.013)]),  # mid epoch 2, in the second pass (and once during start-up, below)
     "fer": ("train_teacher.py", ["--method", "fer", "--image-size", "16", "--batch-size", "6",
                                  "--val-fraction", "0.2"], 2, 3, [(3, 0.0)]),  # just after the epoch-1 backup
     "igkd": ("train_student.py", ["--method", "igkd", "--image-size", "96", "--batch-size", "8",

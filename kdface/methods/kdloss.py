@@ -215,7 +215,7 @@ def fit_asm(config: KDLossConfig, on_bad_sample="error") -> ActiveShapeModel:
     offline-augmented set), so rotated and flipped shapes are inside the model's span."""
     data = training_data(config, on_bad_sample)
     epochs = config.asm_fit_epochs if config.augment else 1
-    batches = data.stream(0, 0).take(epochs * max(1, data.steps_per_epoch))
+    batches = data.stream(0, 0).take(epochs * max(1, data.batches_per_pass))
     vectors = np.concatenate([y.numpy() for _, y in batches])
     return ActiveShapeModel.fit(vectors, config.asm_variance)
 

@@ -24,8 +24,9 @@ class TrainingData:
     """What the trainer needs from a task's data: the epoch stream, its length, the validation set,
     which validation metric picks the best epoch, the samples skipped, and the task's model-card fields."""
 
-    stream: typing.Callable  # (start_epoch, skip_batches) -> endless tf.data stream
-    steps_per_epoch: int
+    stream: typing.Callable  # (data pass, skip_batches) -> endless tf.data stream
+    steps_per_epoch: int  # optimizer steps per epoch
+    batches_per_pass: int  # full batches in one pass over the training data (--steps-per-epoch may differ)
     val: tf.data.Dataset | None
     monitor: str
     mode: str  # "min" or "max"
@@ -71,6 +72,7 @@ def train_run(
     with distribute.scope(run.strategy):
         model = build(data, run)
     result = fit(model, data.stream, data.val, run=run, epochs=config.epochs, steps_per_epoch=data.steps_per_epoch,
+                 batches_per_pass=data.batches_per_pass,
                  monitor=data.monitor if data.val is not None else "loss",
                  mode=data.mode if data.val is not None else "min")  # fmt: skip
     run.write_skipped(data.skipped)

@@ -498,6 +498,7 @@ def fit(
     run: RunDirectory,
     epochs: int,
     steps_per_epoch: int,
+    batches_per_pass: int | None = None,
     monitor: str = "val_loss",
     mode: str = "min",
     verbose: int | str = "auto",
@@ -505,7 +506,11 @@ def fit(
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs of ``steps_per_epoch`` steps, resumably.
 
-    ``train_stream(start_epoch, skip_batches)`` returns the endless training stream (see
+    ``train_stream(pass, skip_batches)`` returns the endless training stream from data pass ``pass`` (see
+    :mod:`kdface.data.streams`); ``batches_per_pass`` is the number of batches in one pass (default:
+    ``steps_per_epoch``). An epoch of ``steps_per_epoch`` steps may end inside a pass or span several:
+    a run resumed at (epoch, batch) restarts the stream at the pass and batch that global step falls
+    in, so it sees exactly the batches an uninterrupted run sees.
     :mod:`kdface.data.streams`). If ``run.state`` holds a backup, the variables are restored and
     training continues from its epoch and batch. Raises :class:`NonFiniteLossError` if the loss
     becomes NaN/Inf (nothing is saved from that step on; the last backup and ``last.keras`` are kept).
@@ -558,14 +563,19 @@ def fit(
     earlier = float(run.state.get("train_seconds", 0.0)) if run.state is not None else 0.0
     backup.clock = lambda: earlier + time.time() - started
     epoch = start_epoch
-    with _strategy_from_context(model, train_stream(start_epoch, skip)):
+    per_pass = batches_per_pass or steps_per_epoch
+
+    def stream_at(epoch: int, batch: int):
+        return train_stream(*divmod(epoch * steps_per_epoch + batch, per_pass))
+
+    with _strategy_from_context(model, stream_at(start_epoch, skip)):
         if skip and epoch < epochs:  # finish the interrupted epoch first
             backup.batch_offset = skip
-            model.fit(distribute_options(train_stream(epoch, skip)), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+            model.fit(distribute_options(stream_at(epoch, skip)), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
                       steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
             epoch += 1
         if epoch < epochs and not guard.tripped:
-            model.fit(distribute_options(train_stream(epoch, 0)), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
+            model.fit(distribute_options(stream_at(epoch, 0)), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
                       steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
     seconds = earlier + time.time() - started  # a resumed run counts its earlier sessions too
     if guard.tripped:

@@ -205,7 +205,8 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
         **({"label_noise": noise.summary()} if noise.count else {}),
     }
     return ExpressionData(
-        stream=stream, steps_per_epoch=config.steps_per_epoch or len(split) // config.batch_size, val=val,
+        stream=stream, steps_per_epoch=config.steps_per_epoch or len(split) // config.batch_size,
+        batches_per_pass=len(split) // config.batch_size, val=val,
         monitor="val_accuracy", mode="max", skipped=skipped, card=card, class_names=tuple(source.class_names),
         num_classes=source.num_classes, train_size=len(split), split=split, noise=noise,
     )  # fmt: skip

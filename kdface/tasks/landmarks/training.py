@@ -89,8 +89,9 @@ def training_data(config: LandmarkConfig, on_bad_sample="error", *, target_trans
     card = {"task": "landmarks", "num_points": source.num_points, "normaliser": list(source.normaliser),
             "image_size": config.image_size, "crop": dataclasses.asdict(config.crop())}  # fmt: skip
     # Full batches per epoch (the training stream drops the remainder).
-    steps = config.steps_per_epoch or source.size // config.batch_size
-    return LandmarkData(stream=stream, steps_per_epoch=steps, val=val, monitor="val_nme", mode="min",
+    per_pass = source.size // config.batch_size
+    return LandmarkData(stream=stream, steps_per_epoch=config.steps_per_epoch or per_pass, batches_per_pass=per_pass,
+                        val=val, monitor="val_nme", mode="min",
                         skipped=source.skipped, card=card, source=source)  # fmt: skip
 
 
