@@ -177,7 +177,7 @@ def _check_photo_result(result, photo):
     body = overlay[overlay.shape[0] - h :]
     assert overlay.shape[1] == w and overlay.shape[0] > h  # a header band above the photo
     # PNG is lossless: the box outlines keep their exact colours where the detector put them
-    for y0, y1, x0, x1, color in ((fy0, fy1, fx0, fx1, FACE_BOX_COLOR), (cy0, cy1, cx0, cx1, CROP_BOX_COLOR)):
+    for y0, y1, x0, color in ((fy0, fy1, fx0, FACE_BOX_COLOR), (cy0, cy1, cx0, CROP_BOX_COLOR)):
         left_edge = body[int(y0) + 3 : int(y1) - 3, int(x0) : int(x0) + 2]
         assert np.all(left_edge == color, axis=-1).any(axis=1).mean() > 0.9
     return face, body
