@@ -155,9 +155,16 @@ def test_overlay_grid_pixel_size(tmp_path):
     pred = np.full((10, 68, 2), 20.0)
     path = tmp_path / "grid.png"
     grid = overlay_grid(images, pred, pred + 1, path, cols=4)
-    # Short side 48 -> integer scale ceil(128/48) = 3 -> tiles 192 x 144; 10 images -> 3 rows x 4 cols.
-    assert grid.shape == (3 * 192, 4 * 144, 3)
+    # Short side 48 -> integer scale ceil(128/48) = 3 -> tiles 192 x 144; 10 images -> 3 rows x 4 cols,
+    # under a header band (title and key) as wide as the grid.
+    header = grid.shape[0] - 3 * 192
+    assert grid.shape[1:] == (4 * 144, 3) and 0 < header < 192
     assert cv2.imread(str(path)).shape == grid.shape
+    # the last tile (index 9: row 2, column 1) is where its crop was drawn, below the header
+    tile = cv2.resize(
+        np.round(images[9] * 255).astype(np.uint8), (144, 192), interpolation=cv2.INTER_NEAREST_EXACT
+    )
+    np.testing.assert_array_equal(grid[header + 2 * 192 : header + 3 * 192, 144:288][:40], tile[:40])
 
 
 def test_draw_landmarks_uses_corner_origin():

@@ -134,36 +134,71 @@ def summarize(nme, threshold: float = 0.1) -> dict:
     }
 
 
-def plot_ced(
-    curves: Mapping[str, np.ndarray],
-    path,
+# Line styles for the splits of a CED plot, in order of first appearance (then dash patterns).
+_SPLIT_STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 3)))
+
+
+def _model_colours(count: int) -> list:
+    """``count`` distinct colours: Tableau's 10, else evenly spaced hues of a continuous map."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    return [colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, count)]
+
+
+def ced_figure(
+    curves: Mapping[str | tuple[str, str], np.ndarray],
     threshold: float = 0.1,
     title: str = "Cumulative error distribution",
+    xlabel: str = "NME (%)",
 ):
-    """Save a CED plot (one line per model; legend shows NME % and AUC) to a PNG at ``path``.
-
-    Uses a bare ``Figure`` with the Agg canvas, so it needs no display and leaves pyplot alone.
-    """
+    """The CED plot of :func:`plot_ced` as a matplotlib ``Figure`` (Agg canvas, pyplot untouched)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 4.5), dpi=100)
+    keys = [key if isinstance(key, tuple) else (key, None) for key in curves]
+    models = list(dict.fromkeys(model for model, _ in keys))
+    splits = list(dict.fromkeys(split for _, split in keys if split is not None))
+    colour = dict(zip(models, _model_colours(len(models)), strict=True))
+    style = {split: _SPLIT_STYLES[i % len(_SPLIT_STYLES)] for i, split in enumerate(splits)}
+
+    fig = Figure(figsize=(11, 5.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for name, nme in curves.items():
+    for (model, split), nme in zip(keys, curves.values(), strict=True):
         nme = _as_nme(nme)
         t, f = ced_curve(nme, threshold)
-        label = f"{name} (NME {np.mean(nme) * 100:.2f}%, AUC {auc(nme, threshold):.4f})"
-        ax.plot(t, f, label=label)
-    ax.set_xlim(0, threshold)
+        name = model if split is None else f"{model} ({split})"
+        label = f"{name}: NME {np.mean(nme) * 100:.2f}%, AUC {auc(nme, threshold):.4f}"
+        ax.plot(t * 100, f, label=label, color=colour[model], linestyle=style.get(split, "-"), linewidth=1.8)
+    ax.set_xlim(0, threshold * 100)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("NME")
-    ax.set_ylabel("Fraction of images")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Fraction of images with NME \u2264 x")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     if curves:
-        ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small",
+                  handlelength=3.0, title=f"model (split): mean NME, AUC@{threshold * 100:g}%",
+                  title_fontsize="small")  # fmt: skip
+    return fig
+
+
+def plot_ced(
+    curves: Mapping[str | tuple[str, str], np.ndarray],
+    path,
+    threshold: float = 0.1,
+    title: str = "Cumulative error distribution",
+    xlabel: str = "NME (%)",
+):
+    """Save a CED plot to a PNG at ``path``; NME on the x axis in percent, as in the report tables.
+
+    ``curves`` maps a label to per-image NMEs (fractions). A ``(model, split)`` tuple label gives each
+    model its own colour and each split its own line style; a plain string label is a model of its own.
+    The legend (NME % and AUC of every curve) sits right of the axes, so it hides no curve.
+    """
+    fig = ced_figure(curves, threshold, title, xlabel)
     with atomic_path(path) as tmp:
         fig.savefig(str(tmp), format="png")
     return path

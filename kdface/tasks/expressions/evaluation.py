@@ -12,7 +12,6 @@ import csv
 import io
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from kdface import metrics, report
@@ -229,22 +228,20 @@ def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bo
     model = load_keras_model(model_path, unsafe=unsafe_load_model)
     names = class_names_of(model, read_model_card(model_path))
     h, w = image.shape[:2]
-    boxes = []
-    for x0, y0, x1, y1 in detect_faces(image):
+    detections, boxes = detect_faces(image), []
+    for x0, y0, x1, y1 in detections:
         pad = 0.1 * (x1 - x0)  # aligned FER crops include a little context around the Haar box
         boxes.append([max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)])
     crops = [image[int(b[1]) : int(np.ceil(b[3])), int(b[0]) : int(np.ceil(b[2]))] for b in boxes]
     probs = _predict_crops(model, crops)
-    overlay = image.copy()
-    faces = []
-    thickness = max(1, w // 300)
-    for box, p in zip(boxes, probs, strict=True):
+    faces, labels = [], []
+    for detection, box, p in zip(detections, boxes, probs, strict=True):
         label = names[int(np.argmax(p))]
-        faces.append({"box": [float(v) for v in box], "expression": label,
+        faces.append({"face_box": detection.tolist(), "box": [float(v) for v in box], "expression": label,
                       "probabilities": dict(zip(names, map(float, p), strict=True))})  # fmt: skip
+        labels.append(f"{label} {100 * p.max():.0f}%")
         x0, y0, x1, y1 = (int(round(v)) for v in box)
-        cv2.rectangle(overlay, (x0, y0), (x1, y1), report.PRED_COLOR, thickness)
-        cv2.putText(overlay, f"{label} {100 * p.max():.0f}%", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    max(0.4, w / 1200), report.PRED_COLOR, thickness, cv2.LINE_AA)  # fmt: skip
         print(f"face at ({x0}, {y0}, {x1}, {y1}): {label} ({100 * p.max():.1f}%)")
+    title = f"{Path(model_path).stem} on {Path(photo).name}: {len(faces)} face(s)"
+    overlay = report.photo_overlay(image, detections, boxes, labels=labels, title=title)
     return report.write_photo_result(out_dir, photo, "expressions", overlay, faces)

@@ -23,6 +23,35 @@ from kdface.tasks.landmarks.sources import TEST_SPLITS, load_landmark_split
 # Test splits that are unions of others: their NMEs are concatenated rather than predicted again.
 UNION_SPLITS = {"full": ("common", "challenging")}
 
+# What each normalising point pair (0-based, by number of landmarks) measures, for the report.
+NORMALISER_NAMES = {
+    (68, (36, 45)): "inter-ocular distance: outer eye corners, points 36 and 45",
+    (98, (60, 72)): "inter-ocular distance: outer eye corners, points 60 and 72",
+    (98, (96, 97)): "inter-pupil distance: pupils, points 96 and 97",
+    (29, (8, 9)): "inter-ocular distance (HRNet's COFW pair): points 8 and 9",
+}
+
+
+def normaliser_name(norm, num_points: int | None = None) -> str:
+    """What the NME normaliser ``(a, b)`` measures, e.g. "inter-ocular distance: outer eye corners, points
+    36 and 45"; a pair kdface does not know is named by its points."""
+    a, b = (int(v) for v in norm)
+    for (n, pair), name in NORMALISER_NAMES.items():
+        if pair == (a, b) and num_points in (None, n):
+            return name
+    return f"distance between points {a} and {b}"
+
+
+def normaliser_notes(results: dict) -> str:
+    """One Markdown list line per (dataset, normaliser) naming the models evaluated with it."""
+    groups: dict[tuple, list[str]] = {}
+    for name, result in results.items():
+        groups.setdefault((result["dataset"], result["normaliser_name"]), []).append(name)
+    return "\n".join(
+        f"- NME normaliser on {dataset} ({', '.join(names)}): {norm_name}."
+        for (dataset, norm_name), names in groups.items()
+    )
+
 
 def load_model(model_path, unsafe: bool = False) -> keras.Model:
     """A saved model, loaded with Keras' ``safe_mode`` unless ``unsafe`` (``--unsafe-load-model``)."""
@@ -72,7 +101,9 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
         )
         crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
         model = load_model(model_path, unsafe_load_model)
-        results[name] = {"model": str(model_path), "dataset": ds_name, "normaliser": list(norm), "splits": {}}
+        num_points = card.get("num_points") or int(model.output_shape[-1]) // 2
+        results[name] = {"model": str(model_path), "dataset": ds_name, "normaliser": list(norm),
+                         "normaliser_name": normaliser_name(norm, num_points), "splits": {}}  # fmt: skip
         computed = {}
         for split in splits or TEST_SPLITS[ds_name]:
             parts = UNION_SPLITS.get(split, ())
@@ -84,26 +115,32 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
                 out = predict_split(model, source, crop)
                 nme = metrics.nme_per_image(out["pred"], out["gt"], norm)
                 grid = out_dir / f"overlays_{name}_{split}.png"
-                report.overlay_grid(out["crops"], out["crop_pred"], out["crop_gt"], grid)
+                title = f"{name} on {ds_name} {split}: first {len(out['crops'])} of {len(nme)} test crops"
+                report.overlay_grid(out["crops"], out["crop_pred"], out["crop_gt"], grid, title=title)
                 images[f"{name} on {split} (green: ground truth, red: prediction)"] = grid.name
             computed[split] = nme
             summary = metrics.summarize(nme)
             results[name]["splits"][split] = summary
             rows.append({"model": name, "split": split, "train_s": card.get("train_seconds", ""), **summary})
-            ced[f"{name} ({split})"] = nme
+            ced[(name, split)] = nme
     if skipped:
         write_json(out_dir / "skipped_samples.json", {"count": len(skipped), "skipped": skipped})
         print(
             f"skipped {len(skipped)} bad sample(s) (--on-bad-sample skip); list: {out_dir / 'skipped_samples.json'}"
         )
-    metrics.plot_ced(ced, out_dir / "ced.png")
+    datasets = sorted({r["dataset"] for r in results.values()})
+    norm_names = {r["normaliser_name"] for r in results.values()}
+    unit = norm_names.pop().split(":")[0] if len(norm_names) == 1 else "the normalising distance"
+    metrics.plot_ced(ced, out_dir / "ced.png", title=f"Cumulative error distribution on {', '.join(datasets)}",
+                     xlabel=f"NME (% of {unit})")  # fmt: skip
     images = {"Cumulative error distribution": "ced.png", **images}
     report.write_report_json(out_dir / "report.json", results)
     columns = ["model", "split", "nme", "fr", "auc", "auc_original", "count", "train_s"]
     notes = (
-        "NME in % of the normalising distance (source-image pixels), FR = % of images with NME > 0.1, "
-        "AUC = standard area under the CED up to 0.1 (normalised to 1); 'AUC (KD-Loss code)' is the "
-        "original's non-standard variant (maximum 0.95). train_s = training wall time in seconds."
+        "NME in % of the normalising distance (source-image pixels), FR = % of images with NME > 10%, "
+        "AUC = standard area under the CED up to NME 10% (normalised to 1); 'AUC (KD-Loss code)' is the "
+        "original's non-standard variant (maximum 0.95). train_s = training wall time in seconds.\n\n"
+        + normaliser_notes(results)
     )
     report.write_report_markdown(out_dir / "report.md", "Landmark evaluation", rows, columns, notes, images)
     for row in rows:
@@ -131,7 +168,11 @@ def detection_to_crop_box(box, crop: CropConfig) -> np.ndarray:
 
 
 def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bool = False) -> dict:
-    """Detect faces in a photo, predict landmarks for each, write an overlay and a JSON of the points."""
+    """Detect faces in a photo, predict landmarks for each, write an overlay and a JSON of the points.
+
+    Each face in the JSON has ``face_box`` (the detector's), ``box`` (the crop the model saw) and
+    ``landmarks``; the overlay draws all three with a key.
+    """
     import tensorflow as tf
 
     from kdface.tasks.landmarks.pipeline import AugmentConfig, crop_and_augment
@@ -141,8 +182,9 @@ def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bo
     crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
     model = load_model(model_path, unsafe_load_model)
     size = model.input_shape[1]
-    boxes = np.array([detection_to_crop_box(b, crop) for b in detect_faces(image)], np.float32).reshape(-1, 4)
-    faces = []
+    detections = detect_faces(image)
+    boxes = np.array([detection_to_crop_box(b, crop) for b in detections], np.float32).reshape(-1, 4)
+    faces, points = [], np.zeros((0, 0, 2))
     if len(boxes):
         crops = [
             crop_and_augment(image, tf.reshape(b, (2, 2)), b, tf.constant([0, 0], tf.int64), image_size=size,
@@ -151,10 +193,8 @@ def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bo
         ]  # fmt: skip
         pred = model.predict(np.stack(crops), verbose=0)
         points = landmarks_to_pixels(pred, boxes=boxes)
-        overlay = image
-        for pts in points:
-            overlay = report.draw_landmarks(overlay, pts, radius=max(1.5, image.shape[1] / 300))
-        faces = [{"box": b.tolist(), "landmarks": p.tolist()} for b, p in zip(boxes, points, strict=True)]
-    else:
-        overlay = image
+        faces = [{"face_box": d.tolist(), "box": b.tolist(), "landmarks": p.tolist()}
+                 for d, b, p in zip(detections, boxes, points, strict=True)]  # fmt: skip
+    title = f"{Path(model_path).stem} on {Path(photo).name}: {len(faces)} face(s)"
+    overlay = report.photo_overlay(image, detections, boxes, points, title=title)
     return report.write_photo_result(out_dir, photo, "landmarks", overlay, faces)
