@@ -120,9 +120,8 @@ class KDLossConfig(LandmarkConfig):
                 raise ConfigError(
                     "--cache-teachers needs --no-augment: cached predictions are of the un-augmented crop"
                 )
-            config = dataclasses.replace(
-                config, cache_teachers=False
-            )  # the preset's cache cannot hold augmented views
+            # the preset's cache cannot hold augmented views: the teachers run live
+            config = dataclasses.replace(config, cache_teachers=False)
         return config
 
 
