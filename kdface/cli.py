@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import sys
 import typing
@@ -25,6 +26,26 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for kdface's CLIs: an invalid choice lists the choices and suggests the closest
+    (``did you mean 'synthface'?``), and every error ends in one ``error: ...`` line after the usage
+    (no program-name prefix), exit status 2. Subparsers are of this class too."""
+
+    def _check_value(self, action, value):
+        choices = action.choices
+        if choices is not None and value not in choices:
+            known = [str(c) for c in choices]
+            close = difflib.get_close_matches(str(value), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise argparse.ArgumentError(
+                action, f"invalid choice {value!r}; choose from {', '.join(known)}{hint}"
+            )
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
 
 
 def _flag(name: str) -> str:
@@ -98,11 +119,11 @@ def training_main(role: str, description: str, argv=None) -> None:
 
     quiet_tensorflow()
     names, default = method_names(), default_method()
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = ArgumentParser(add_help=False)
     pre.add_argument("--method", default=default, choices=names)
     known, _ = pre.parse_known_args(argv)
     method = get_method(known.method)
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=f"{description}\n\n--method {method.name} ({method.task}): {method.summary}. "
         f"`--method NAME --help` shows another method's flags.",
         formatter_class=HelpFormatter,
