@@ -105,6 +105,15 @@ class ExperimentConfig:
                         unknown_name_message(f"--{f.name.replace('_', '-')}", value, backbone_names())
                     )
 
+    def check_inputs(self) -> None:
+        """Check the files, folders and names this (resolved) config refers to, reading only: the
+        trainer calls it before it creates the run directory, so a mistake costs a second and leaves
+        nothing behind. Each failure is one kdface error naming the flag. Task configs add the dataset
+        (name, split, ``--data-dir``), methods their weight and teacher files."""
+        from kdface.io.paths import check_can_create
+
+        check_can_create(self.tfds_dir, "--tfds-dir")
+
     def splits(self, base: str = "train") -> tuple[str, str | None]:
         """The training slice and the validation slice held out of ``base`` (``val_fraction``)."""
         if self.val_fraction == 0:

@@ -29,7 +29,7 @@ from typing import ClassVar
 import keras
 import tensorflow as tf
 
-from kdface.backbones import create_backbone, embedding_size
+from kdface.backbones import check_backbone_weights, create_backbone, embedding_size
 from kdface.config import option
 from kdface.errors import RunError
 from kdface.heads import torch_linear_init
@@ -85,6 +85,11 @@ class IGKDConfig(ExpressionConfig):
         "the distillation terms (FD, RD, knowledge learning and feedback); --no-distill "
         "trains the joint CE only",
     )
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        check_backbone_weights(self.t_checkpoint, self.teacher_backbone, "--t-checkpoint")
+        check_backbone_weights(self.s_checkpoint, self.student_backbone, "--s-checkpoint")
 
 
 def _bn(name):

@@ -20,9 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kdface.backbones import check_backbone_weights
 from kdface.config import option
 from kdface.errors import ConfigError, RunError
 from kdface.io import load_keras_model
+from kdface.io.safe_load import check_model_file
 from kdface.losses.kd_loss import kd_loss
 from kdface.methods import Method, Role, register_method
 from kdface.metrics.keras_metrics import LandmarkNME
@@ -110,6 +112,17 @@ class KDLossConfig(LandmarkConfig):
     main_weight: float = option(2.0, "KD-Loss weight of the main loss", roles=STUDENT)
     tough_weight: float = option(1.0, "KD-Loss weight of ALoss_Tou", roles=STUDENT)
     tolerant_weight: float = option(1.0, "KD-Loss weight of ALoss_Tol", roles=STUDENT)
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        backbone = self.teacher_backbone if self.teacher else self.student_backbone  # the role's network
+        check_backbone_weights(self.weights, backbone, "--weights")
+        if not self.teacher and not self.no_kd:
+            for which in TEACHERS:
+                path = getattr(self, which)
+                if path is not None:
+                    check_model_file(path, f"--{which}", hint=f"train it first: python train_teacher.py --teacher "
+                                     f"{which} --dataset {self.dataset}")  # fmt: skip
 
     def resolved(self, role: str | None = None) -> KDLossConfig:
         """A copy with preset values filled in; ``role`` is ``teacher`` or ``student`` (for epochs)."""
