@@ -88,6 +88,8 @@ class ExperimentConfig:
         """Raise :class:`ConfigError` for values out of range; subclasses extend it."""
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         for name in ("image_size", "batch_size", "epochs", "steps_per_epoch"):
             value = getattr(self, name)
             if value is not None and value < 1:

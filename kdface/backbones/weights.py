@@ -190,6 +190,7 @@ def load_weights(model: keras.Model, path, unsafe: bool = False) -> None:
 
 
 WEIGHT_FILES = "an .npz from `python -m kdface.convert`, a kdface .keras model, or .weights.h5"
+WEIGHT_SUFFIXES = (".npz", ".keras", ".h5", ".hdf5")  # what load_weights reads (.weights.h5 included)
 
 
 def check_weights(weights, backbone: str, imagenet: bool = False, flag: str | None = None):
@@ -216,4 +217,8 @@ def check_weights(weights, backbone: str, imagenet: bool = False, flag: str | No
     if not isinstance(weights, str | os.PathLike):
         raise TypeError(f"weights must be None, 'imagenet' or a path, got {type(weights).__name__}")
     hint = f"{backbone} takes {WEIGHT_FILES}" + (f"; leave {flag} out to start from scratch" if flag else "")
-    return os.fspath(require_file(weights, flag or f"{backbone} weights file", what="file", hint=hint))
+    path = os.fspath(require_file(weights, flag or f"{backbone} weights file", what="file", hint=hint))
+    if not path.endswith(WEIGHT_SUFFIXES):
+        raise DataFormatError(f"{flag} {path}" if flag else path, f"a weights file: {WEIGHT_FILES}",
+                              got=os.path.basename(path))  # fmt: skip
+    return path

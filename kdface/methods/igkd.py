@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from kdface.backbones import check_backbone_weights, create_backbone, embedding_size
 from kdface.config import option
-from kdface.errors import RunError
+from kdface.errors import ConfigError, RunError
 from kdface.heads import torch_linear_init
 from kdface.losses.igkd import igkd_loss
 from kdface.methods import Method, Role, register_method
@@ -125,7 +125,7 @@ class IGKD(keras.Model):
         )  # fmt: skip
         size = int(student.output["feature_map"].shape[1])
         if size < 3:
-            raise ValueError(
+            raise ConfigError(
                 f"the student's layer-4 map is {size} x {size}; IGKD's fusion (3x3 conv, stride 2, no padding) "
                 f"needs at least 3 x 3: use --image-size of at least 96"
             )
