@@ -43,9 +43,33 @@ class ArgumentParser(argparse.ArgumentParser):
                 action, f"invalid choice {value!r}; choose from {', '.join(known)}{hint}"
             )
 
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse's own message, plus the flags the misspelt ones were meant to be
+            options = _option_strings(self)
+            guesses = {flag: close[0] for flag in (a.split("=")[0] for a in extras if a.startswith("--"))
+                       if (close := difflib.get_close_matches(flag, options, n=1))}  # fmt: skip
+            hint = ", ".join(
+                guess if len(guesses) == 1 else f"{guess} for {flag}" for flag, guess in guesses.items()
+            )
+            self.error(
+                f"unrecognized arguments: {' '.join(extras)}" + (f" (did you mean {hint}?)" if hint else "")
+            )
+        return parsed
+
     def error(self, message):
         self.print_usage(sys.stderr)
         self.exit(2, f"error: {message}\n")
+
+
+def _option_strings(parser) -> list[str]:
+    """Every ``--flag`` of ``parser`` and of its subcommands."""
+    names = {name for name in parser._option_string_actions if name.startswith("--")}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names.update(_option_strings(sub))
+    return sorted(names)
 
 
 def _flag(name: str) -> str:
