@@ -132,7 +132,7 @@ def check_expression_inputs(name: str, splits=(), data_dir=None, tfds_dir=None, 
             raise UnknownNameError(unknown_name_message("split", split, known, f" for {name!r}"))
     if num_classes is not None and int(num_classes) not in _ALLOWED_CLASSES[builder_key]:
         allowed = " or ".join(map(str, _ALLOWED_CLASSES[builder_key]))
-        raise ConfigError(f"--num-classes {num_classes}: {name!r} takes {allowed}")
+        raise ConfigError(f"--num-classes {num_classes}: {name!r} has num_classes {allowed}")
     if check_dir:
         check_raw_dir(EXPRESSION_BUILDERS[builder_key], name, data_dir, tfds_dir)
 
