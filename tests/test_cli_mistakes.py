@@ -59,6 +59,7 @@ def work(tmp_path_factory):
     (work / "foreign" / "300w").mkdir(parents=True)  # someone else's folder (synthfaces --out)
     _tiny_model(work / "lm.keras", 136, {"task": "landmarks", "dataset": "synthface", "num_points": 68})
     _tiny_model(work / "ex.keras", 7, {"task": "expressions", "dataset": "synthface"})
+    _tiny_model(work / "lm29.keras", 58, {"task": "landmarks", "dataset": "cofw", "num_points": 29})
     _tiny_model(work / "nocard.keras", 136, None)
     _tiny_model(work / "badcard.keras", 136, None)
     (work / "badcard.json").write_text("{not json")
@@ -165,6 +166,10 @@ MISTAKES = [
     ("train_student.py", ["--tough", "notes.txt"], ["--tough notes.txt", "a Keras model file"]),
     ("train_student.py", ["--tough", "lm.keras", "--tolerant", "fake.keras"],
      ["--tolerant fake.keras", "not a Keras v3 model archive"]),
+    ("train_student.py", ["--tough", "ex.keras", "--tolerant", "lm.keras"],
+     ["--tough ex.keras is a model of the expressions task", "landmark teachers"]),
+    ("train_student.py", ["--tough", "lm.keras", "--tolerant", "lm29.keras"],
+     ["--tolerant lm29.keras predicts 29 landmarks", "synthface has 68"]),
     ("train_student.py", ["--method", "igkd", "--t-checkpoint", "resnet50_teacher.npz"],
      ["--t-checkpoint resnet50_teacher.npz: no such file"]),
     ("train_student.py", ["--method", "igkd", "--s-checkpoint", "empty"], ["--s-checkpoint empty is a folder"]),
