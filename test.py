@@ -12,9 +12,10 @@ The task (landmarks, expressions, ...) comes from each model's card (<model>.jso
 evaluation. Models with a per-image output (SCN's importance weight) also get it per image.
 """
 
-import argparse
+from kdface.cli import ArgumentParser, HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
 
-from kdface.cli import HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
+MODEL_HINT = ("trained models are in models/teachers and models/students (train one with train_teacher.py or "
+              "train_student.py; `make demo` trains the demo's)")  # fmt: skip
 
 
 def main(argv=None):
@@ -23,7 +24,7 @@ def main(argv=None):
 
     tasks = [get_task(name) for name in task_names()]
     datasets = sorted({name for task in tasks for name in task.datasets()})
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=HelpFormatter)
+    parser = ArgumentParser(description=__doc__.splitlines()[1], formatter_class=HelpFormatter)
     parser.add_argument("--model", action="append", required=True,
                         help="a saved .keras model; repeat to compare several in one report")  # fmt: skip
     parser.add_argument("--dataset", choices=datasets, metavar="DATASET",
@@ -63,8 +64,46 @@ def _task(model_paths):
     return get_task(tasks.pop())
 
 
+def _check(args, task) -> None:
+    """Every input checked before anything is written: the photo, or each model's dataset (a
+    dataset of the model's task), splits and data folder; the output folder."""
+    from kdface.errors import ConfigError
+    from kdface.io.cards import model_dataset, read_model_card
+    from kdface.io.paths import check_can_create
+    from kdface.report import read_photo
+    from kdface.tasks import get_task, task_names
+
+    if args.image:
+        read_photo(args.image, flag="--image")
+    else:
+        for model in args.model:
+            card = read_model_card(model)
+            dataset = model_dataset(model, card, args.dataset)
+            if dataset not in task.datasets():
+                owners = [name for name in task_names() if dataset in get_task(name).datasets()]
+                named = f"--dataset {dataset}" if args.dataset else f"the dataset its card names, {dataset},"
+                what = (
+                    f"belongs to the {owners[0]} task"
+                    if owners
+                    else f"is not a dataset of the {task.name} task"
+                )
+                source = (
+                    "its model card says so" if card else "it has no model card: taken as a landmark model"
+                )
+                raise ConfigError(f"{named} {what}, but {model} is a model of the {task.name} task ({source}); "
+                                  f"its datasets: {', '.join(task.datasets())}")  # fmt: skip
+            if task.check is not None:
+                task.check(model, card, dataset, args)
+    check_can_create(args.out, "--out")
+
+
 def _run(args):
+    from kdface.io.safe_load import check_model_file
+
+    for model in args.model:
+        check_model_file(model, "--model", hint=MODEL_HINT)
     task = _task(args.model)
+    _check(args, task)
     if args.image:
         for model in args.model:
             task.predict_photo(model, args.image, args.out, args.unsafe_load_model)

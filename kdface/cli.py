@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import os
 import sys
 import tempfile
@@ -73,6 +74,50 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for kdface's CLIs: an invalid choice lists the choices and suggests the closest
+    (``did you mean 'synthface'?``), and every error ends in one ``error: ...`` line after the usage
+    (no program-name prefix), exit status 2. Subparsers are of this class too."""
+
+    def _check_value(self, action, value):
+        choices = action.choices
+        if choices is not None and value not in choices:
+            known = [str(c) for c in choices]
+            close = difflib.get_close_matches(str(value), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise argparse.ArgumentError(
+                action, f"invalid choice {value!r}; choose from {', '.join(known)}{hint}"
+            )
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse's own message, plus the flags the misspelt ones were meant to be
+            options = _option_strings(self)
+            guesses = {flag: close[0] for flag in (a.split("=")[0] for a in extras if a.startswith("--"))
+                       if (close := difflib.get_close_matches(flag, options, n=1))}  # fmt: skip
+            hint = ", ".join(
+                guess if len(guesses) == 1 else f"{guess} for {flag}" for flag, guess in guesses.items()
+            )
+            self.error(
+                f"unrecognized arguments: {' '.join(extras)}" + (f" (did you mean {hint}?)" if hint else "")
+            )
+        return parsed
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def _option_strings(parser) -> list[str]:
+    """Every ``--flag`` of ``parser`` and of its subcommands."""
+    names = {name for name in parser._option_string_actions if name.startswith("--")}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names.update(_option_strings(sub))
+    return sorted(names)
 
 
 def _flag(name: str) -> str:
@@ -146,11 +191,11 @@ def training_main(role: str, description: str, argv=None) -> None:
     from kdface.training import add_run_arguments, run_options_from_args
 
     names, default = method_names(), default_method()
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = ArgumentParser(add_help=False)
     pre.add_argument("--method", default=default, choices=names)
     known, _ = pre.parse_known_args(argv)
     method = get_method(known.method)
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=f"{description}\n\n--method {method.name} ({method.task}): {method.summary}. "
         f"`--method NAME --help` shows another method's flags.",
         formatter_class=HelpFormatter,

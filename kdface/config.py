@@ -88,6 +88,8 @@ class ExperimentConfig:
         """Raise :class:`ConfigError` for values out of range; subclasses extend it."""
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         for name in ("image_size", "batch_size", "epochs", "steps_per_epoch"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -104,6 +106,15 @@ class ExperimentConfig:
                     raise ConfigError(
                         unknown_name_message(f"--{f.name.replace('_', '-')}", value, backbone_names())
                     )
+
+    def check_inputs(self) -> None:
+        """Check the files, folders and names this (resolved) config refers to, reading only: the
+        trainer calls it before it creates the run directory, so a mistake costs a second and leaves
+        nothing behind. Each failure is one kdface error naming the flag. Task configs add the dataset
+        (name, split, ``--data-dir``), methods their weight and teacher files."""
+        from kdface.io.paths import check_can_create
+
+        check_can_create(self.tfds_dir, "--tfds-dir")
 
     def splits(self, base: str = "train") -> tuple[str, str | None]:
         """The training slice and the validation slice held out of ``base`` (``val_fraction``)."""

@@ -6,6 +6,13 @@
   loading it (run code, reach outside the dataset root).
 * :class:`RunError`: a training run cannot start or go on (unwritable output, too little disk, a run
   directory that holds another run, a loss that became NaN/Inf).
+* :class:`ConfigError` (a ``ValueError``): a setting is out of range or contradicts another.
+* :class:`UnknownNameError` (a ``ValueError``): a name no registry or table holds; lists the known
+  ones and suggests the closest.
+* :class:`MissingFileError` (a ``FileNotFoundError``): an input file or folder (a model, a photo, a
+  dataset folder, weights) does not exist, or is a folder where a file is expected; names the flag.
+* :class:`ForeignFolderError` (a :class:`RunError` and ``FileExistsError``): an output folder holds
+  files kdface did not write; kdface never writes into or deletes it.
 """
 
 from __future__ import annotations
@@ -66,3 +73,13 @@ class ConfigError(KdfaceError, ValueError):
 
 class UnknownNameError(KdfaceError, ValueError):
     """A name (method, task, backbone, dataset, split) that no registry holds; lists the known ones."""
+
+
+class MissingFileError(KdfaceError, FileNotFoundError):
+    """An input (a model, a photo, a dataset folder, a weights file) does not exist, or is a folder
+    where a file is expected (or the reverse). The message names the flag, the path and, where it
+    can, where the right one comes from."""
+
+
+class ForeignFolderError(RunError, FileExistsError):
+    """An output folder holds files kdface did not write; kdface neither writes into it nor deletes it."""

@@ -362,11 +362,23 @@ def photo_overlay(image, face_boxes, crop_boxes=None, landmarks=None, labels=Non
     return np.concatenate([key_panel(w, key, title), out])
 
 
-def read_photo(photo) -> np.ndarray:
-    """A photo as ``H x W x 3`` uint8 RGB."""
+PHOTO_FORMATS = "JPEG, PNG, BMP, TIFF, WebP"
+
+
+def read_photo(photo, flag: str | None = None) -> np.ndarray:
+    """A photo as ``H x W x 3`` uint8 RGB. A missing file (or a folder) is a
+    :class:`~kdface.errors.MissingFileError`, one OpenCV cannot decode a
+    :class:`~kdface.errors.DataFormatError`; both name ``flag`` (``--image``) when given."""
+    from kdface.errors import DataFormatError
+    from kdface.io.paths import require_file
+
+    require_file(photo, flag, what="photo")
     bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise FileNotFoundError(f"could not read an image from {photo}")
+        named = f"{flag} {photo}" if flag else photo
+        raise DataFormatError(
+            named, f"a photo OpenCV can read ({PHOTO_FORMATS}); this file is not an image it decodes"
+        )
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

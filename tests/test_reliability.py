@@ -180,13 +180,18 @@ def test_fit_resumes_mid_epoch_to_the_same_weights(tmp_path):
 
 def test_run_directory_needs_resume_or_restart(tmp_path):
     path = tmp_path / "run"
+    RunDirectory(path).open({"lr": 0})
+    (path / "label_noise.csv").write_text("key,label\n")  # written while loading data, before fit
+    # a run that never trained a step (its inputs failed after the folder was claimed) is taken over
     RunDirectory(path).open({"lr": 1})
-    with pytest.raises(RunError, match="--resume.*--restart"):
+    assert json.loads((path / "config.json").read_text())["config"] == {"lr": 1}
+    assert not (path / "label_noise.csv").exists()
+    (path / "history.csv").write_text("epoch,loss\n")  # fit began: a run, even before its first backup
+    with pytest.raises(RunError, match="no backup yet.*--resume.*--restart"):
         RunDirectory(path).open({"lr": 1})
     with pytest.raises(RunError, match="lr: 1 -> 2"):
         RunDirectory(path, RunOptions(resume=True)).open({"lr": 2})
     assert RunDirectory(path, RunOptions(resume=True)).open({"lr": 1}).state is None  # nothing backed up yet
-    (path / "history.csv").write_text("epoch,loss\n")
     RunDirectory(path, RunOptions(restart=True)).open({"lr": 2})
     assert not (path / "history.csv").exists()
     assert json.loads((path / "config.json").read_text())["config"] == {"lr": 2}

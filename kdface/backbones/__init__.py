@@ -16,7 +16,12 @@ from kdface.backbones.contract import (
     feature_channels,
 )
 from kdface.backbones.iresnet import IRESNET_DEPTHS, build_iresnet
-from kdface.backbones.registry import backbone_names, create_backbone, register_backbone
+from kdface.backbones.registry import (
+    backbone_names,
+    check_backbone_weights,
+    create_backbone,
+    register_backbone,
+)
 from kdface.backbones.resnet import RESNET_DEPTHS, build_resnet
 from kdface.backbones.weights import backbone_of
 
@@ -32,6 +37,7 @@ __all__ = [
     "build_backbone",
     "build_iresnet",
     "build_resnet",
+    "check_backbone_weights",
     "create_backbone",
     "embedding_size",
     "feature_channels",

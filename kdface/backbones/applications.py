@@ -28,7 +28,7 @@ import keras
 
 from kdface.backbones.contract import STAGES, backbone_outputs, set_bn_momentum
 from kdface.backbones.weights import check_weights, load_weights
-from kdface.errors import DataFormatError
+from kdface.errors import ConfigError, DataFormatError
 
 # name -> (constructor, scale, offset into the application's input range)
 _BUILDERS = {
@@ -40,6 +40,8 @@ STAGE_LAYERS = {
     "efficientnet_b3": ("block2c_add", "block3c_add", "block5e_add", "top_activation"),
     "mobilenet_v2": ("block_2_add", "block_5_add", "block_12_add", "out_relu"),
 }
+
+MIN_IMAGE_SIZE = 32  # keras.applications refuses smaller inputs
 
 
 def backbones() -> list[str]:
@@ -105,6 +107,10 @@ def build_application(
     except KeyError:
         raise ValueError(f"unknown keras.applications backbone {kind!r}; known: {backbones()}") from None
     weights = check_weights(weights, kind, imagenet=True)
+    if image_size is not None and image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(
+            f"{kind} needs an image size of at least {MIN_IMAGE_SIZE}, got {image_size} (--image-size)"
+        )
     inputs = keras.Input((image_size, image_size, 3), name="image")
     scaled = keras.layers.Rescaling(scale, offset, name="to_application_range")(inputs)
     application = constructor(

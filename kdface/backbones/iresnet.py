@@ -37,6 +37,7 @@ import keras
 from kdface.backbones import resnet
 from kdface.backbones.contract import backbone_outputs
 from kdface.backbones.weights import check_weights, load_weights
+from kdface.errors import ConfigError
 from kdface.heads import torch_bias_init, torch_linear_init
 
 IRESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3)}
@@ -114,7 +115,10 @@ def build_iresnet(
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {sorted(NORMALIZATIONS)}, got {normalization!r}")
     if head == "fc" and (image_size is None or image_size % 16):
-        raise ValueError(f"head='fc' needs a fixed image size that is a multiple of 16, got {image_size}")
+        raise ConfigError(
+            f"iresnet{depth} (head='fc') needs an image size that is a multiple of 16, got {image_size} "
+            "(--image-size 112, the ArcFace size, or e.g. 96, 128)"
+        )
     weights = check_weights(weights, f"iresnet{depth}")
     b = _Builder(0.9 if bn_momentum is None else bn_momentum, bn_epsilon)
     mean, std = NORMALIZATIONS[normalization]

@@ -91,6 +91,12 @@ def backbone_entry(name: str) -> BackboneEntry:
         raise ValueError(f"unknown backbone {name!r}; known: {known}{hint}") from None
 
 
+def check_backbone_weights(weights, backbone: str, flag: str | None = None):
+    """:func:`~kdface.backbones.weights.check_weights` for the registered ``backbone`` (whether it takes
+    ``"imagenet"``), naming ``flag``; reads only, so configs call it before a run writes anything."""
+    return check_weights(weights, backbone, backbone_entry(backbone).imagenet, flag)
+
+
 def create_backbone(
     backbone: str, /, *, image_size, weights=None, bn_momentum=None, name: str | None = None, **kwargs
 ) -> keras.Model:

@@ -189,24 +189,36 @@ def load_weights(model: keras.Model, path, unsafe: bool = False) -> None:
         model.load_weights(path)
 
 
-def check_weights(weights, backbone: str, imagenet: bool = False):
+WEIGHT_FILES = "an .npz from `python -m kdface.convert`, a kdface .keras model, or .weights.h5"
+WEIGHT_SUFFIXES = (".npz", ".keras", ".h5", ".hdf5")  # what load_weights reads (.weights.h5 included)
+
+
+def check_weights(weights, backbone: str, imagenet: bool = False, flag: str | None = None):
     """``weights`` as ``None``, ``"imagenet"`` or a path string; ``"imagenet"`` only where the backbone
-    has such weights (``imagenet``), and a path must exist (:class:`FileNotFoundError` naming it)."""
+    has such weights (``imagenet``; else :class:`~kdface.errors.ConfigError`), and a path must be an
+    existing file (:class:`~kdface.errors.MissingFileError`, a ``FileNotFoundError``). ``flag`` (the
+    option that set ``weights``, e.g. ``--t-checkpoint``) is named in the messages."""
+    from kdface.errors import ConfigError
+    from kdface.io.paths import require_file
+
     if weights is None:
         return None
+    named = f"{flag} {weights}" if flag else f"weights={weights!r}"
     if weights == "imagenet":
         if imagenet:
             return weights
         from kdface.backbones.registry import imagenet_backbones
 
-        raise ValueError(
-            f"weights='imagenet' is only available for the keras.applications backbones "
-            f"({', '.join(imagenet_backbones())}); {backbone} takes None or a weights file "
-            f"(.npz from `python -m kdface.convert`, a kdface .keras model, or .weights.h5)"
+        raise ConfigError(
+            f"{named} is only available for the keras.applications backbones "
+            f"({', '.join(imagenet_backbones())}); {backbone} takes none (from scratch) or a weights file "
+            f"({WEIGHT_FILES})"
         )
     if not isinstance(weights, str | os.PathLike):
         raise TypeError(f"weights must be None, 'imagenet' or a path, got {type(weights).__name__}")
-    path = os.fspath(weights)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{backbone} weights file {path!r} does not exist")
+    hint = f"{backbone} takes {WEIGHT_FILES}" + (f"; leave {flag} out to start from scratch" if flag else "")
+    path = os.fspath(require_file(weights, flag or f"{backbone} weights file", what="file", hint=hint))
+    if not path.endswith(WEIGHT_SUFFIXES):
+        raise DataFormatError(f"{flag} {path}" if flag else path, f"a weights file: {WEIGHT_FILES}",
+                              got=os.path.basename(path))  # fmt: skip
     return path

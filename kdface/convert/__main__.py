@@ -8,9 +8,7 @@ see :mod:`kdface.convert.torch_resnet`. Errors print one ``error:`` line and exi
 
 from __future__ import annotations
 
-import argparse
-
-from kdface.cli import HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
+from kdface.cli import ArgumentParser, HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
 
 
 def _print_report(report, what: str) -> None:
@@ -23,9 +21,21 @@ def _print_report(report, what: str) -> None:
     print(f"wrote {report.out}")
 
 
+def _check(args) -> None:
+    """The paths, before the backbone is built: the checkpoint exists, ``--out`` can be written."""
+    from kdface.convert.torch_resnet import check_out
+    from kdface.io.paths import require_file
+
+    require_file(
+        args.checkpoint, "--checkpoint", hint="a PyTorch checkpoint (.pth), a pickle (.pkl) or an .npz"
+    )
+    check_out(args.out, getattr(args, "drop_fc", False))
+
+
 def _resnet(args) -> None:
     from kdface.convert.torch_resnet import convert
 
+    _check(args)
     report = convert(args.checkpoint, args.depth, args.out, stride_on=args.stride_on, fmt=args.format)
     _print_report(report, f"ResNet-{args.depth} backbone, stride on {args.stride_on}")
 
@@ -33,6 +43,7 @@ def _resnet(args) -> None:
 def _iresnet(args) -> None:
     from kdface.convert.torch_resnet import convert
 
+    _check(args)
     report = convert(args.checkpoint, args.depth, args.out, fmt=args.format, arch="iresnet",
                      image_size=args.image_size, drop_fc=args.drop_fc)  # fmt: skip
     fc = "fc dropped" if args.drop_fc else f"fc for {args.image_size} px input"
@@ -41,7 +52,7 @@ def _iresnet(args) -> None:
 
 def main(argv=None) -> None:
     quiet_tensorflow(argv)
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m kdface.convert", description=__doc__.split("\n")[0], formatter_class=HelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)

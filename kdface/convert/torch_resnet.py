@@ -307,6 +307,27 @@ def iresnet_tensor_count(depth: int, drop_fc: bool = False) -> int:
     return 1 * convs + 4 * batchnorms + prelus + (0 if drop_fc else 2) + 3  # features: beta, mean, var
 
 
+def check_out(out, drop_fc: bool = False) -> Path:
+    """``out`` as a ``Path`` if :func:`convert` can write it: ``.npz`` or ``.weights.h5`` (``.npz`` with
+    ``drop_fc``), in a folder that exists or can be created; else :class:`~kdface.errors.ConfigError`
+    or :class:`~kdface.errors.RunError`. Reads only."""
+    from kdface.errors import ConfigError
+    from kdface.io.paths import check_can_create
+
+    out = Path(out)
+    if out.name.endswith(".weights.h5"):
+        if drop_fc:
+            raise ConfigError(
+                f"--out {out}: --drop-fc writes an .npz (the .weights.h5 format cannot record the dropped layer)"
+            )
+    elif out.suffix != ".npz":
+        raise ConfigError(f"--out must end in .npz or .weights.h5, got {out}")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name the weights file, e.g. {out / 'backbone.npz'}")
+    check_can_create(out.parent, "--out", given=out)
+    return out
+
+
 def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "auto", arch: str = "resnet",
             image_size: int = 112, drop_fc: bool = False) -> ConversionReport:  # fmt: skip
     """Read ``checkpoint``, check it against a ResNet-``depth`` (torchvision) or IResNet-``depth``
@@ -314,6 +335,7 @@ def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "
     atomically. For an IResNet, ``image_size`` fixes the embedding fc's width (112: 512 x 7 x 7);
     ``drop_fc`` leaves the fc out (recorded in the file), for use at another input size."""
     depth = int(depth)
+    out = check_out(out, drop_fc)
     if arch == "resnet":
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"unknown ResNet depth {depth}; known: {sorted(RESNET_DEPTHS)}")
@@ -332,12 +354,7 @@ def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "
     arrays, dropped = to_keras_arrays(model, state_dict, checkpoint, prefixes, dropped_layers)
     if len(arrays) != expected:  # the Keras model and the torch layout disagree: a kdface bug
         raise AssertionError(f"{model.name}: mapped {len(arrays)} tensors, expected {expected}")
-    out = Path(out)
     if out.name.endswith(".weights.h5"):
-        if dropped_layers:
-            raise ValueError(
-                "--drop-fc writes an .npz (the .weights.h5 format cannot record the dropped layer)"
-            )
         assign_arrays(model, arrays, checkpoint)
         with atomic_path(out) as tmp:
             # Keras insists on the ".weights.h5" ending; the side file matches atomic's stale pattern
@@ -348,8 +365,6 @@ def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "
             finally:
                 side.unlink(missing_ok=True)
     else:
-        if out.suffix != ".npz":
-            raise ValueError(f"--out must end in .npz or .weights.h5, got {out}")
         extra = {DROPPED_KEY: np.array(dropped_layers)} if dropped_layers else {}
         with atomic_path(out) as tmp:
             np.savez(tmp, **arrays, **extra)

@@ -43,6 +43,34 @@ def _fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def check_raw_dir(builder_cls, name: str, data_dir, tfds_dir=None) -> None:
+    """The checks :func:`prepare_builder` makes of the raw folder (and ``tfds_dir``), reading only:
+    a manual-download dataset needs ``--data-dir`` naming an existing folder; SynthFaces generates
+    its folder, which must not be a file. Each failure is one line that says what the folder should
+    hold (the builder's ``MANUAL_DOWNLOAD_INSTRUCTIONS``)."""
+    from kdface.errors import ConfigError, MissingFileError
+    from kdface.io.paths import check_can_create, require_folder
+
+    if issubclass(builder_cls, SynthFacesBuilder):
+        if data_dir:
+            check_can_create(data_dir, "--data-dir")  # generated there if missing
+    elif data_dir is None:
+        raise ConfigError(
+            f"--data-dir is required for {name!r}, which cannot be downloaded here: "
+            f"{_one_line(builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS)} (README.md, 'Real datasets')"
+        )
+    else:
+        expects = f"{name} expects: {_one_line(builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS)}"
+        if not any(require_folder(data_dir, "--data-dir", hint=expects).iterdir()):
+            raise MissingFileError(f"--data-dir {data_dir} is empty; {expects}")
+    if tfds_dir is not None:
+        check_can_create(tfds_dir, "--tfds-dir")
+
+
 def prepare_builder(
     builder_cls,
     folder_name: str,
@@ -66,22 +94,14 @@ def prepare_builder(
     """
     if on_bad_sample not in POLICIES:
         raise ValueError(f"on_bad_sample must be one of {POLICIES}, got {on_bad_sample!r}")
+    check_raw_dir(builder_cls, folder_name, data_dir)
     kwargs, download_config = {"on_bad_sample": "skip", **(builder_kwargs or {})}, {}
     if issubclass(builder_cls, SynthFacesBuilder):
         raw_dir = Path(data_dir) if data_dir else DEFAULT_SYNTHFACES_DIR / synthfaces_preset
         raw_dir.mkdir(parents=True, exist_ok=True)
         kwargs.update(root=raw_dir.resolve(), preset=synthfaces_preset)
     else:
-        if data_dir is None:
-            raise ValueError(
-                f"--data-dir is required for {folder_name!r}: it is not downloadable here.\n"
-                + builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS
-            )
         raw_dir = Path(data_dir)
-        if not raw_dir.is_dir():
-            raise FileNotFoundError(
-                f"data folder {raw_dir} does not exist.\n{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            )
         download_config = {"manual_dir": str(raw_dir.resolve())}
     raw_dir = raw_dir.resolve()
     # The marker keeps kdface's copies from before bad samples were checked (hashed by the path alone)

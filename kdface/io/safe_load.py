@@ -74,6 +74,33 @@ def restricted_pickle_load(source, *, path=None, allowed=SAFE_PICKLE_GLOBALS):
     return _RestrictedUnpickler(source, path or getattr(source, "name", "<file>"), allowed).load()
 
 
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def check_model_file(path, flag: str | None = None, hint: str = "") -> Path:
+    """``path`` if it can be a Keras model file: it exists, is a file, ends in ``.keras`` (a zip
+    holding ``config.json``) or is a legacy ``.h5``. Raises :class:`~kdface.errors.MissingFileError`
+    (naming ``flag``, followed by ``hint``), :class:`UnsafeFileError` or
+    :class:`~kdface.errors.DataFormatError`; reads only the zip's directory."""
+    from kdface.errors import DataFormatError
+    from kdface.io.paths import require_file
+
+    path = require_file(path, flag, what="model file", hint=hint)
+    named = f"{flag} {path}" if flag else path
+    if path.suffix not in MODEL_SUFFIXES:
+        raise DataFormatError(named, "a Keras model file (.keras; legacy .h5)", got=path.suffix or path.name)
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            raise UnsafeFileError(named, "not a Keras v3 model archive (a .keras file is a zip)") from None
+        if "config.json" not in names:
+            raise DataFormatError(named, "a Keras v3 model archive (a zip holding config.json)",
+                                  got=", ".join(names[:5]) or "an empty zip")  # fmt: skip
+    return path
+
+
 def load_keras_model(path, *, unsafe: bool = False, compile: bool = False):
     """``keras.saving.load_model`` with ``safe_mode`` on unless ``unsafe`` is passed explicitly.
 
@@ -81,11 +108,7 @@ def load_keras_model(path, *, unsafe: bool = False, compile: bool = False):
     """
     import keras
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
-    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise UnsafeFileError(path, "not a Keras v3 model archive (a .keras file is a zip)")
+    path = check_model_file(path)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
     except ValueError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from kdface.backbones import create_backbone
+from kdface.backbones import check_backbone_weights, create_backbone
 from kdface.config import option
 from kdface.heads import linear_head
 from kdface.methods import Method, Role, register_method
@@ -47,6 +47,10 @@ class FERConfig(ExpressionConfig):
     masked_view: bool = option(
         False, "train on each image's clean and randomly erased view (IGKD's inputs, no distillation)"
     )
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        check_backbone_weights(self.weights, self.backbone, "--weights")
 
 
 @keras.saving.register_keras_serializable("kdface")

@@ -29,9 +29,9 @@ from typing import ClassVar
 import keras
 import tensorflow as tf
 
-from kdface.backbones import create_backbone, embedding_size
+from kdface.backbones import check_backbone_weights, create_backbone, embedding_size
 from kdface.config import option
-from kdface.errors import RunError
+from kdface.errors import ConfigError, RunError
 from kdface.heads import torch_linear_init
 from kdface.losses.igkd import igkd_loss
 from kdface.methods import Method, Role, register_method
@@ -86,6 +86,11 @@ class IGKDConfig(ExpressionConfig):
         "trains the joint CE only",
     )
 
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        check_backbone_weights(self.t_checkpoint, self.teacher_backbone, "--t-checkpoint")
+        check_backbone_weights(self.s_checkpoint, self.student_backbone, "--s-checkpoint")
+
 
 def _bn(name):
     return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
@@ -120,7 +125,7 @@ class IGKD(keras.Model):
         )  # fmt: skip
         size = int(student.output["feature_map"].shape[1])
         if size < 3:
-            raise ValueError(
+            raise ConfigError(
                 f"the student's layer-4 map is {size} x {size}; IGKD's fusion (3x3 conv, stride 2, no padding) "
                 f"needs at least 3 x 3: use --image-size of at least 96"
             )

@@ -20,14 +20,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kdface.backbones import check_backbone_weights
 from kdface.config import option
 from kdface.errors import ConfigError, RunError
 from kdface.io import load_keras_model
+from kdface.io.cards import LEGACY_TASK, read_model_card
+from kdface.io.safe_load import check_model_file
 from kdface.losses.kd_loss import kd_loss
 from kdface.methods import Method, Role, register_method
 from kdface.metrics.keras_metrics import LandmarkNME
 from kdface.tasks.landmarks.asm import ActiveShapeModel
 from kdface.tasks.landmarks.pipeline import landmark_dataset
+from kdface.tasks.landmarks.points import NUM_POINTS
 from kdface.tasks.landmarks.training import LandmarkConfig, build_regressor, load_split, training_data
 from kdface.training import prepare_built_model, train_run
 from kdface.training.distribute import per_replica_share
@@ -110,6 +114,26 @@ class KDLossConfig(LandmarkConfig):
     main_weight: float = option(2.0, "KD-Loss weight of the main loss", roles=STUDENT)
     tough_weight: float = option(1.0, "KD-Loss weight of ALoss_Tou", roles=STUDENT)
     tolerant_weight: float = option(1.0, "KD-Loss weight of ALoss_Tol", roles=STUDENT)
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        backbone = self.teacher_backbone if self.teacher else self.student_backbone  # the role's network
+        check_backbone_weights(self.weights, backbone, "--weights")
+        if not self.teacher and not self.no_kd:
+            for which in TEACHERS:
+                path = getattr(self, which)
+                if path is None:
+                    continue
+                train = f"python train_teacher.py --teacher {which} --dataset {self.dataset}"
+                check_model_file(path, f"--{which}", hint=f"train it first: {train}")
+                card = read_model_card(path)  # a model of another task or landmark layout: say so now
+                task, points = card.get("task", LEGACY_TASK), card.get("num_points")
+                if task != "landmarks":
+                    raise ConfigError(f"--{which} {path} is a model of the {task} task (its model card); "
+                                      f"KD-Loss distils landmark teachers: {train}")  # fmt: skip
+                if points is not None and points != NUM_POINTS[self.dataset]:
+                    raise ConfigError(f"--{which} {path} predicts {points} landmarks (its model card) but "
+                                      f"{self.dataset} has {NUM_POINTS[self.dataset]}: {train}")  # fmt: skip
 
     def resolved(self, role: str | None = None) -> KDLossConfig:
         """A copy with preset values filled in; ``role`` is ``teacher`` or ``student`` (for epochs)."""

@@ -39,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kdface.backbones import create_backbone
+from kdface.backbones import check_backbone_weights, create_backbone
 from kdface.config import option
 from kdface.data.label_noise import LabelNoise
 from kdface.errors import ConfigError, RunError
@@ -123,6 +123,10 @@ class SCNConfig(ExpressionConfig):
     dropout: float = option(
         0.0, "dropout on the features before the importance and class heads (the original's drop_rate)"
     )
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        check_backbone_weights(self.weights, self.backbone, "--weights")
 
     def validate(self) -> None:
         super().validate()

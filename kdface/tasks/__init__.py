@@ -18,9 +18,11 @@ from kdface.registry import Registry
 class Task:
     """A task's entry points for ``test.py``.
 
-    ``datasets()``: the dataset names it evaluates on; ``test_splits(dataset)``: that dataset's
-    default test splits; ``add_test_arguments(parser)``: its own ``test.py`` flags;
-    ``evaluate(model_paths, args)``: models x splits -> report; ``predict_photo(model, photo, out, unsafe)``.
+    ``datasets()``: the dataset names it evaluates on; ``add_test_arguments(parser)``: its own
+    ``test.py`` flags; ``evaluate(model_paths, args)``: models x splits -> report;
+    ``predict_photo(model, photo, out, unsafe)``; ``check(model_path, card, dataset, args)``: the
+    cheap checks of ``test.py``'s inputs for one model (split names, the data folder, whether the
+    model fits the dataset), made before anything is written; each failure is a kdface error.
     """
 
     name: str
@@ -29,6 +31,7 @@ class Task:
     evaluate: Callable
     predict_photo: Callable | None = None
     add_test_arguments: Callable | None = None
+    check: Callable | None = None
 
 
 TASKS: Registry[Task] = Registry("task", package=(__name__, __path__))

@@ -49,7 +49,12 @@ def _cluster_resolver():
 
 
 def _tpu_strategy():
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    except ValueError as exc:  # no TPU name or address to connect to
+        raise RunError(
+            f"--strategy tpu: no TPU found ({exc}); set TPU_NAME, or choose another --strategy"
+        ) from None
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)

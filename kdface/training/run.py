@@ -13,6 +13,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from kdface.io.paths import check_can_create
 from kdface.training import distribute
 from kdface.training.trainer import RunDirectory, RunOptions, fit, open_run, publish, seed_models
 
@@ -32,6 +33,26 @@ class TrainingData:
     mode: str  # "min" or "max"
     skipped: list
     card: dict  # task fields of the model card (class names, crop, points, ...)
+
+
+def check_inputs(config, out: Path, run_dir) -> None:
+    """Everything a run can check without writing, before its run directory is claimed: the config's
+    inputs (:meth:`kdface.config.ExperimentConfig.check_inputs`: dataset, data folder, weight and
+    teacher files) and where the outputs go (``--out`` a ``.keras`` file in a folder that can be
+    created, ``--run-dir`` not a file)."""
+    from kdface.errors import ConfigError
+
+    config.check_inputs()
+    if out.is_dir():
+        raise ConfigError(
+            f"--out {out} is a folder; name the model file, e.g. {out / (config.dataset + '.keras')}"
+        )
+    if out.suffix != ".keras":
+        raise ConfigError(
+            f"--out {out}: a trained model is saved as a .keras file; name it {out.with_suffix('.keras')}"
+        )
+    check_can_create(out.parent, "--out", given=out)
+    check_can_create(run_dir, "--run-dir")
 
 
 def train_run(
@@ -59,8 +80,9 @@ def train_run(
     """
     options = options or RunOptions()
     out = Path(out or f"{MODEL_FOLDERS[role]}/{config.dataset}_{name}.keras")
-    run = open_run(config, f"{method}_{name}", run_dir or f"runs/{method}/{config.dataset}_{name}", out, options,
-                   **(record or {}))  # fmt: skip
+    run_dir = run_dir or f"runs/{method}/{config.dataset}_{name}"
+    check_inputs(config, out, run_dir)
+    run = open_run(config, f"{method}_{name}", run_dir, out, options, **(record or {}))
     if run.chief:
         print(f"== {method} {role} {name} on {config.dataset} ({config.epochs} epochs): run directory {run.path}, "
               f"model -> {out}")  # fmt: skip

@@ -34,13 +34,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kdface.errors import NonFiniteLossError, RunError
+from kdface.errors import ForeignFolderError, NonFiniteLossError, RunError
 from kdface.io.atomic import atomic_path, remove_stale_temporaries, write_json, write_text
 from kdface.training.distribute import STRATEGIES, distribute_options
 
 RUN_MARKER = "kdface_run"
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
+# What ``fit`` writes into a run directory: a folder holding none of these never trained a step.
+FIT_OUTPUTS = (BACKUP_DIR, "history.csv", "tensorboard", "last.keras", "best.keras", "best.json")
 # Headroom beyond the estimated checkpoint sizes before a run is allowed to start.
 DISK_MARGIN_BYTES = 64 * 2**20
 
@@ -152,7 +154,9 @@ class RunDirectory:
     """A run directory and the resume/restart policy around it.
 
     ``open(config)`` refuses to mix two runs: a folder that already holds a kdface run needs
-    ``--resume`` (continue; the config must match) or ``--restart`` (discard it). A non-empty folder
+    ``--resume`` (continue; the config must match) or ``--restart`` (discard it). A run that never
+    trained a step (its inputs failed after the folder was claimed, or it was killed before ``fit``)
+    is not a run yet: the next one takes its folder over without either flag. A non-empty folder
     kdface did not create is never written into or deleted.
     """
 
@@ -176,6 +180,10 @@ class RunDirectory:
         except ValueError:
             return False
 
+    def _started(self) -> bool:
+        """Whether training began here: a backup, or anything ``fit`` writes (:data:`FIT_OUTPUTS`)."""
+        return any((self.path / name).exists() for name in FIT_OUTPUTS)
+
     def open(self, config: dict) -> RunDirectory:
         options = self.options
         if not self.chief:
@@ -187,11 +195,14 @@ class RunDirectory:
             raise RunError(f"run directory {self.path} exists and is not a folder")
         if self.path.is_dir() and any(self.path.iterdir()):
             if not self._is_kdface_run():
-                raise RunError(
+                raise ForeignFolderError(
                     f"{self.path} is not empty and holds no kdface run; choose a new or empty --run-dir "
                     "(kdface never writes into or deletes a folder it did not create)"
                 )
             if options.restart:
+                shutil.rmtree(self.path)
+            elif not self._started():
+                print(f"{self.path}: taken over (its run stopped before training a step)")
                 shutil.rmtree(self.path)
             elif options.resume:
                 recorded = json.loads((self.path / "config.json").read_text())
@@ -202,6 +213,8 @@ class RunDirectory:
                 where = "a finished run" if state and state.get("finished") else "an unfinished run"
                 if state and not state.get("finished"):
                     where += f" (backed up at epoch {state['epoch'] + 1}, batch {state['step']})"
+                elif not state:
+                    where += " (no backup yet: --resume starts it afresh)"
                 raise RunError(
                     f"{self.path} already holds {where}. Pass --resume to continue it or --restart to "
                     "discard it and start over"
@@ -615,10 +628,10 @@ def open_run(config, role: str, run_dir, out: Path, options: RunOptions, **extra
     strategy = distribute.make_strategy(options.strategy)
     chief = distribute.is_chief(strategy)
     configure_determinism(config.seed, options.deterministic)
-    if chief:
-        check_writable(Path(out).parent)
     record = {"role": role, **dataclasses.asdict(config), "on_bad_sample": options.on_bad_sample, **extra}
     run = RunDirectory(run_dir, options, chief=chief).open(record)
+    if chief:
+        check_writable(Path(out).parent)
     run.strategy = strategy
     return run
 

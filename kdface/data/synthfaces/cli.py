@@ -13,7 +13,9 @@ from kdface.data.synthfaces.writers import _MARKER, _marker_matches, generate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    from kdface.cli import ArgumentParser, run_cli
+
+    parser = ArgumentParser(
         prog="python -m kdface.data.synthfaces",
         description="Generate the SynthFaces dataset (300W / RAF-DB / identity-folder trees).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -53,7 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {
         attr: getattr(args, attr) for _, _, attr, _ in overridable if getattr(args, attr) is not None
     }
+    run_cli(_generate, args, overrides)
+    return 0
+
+
+def _generate(args, overrides: dict) -> None:
+    from kdface.errors import ConfigError
+    from kdface.io.paths import check_can_create
+
     config = SynthFacesConfig.preset(args.preset, **overrides)
+    config.validate()
+    check_can_create(args.out, "--out")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     start = time.time()
     up_to_date = not args.force and _marker_matches(Path(args.out), config)
     root = generate(args.out, config, workers=args.workers, force=args.force, progress=True)
@@ -62,4 +76,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         info = json.loads((root / _MARKER).read_text(encoding="utf-8"))
         print(f"{root}: wrote {info['num_images']} images {info['counts']} in {time.time() - start:.1f} s")
-    return 0

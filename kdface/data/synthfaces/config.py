@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdface.data.synthfaces.sampling import _TAG_SPLIT
+from kdface.errors import ConfigError, UnknownNameError
+from kdface.registry import unknown_name_message
 
 
 @dataclass
@@ -83,7 +85,7 @@ class SynthFacesConfig:
     def preset(cls, name: str, **overrides) -> SynthFacesConfig:
         presets = {"demo": cls.demo, "tiny": cls.tiny, "full": cls.full}
         if name not in presets:
-            raise ValueError(f"unknown SynthFaces preset {name!r}; expected one of {sorted(presets)}")
+            raise UnknownNameError(unknown_name_message("SynthFaces preset", name, presets))
         return presets[name](**overrides)
 
     def to_dict(self) -> dict:
@@ -92,30 +94,43 @@ class SynthFacesConfig:
         return d
 
     def validate(self) -> None:
+        """Raise :class:`~kdface.errors.ConfigError` (a ``ValueError``) for values out of range."""
+        for name in ("image_size", "rafdb_size", "identity_size"):
+            if getattr(self, name) < 8:  # the smallest image kdface's readers accept
+                raise ConfigError(f"{name} must be at least 8 pixels, got {getattr(self, name)}")
+        for name in (
+            "w300_train",
+            "w300_common",
+            "w300_challenging",
+            "num_identity_folders",
+            "images_per_identity",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.num_identities < 2:
-            raise ValueError("num_identities must be >= 2 (train and test identities are disjoint)")
+            raise ConfigError("num_identities must be >= 2 (train and test identities are disjoint)")
         train_ids, test_ids = identity_split(self)
         if self.rafdb_train < 2 * len(train_ids) or self.rafdb_test < 2 * len(test_ids):
-            raise ValueError(
+            raise ConfigError(
                 f"rafdb_train/rafdb_test ({self.rafdb_train}/{self.rafdb_test}) must be at least twice the "
                 f"number of train/test identities ({len(train_ids)}/{len(test_ids)}): every identity gets "
                 "a neutral/expressive pair"
             )
         if self.num_identity_folders > self.num_identities:
-            raise ValueError("num_identity_folders must not exceed num_identities")
+            raise ConfigError("num_identity_folders must not exceed num_identities")
         if (
             len(self.expression_weights) != 7
             or min(self.expression_weights) < 0
             or sum(self.expression_weights) <= 0
         ):
-            raise ValueError("expression_weights needs 7 non-negative weights (RAF-DB order 1..7)")
+            raise ConfigError("expression_weights needs 7 non-negative weights (RAF-DB order 1..7)")
         fractions = (
             self.occlusion_fraction,
             self.challenging_occlusion_fraction,
             self.rafdb_test_occlusion_fraction,
         )
         if not all(0 <= f <= 1 for f in fractions):
-            raise ValueError("occlusion fractions must be in [0, 1]")
+            raise ConfigError("occlusion fractions must be in [0, 1]")
 
 
 def identity_split(config: SynthFacesConfig) -> tuple[list[int], list[int]]:

@@ -24,6 +24,7 @@ from kdface.data.synthfaces.occluders import landmark_occlusion
 from kdface.data.synthfaces.params import EXPRESSION_NAMES, OCCLUDER_TYPES
 from kdface.data.synthfaces.plan import _Job, _job_params, _plan
 from kdface.data.synthfaces.render import render_face
+from kdface.errors import ForeignFolderError
 from kdface.io.atomic import write_bytes, write_text
 from kdface.tasks.landmarks.w300 import write_pts
 
@@ -144,7 +145,7 @@ def _clear_previous(root: Path) -> None:
     if not present:
         return
     if not ((root / _MARKER).exists() or (root / _IN_PROGRESS).exists()):
-        raise FileExistsError(
+        raise ForeignFolderError(
             f"{root} already holds {present} but no {_MARKER} or {_IN_PROGRESS}: it does not look like "
             "a SynthFaces output; refusing to overwrite it (choose another --out)"
         )

@@ -26,5 +26,11 @@ def _predict_photo(model_path, photo, out_dir, unsafe_load_model=False):
     return predict_photo(model_path, photo, out_dir, unsafe_load_model)
 
 
+def _check(model_path, card, dataset, args) -> None:
+    from kdface.tasks.expressions.sources import check_expression_inputs
+
+    check_expression_inputs(dataset, args.split, args.data_dir, args.tfds_dir, check_dir=True)
+
+
 register_task(Task("expressions", "facial expression classes (accuracy, per-class accuracy, confusion)",
-                   _datasets, _evaluate, _predict_photo))  # fmt: skip
+                   _datasets, _evaluate, _predict_photo, check=_check))  # fmt: skip

@@ -16,8 +16,8 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kdface.data.sources import DEFAULT_TFDS_DIR, prepare_builder, read_split, split_records
-from kdface.errors import UnknownNameError
+from kdface.data.sources import DEFAULT_TFDS_DIR, check_raw_dir, prepare_builder, read_split, split_records
+from kdface.errors import ConfigError, MissingFileError, UnknownNameError
 from kdface.io.atomic import write_json
 from kdface.registry import unknown_name_message
 from kdface.tasks.expressions import builders
@@ -118,6 +118,25 @@ def _class_counts(builder, tfds_split: str, num_classes: int) -> list[int]:
     return counts
 
 
+def check_expression_inputs(name: str, splits=(), data_dir=None, tfds_dir=None, num_classes=None, *,
+                            check_dir: bool = False) -> None:  # fmt: skip
+    """The dataset and split names (:class:`~kdface.errors.UnknownNameError`, with a close match), the
+    class count (:class:`~kdface.errors.ConfigError`) and, with ``check_dir``, the raw folder and
+    ``tfds_dir`` (:func:`kdface.data.sources.check_raw_dir`); reads only, so it runs before anything
+    is written."""
+    if name not in EXPRESSION_SPLITS:
+        raise UnknownNameError(unknown_name_message("expression dataset", name, EXPRESSION_SPLITS))
+    builder_key, known = EXPRESSION_SPLITS[name]
+    for split in splits or ():
+        if split.partition("[")[0] not in known:
+            raise UnknownNameError(unknown_name_message("split", split, known, f" for {name!r}"))
+    if num_classes is not None and int(num_classes) not in _ALLOWED_CLASSES[builder_key]:
+        allowed = " or ".join(map(str, _ALLOWED_CLASSES[builder_key]))
+        raise ConfigError(f"--num-classes {num_classes}: {name!r} has num_classes {allowed}")
+    if check_dir:
+        check_raw_dir(EXPRESSION_BUILDERS[builder_key], name, data_dir, tfds_dir)
+
+
 def load_expression_split(
     name: str,
     split: str,
@@ -135,15 +154,10 @@ def load_expression_split(
     contempt class without examples). ``on_bad_sample``: ``error`` raises the first bad sample of the
     split (after preparing), ``skip`` leaves bad samples out and lists them in ``ExpressionSource.skipped``.
     """
-    if name not in EXPRESSION_SPLITS:
-        raise UnknownNameError(unknown_name_message("expression dataset", name, EXPRESSION_SPLITS))
+    check_expression_inputs(name, [split], data_dir, num_classes=num_classes, check_dir=True)
     builder_key, splits = EXPRESSION_SPLITS[name]
     base, _, slicing = split.partition("[")
-    if base not in splits:
-        raise UnknownNameError(unknown_name_message("split", split, splits, f" for {name!r}"))
     num_classes = _DEFAULT_CLASSES[builder_key] if num_classes is None else int(num_classes)
-    if num_classes not in _ALLOWED_CLASSES[builder_key]:
-        raise ValueError(f"{name!r} takes num_classes in {_ALLOWED_CLASSES[builder_key]}, got {num_classes}")
     builder_kwargs = {"num_classes": num_classes} if builder_key == "affectnet" else None
     builder, raw_dir, skipped = prepare_builder(
         EXPRESSION_BUILDERS[builder_key], f"expression-{builder_key}", data_dir, tfds_dir, synthfaces_preset,
@@ -153,7 +167,7 @@ def load_expression_split(
     skipped = split_records(skipped, [part], on_bad_sample)
     if part not in builder.info.splits:
         hint = _OCCLUSION_HINT.get(builder_key, "")
-        raise ValueError(
+        raise MissingFileError(
             f"{name!r}: the prepared {builder_key} data in {raw_dir} has no {part!r} split"
             + (f" (put {hint} into {raw_dir})" if hint else "")
         )
@@ -162,7 +176,7 @@ def load_expression_split(
     size = int(builder.info.splits[tfds_split].num_examples)
     counts = _class_counts(builder, tfds_split, num_classes)
     if len(counts) > num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"{name!r} split {split!r} holds labels up to {len(counts) - 1} ({CLASS_NAMES[len(counts) - 1]}), "
             f"more than num_classes={num_classes}"
         )

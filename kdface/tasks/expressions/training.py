@@ -27,7 +27,7 @@ from kdface.tasks.expressions.pipeline import (
     expression_training_stream,
     resize_size,
 )
-from kdface.tasks.expressions.sources import load_expression_split
+from kdface.tasks.expressions.sources import check_expression_inputs, load_expression_split
 from kdface.training.optimizers import GroupAdam
 from kdface.training.run import TrainingData
 
@@ -127,6 +127,11 @@ class ExpressionConfig(ExperimentConfig):
             )
         if not 0.0 <= self.label_noise < 1.0:
             raise ConfigError(f"label_noise must be in [0, 1), got {self.label_noise}")
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        check_expression_inputs(self.dataset, [self.train_split], self.data_dir, self.tfds_dir, self.num_classes,
+                                check_dir=True)  # fmt: skip
 
     def augmentation(self) -> Augmentation:
         if not self.augment:

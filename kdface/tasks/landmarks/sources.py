@@ -10,8 +10,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from kdface.data.sources import DEFAULT_TFDS_DIR, prepare_builder, read_split, split_records
-from kdface.errors import UnknownNameError
+from kdface.data.sources import DEFAULT_TFDS_DIR, check_raw_dir, prepare_builder, read_split, split_records
+from kdface.errors import ConfigError, UnknownNameError
 from kdface.registry import unknown_name_message
 from kdface.tasks.landmarks import builders, wflw
 from kdface.tasks.landmarks.points import NORMALISERS, NUM_POINTS
@@ -63,6 +63,22 @@ def datasets() -> list[str]:
     return sorted(_BUILDERS)
 
 
+def check_landmark_inputs(
+    name: str, splits=(), data_dir=None, tfds_dir=None, *, check_dir: bool = False
+) -> None:
+    """The dataset and split names (:class:`~kdface.errors.UnknownNameError`, with a close match) and,
+    with ``check_dir``, the raw folder and ``tfds_dir`` (:func:`kdface.data.sources.check_raw_dir`);
+    reads only, so it runs before anything is written."""
+    if name not in _BUILDERS:
+        raise UnknownNameError(unknown_name_message("landmark dataset", name, _BUILDERS))
+    for split in splits or ():
+        base = split.partition("[")[0]
+        if base not in _SPLITS[name]:
+            raise UnknownNameError(unknown_name_message("split", split, _SPLITS[name], f" for {name!r}"))
+    if check_dir:
+        check_raw_dir(_BUILDERS[name], name, data_dir, tfds_dir)
+
+
 def load_landmark_split(
     name: str,
     split: str,
@@ -77,13 +93,10 @@ def load_landmark_split(
     ``on_bad_sample``: ``error`` raises the first bad sample of the split (after preparing), ``skip``
     leaves bad samples out and lists them in ``LandmarkSource.skipped``.
     """
-    if name not in _BUILDERS:
-        raise UnknownNameError(unknown_name_message("landmark dataset", name, _BUILDERS))
+    check_landmark_inputs(name, [split], data_dir, check_dir=True)
     base, _, slicing = split.partition("[")
-    if base not in _SPLITS[name]:
-        raise UnknownNameError(unknown_name_message("split", split, _SPLITS[name], f" for {name!r}"))
     if slicing and "+" in _SPLITS[name][base]:
-        raise ValueError(f"split {base!r} of {name!r} is a union and cannot be sliced")
+        raise ConfigError(f"split {base!r} of {name!r} is a union and cannot be sliced")
     builder, manual_dir, skipped = prepare_builder(_BUILDERS[name], name, data_dir, tfds_dir, synthfaces_preset,
                                                    on_bad_sample)  # fmt: skip
     skipped = split_records(skipped, _SPLITS[name][base].split("+"), on_bad_sample)

@@ -20,7 +20,7 @@ from kdface.tasks.landmarks.pipeline import (
     landmark_dataset,
     landmark_training_stream,
 )
-from kdface.tasks.landmarks.sources import LandmarkSource, load_landmark_split
+from kdface.tasks.landmarks.sources import LandmarkSource, check_landmark_inputs, load_landmark_split
 from kdface.training.run import TrainingData
 
 # Datasets that ship a face box: the KD-Loss original united it with the landmark box (spec §4.2, §4.3).
@@ -43,6 +43,10 @@ class LandmarkConfig(ExperimentConfig):
     val_fraction: float = option(
         0.05, "fraction of the training split held out for validation / best-model selection"
     )
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        check_landmark_inputs(self.dataset, [self.splits()[0]], self.data_dir, self.tfds_dir, check_dir=True)
 
     def crop(self) -> CropConfig:
         return CropConfig(pad_px=self.pad_px, pad_frac=self.pad_frac,
