@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from kdface.cli import HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
-from kdface.errors import ConfigError, RunError, UnknownNameError
+from kdface.errors import ConfigError, KdfaceError, RunError, UnknownNameError
 from kdface.io.cards import LEGACY_TASK, read_model_card
 from kdface.registry import unknown_name_message
 
@@ -175,10 +175,22 @@ def _subset(ds, size: int, count: int | None, spread: bool):
     return ds.take(count)
 
 
+def _load_split(loader, dataset, split, data_dir, tfds_dir, on_bad_sample, purpose: str):
+    """``loader(...)``, with a dataset that cannot be read (raw folder missing or wrong) as one error line."""
+    try:
+        return loader(dataset, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, KdfaceError):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RunError(f"{purpose} images from {dataset} {split}: {first}") from None
+
+
 def face_images(dataset: str, split: str, *, task: str, card: dict, image_size: int, count=None, spread=False,
-                data_dir=None, tfds_dir="datasets/tfds", on_bad_sample="error") -> FaceImages:  # fmt: skip
+                data_dir=None, tfds_dir="datasets/tfds", on_bad_sample="error", purpose="comparison") -> FaceImages:  # fmt: skip
     """A split of ``dataset`` through its task's evaluation pipeline (the model's task first: ``synthface``
-    names a landmark and an expression dataset); landmark crops use the card's crop."""
+    names a landmark and an expression dataset); landmark crops use the card's crop. ``purpose`` names
+    the use in errors."""
     from kdface.tasks.expressions.sources import expression_datasets
     from kdface.tasks.landmarks.sources import datasets as landmark_datasets
 
@@ -194,7 +206,7 @@ def face_images(dataset: str, split: str, *, task: str, card: dict, image_size: 
         from kdface.tasks.landmarks.sources import load_landmark_split
 
         crop = CropConfig(**card["crop"]) if "crop" in card else CropConfig()
-        source = load_landmark_split(dataset, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
+        source = _load_split(load_landmark_split, dataset, split, data_dir, tfds_dir, on_bad_sample, purpose)
         ds = landmark_dataset(_subset(source.dataset, source.size, count, spread), image_size=image_size,
                               batch_size=COMPARE_BATCH, crop=crop, with_meta=True)  # fmt: skip
 
@@ -207,7 +219,7 @@ def face_images(dataset: str, split: str, *, task: str, card: dict, image_size: 
         from kdface.tasks.expressions.pipeline import expression_dataset
         from kdface.tasks.expressions.sources import load_expression_split
 
-        source = load_expression_split(dataset, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
+        source = _load_split(load_expression_split, dataset, split, data_dir, tfds_dir, on_bad_sample, purpose)
         ds = expression_dataset(_subset(source.dataset, source.size, count, spread), image_size=image_size,
                                 batch_size=COMPARE_BATCH)  # fmt: skip
 
@@ -340,7 +352,8 @@ class SavedModelRunner:
 
         from kdface.io.litert import MAIN_OUTPUT
 
-        self._serve = tf.saved_model.load(str(path)).serve
+        self._loaded = tf.saved_model.load(str(path))  # kept: serve refers to its variables
+        self._serve = self._loaded.serve
         self._main = MAIN_OUTPUT
 
     def predict_on_batch(self, images):
@@ -520,7 +533,7 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
         dataset = options.calibration_dataset or card["dataset"]
         data_dir = options.calibration_data_dir or options.data_dir
         images = face_images(dataset, options.calibration_split, count=options.calibration_count, spread=True,
-                             data_dir=data_dir, **common)  # fmt: skip
+                             data_dir=data_dir, purpose="int8 calibration", **common)  # fmt: skip
         calibration = calibration_images(images, options.calibration_count)
         record["calibration"] = {"dataset": dataset, "split": options.calibration_split, "count": len(calibration),
                                  "selection": "evenly spaced over the split", "view": images.view}  # fmt: skip
