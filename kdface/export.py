@@ -219,7 +219,9 @@ def face_images(dataset: str, split: str, *, task: str, card: dict, image_size: 
         from kdface.tasks.expressions.pipeline import expression_dataset
         from kdface.tasks.expressions.sources import load_expression_split
 
-        source = _load_split(load_expression_split, dataset, split, data_dir, tfds_dir, on_bad_sample, purpose)
+        source = _load_split(
+            load_expression_split, dataset, split, data_dir, tfds_dir, on_bad_sample, purpose
+        )
         ds = expression_dataset(_subset(source.dataset, source.size, count, spread), image_size=image_size,
                                 batch_size=COMPARE_BATCH)  # fmt: skip
 
