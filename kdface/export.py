@@ -465,9 +465,10 @@ def latency_table(rows: list[dict], runs: int, batches=LATENCY_BATCHES) -> str:
         )
         for row in rows
     ]
-    return "\n".join(
-        [f"latency, ms per face (median of {runs} runs, {os.cpu_count()} CPU cores):", head, *body]
+    title = (
+        f"latency, ms per face (median of {runs} runs; {os.cpu_count()} CPU cores, Keras uses all of them):"
     )
+    return "\n".join([title, head, *body])
 
 
 # --- the export ---------------------------------------------------------------------------------------------
@@ -529,7 +530,8 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
             dataset, split, count=options.compare_count, data_dir=options.data_dir, **common
         )
     record = {"model": str(model_path), "out": str(out), "format": options.format, "quantize": options.quantize,
-              "task": task, "input": "float32 crops in [0, 1]", "output": "float32"}  # fmt: skip
+              "uint8_io": options.uint8_io, "task": task, "input": "float32 crops in [0, 1]",
+              "output": "float32"}  # fmt: skip
     calibration = None
     if options.quantize == "int8":
         dataset = options.calibration_dataset or card["dataset"]
@@ -550,9 +552,10 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
         from kdface.io.litert import LiteRTModel
 
         exported = LiteRTModel(out, num_threads=options.threads)
-        runtime = f"litert ({options.quantize}, ai_edge_litert)"
+        threads = options.threads or 1  # ai_edge_litert's default
+        runtime = f"litert {options.quantize}, {threads} thread{'s' * (threads > 1)}"
         record.update(builtin_ops_only=True, operators=exported.operators, outputs=exported.output_names,
-                      interpreter_threads=options.threads or "LiteRT default")  # fmt: skip
+                      interpreter_threads=threads)  # fmt: skip
         if options.uint8_io:
             details = {"input": exported.input_details, "output": exported.output_details()}
             for key, d in details.items():
@@ -563,6 +566,10 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
         exported = SavedModelRunner(out)
         runtime = "saved_model serve"
     seconds = time.perf_counter() - start
+    from kdface.io.atomic import write_json
+
+    if card and paths["card"].resolve() != model_path.with_suffix(".json").resolve():
+        write_json(paths["card"], card)  # test.py reads the card beside the model, whatever its format
     record.update(per_image_output=extra_output, export_seconds=round(seconds, 1), size_bytes=_size(out),
                   keras_size_bytes=_size(model_path), versions=_versions())  # fmt: skip
     what = options.format + ("" if options.quantize == "none" else f", {options.quantize}")
@@ -583,12 +590,11 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
                              "cpu_count": os.cpu_count(), "rows": rows}  # fmt: skip
         print(latency_table(rows, options.latency_runs))
 
-    from kdface.io.atomic import write_json
-
-    if card and paths["card"].resolve() != model_path.with_suffix(".json").resolve():
-        write_json(paths["card"], card)
     write_json(paths["record"], record)
-    print(f"wrote {out}, {paths['card'].name} (model card), {paths['record'].name} (this comparison)")
+    card_note = (
+        f", {paths['card'].name} (model card)" if card else " (no model card beside the model to copy)"
+    )
+    print(f"wrote {out}{card_note}, {paths['record'].name} (settings, comparison, latency)")
     return record
 
 
@@ -660,7 +666,7 @@ def main(argv=None) -> None:
     group.add_argument("--no-compare", dest="compare", action="store_false", help="skip the comparison")
     group.add_argument("--latency-runs", type=int, default=d.latency_runs,
                        help="runs per latency measurement (median); 0: no latency table")  # fmt: skip
-    group.add_argument("--threads", type=int, help="LiteRT interpreter threads (default: LiteRT's)")
+    group.add_argument("--threads", type=int, help="LiteRT interpreter threads (default: LiteRT's, 1)")
     parser.add_argument("--data-dir", help="raw dataset folder (default: SynthFaces demo folder)")
     parser.add_argument("--tfds-dir", default=d.tfds_dir, help="where prepared TFDS records are kept")
     parser.add_argument("--on-bad-sample", choices=("error", "skip"), default=d.on_bad_sample,

@@ -278,12 +278,12 @@ def test_cli_export_prints_the_comparison_and_latency(work, capsys):
                  "--data-dir", str(work / "synthfaces"), "--tfds-dir", str(work / "tfds")])  # fmt: skip
     printed = capsys.readouterr().out
     for text in ("calibration: 8 images of synthface train", "builtin ops only:", "NME Keras", "target",
-                 "latency, ms per face", "keras predict ", "keras predict_on_batch", "litert (int8"):  # fmt: skip
+                 "latency, ms per face", "keras predict ", "keras predict_on_batch", "litert int8, 1 thread"):  # fmt: skip
         assert text in printed, printed
     record = json.loads(out.with_suffix(".export.json").read_text())
     assert record["comparison"]["count"] == 6 and record["quantize"] == "int8" and record["size_bytes"] > 0
     assert [row["runtime"] for row in record["latency"]["rows"]] == [
-        "keras predict", "keras predict_on_batch", "litert (int8, ai_edge_litert)"]  # fmt: skip
+        "keras predict", "keras predict_on_batch", "litert int8, 1 thread"]  # fmt: skip
     for row in record["latency"]["rows"]:
         assert row["batch_1"] > 0 and row["batch_32"] > 0
     assert json.loads(out.with_suffix(".json").read_text()) == CARDS["landmark"]
