@@ -19,8 +19,8 @@ After exporting, the exported model runs (``ai_edge_litert``'s interpreter) on t
 the Keras model and the difference is printed and checked: landmarks NME (target: within 0.1 point),
 expression accuracy (within 1 point) and argmax agreement, otherwise the cosine similarity of the
 outputs (at least 0.99); then a latency table (ms per face, median of several runs) and the file
-sizes. Written beside the export: ``<out>.json`` (a copy of the model card, so ``test.py --model
-<out>.tflite`` finds it like a ``.keras``'s) and ``<out>.export.json`` (settings, comparison, latency).
+sizes. Written beside ``<name>.tflite``: ``<name>.json`` (a copy of the model card, so ``test.py --model
+<name>.tflite`` finds it like a ``.keras``'s) and ``<name>.export.json`` (settings, comparison, latency).
 """
 
 from __future__ import annotations
@@ -647,7 +647,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", help="the exported file (default: beside the model, <model>[_<quantize>].tflite "
                         "or <model>_saved_model/)")  # fmt: skip
     parser.add_argument("--uint8-io", action="store_true",
-                        help="int8 only: uint8 input and output tensors (scale and zero point in <out>.export.json) "
+                        help="int8 only: uint8 input and output tensors (scale and zero point in <name>.export.json) "
                         "instead of float32 [0, 1] crops and float32 outputs")  # fmt: skip
     group = parser.add_argument_group("int8 calibration")
     group.add_argument(
