@@ -634,8 +634,11 @@ def _comparison_text(r: dict) -> str:
 
 def main(argv=None) -> None:
     verbose = quiet_tensorflow(argv)
-    parser = argparse.ArgumentParser(prog="python -m kdface.export", description=__doc__.splitlines()[0],
-                                     formatter_class=HelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m kdface.export", formatter_class=HelpFormatter,
+        description="Export a saved kdface model for phones (LiteRT, builtin ops only) or as a SavedModel, "
+        "and compare it with the Keras model (accuracy or NME, latency, size).",
+    )  # fmt: skip
     d = ExportOptions()
     parser.add_argument(
         "--model", required=True, help="a saved kdface .keras model (its card <model>.json beside it)"
@@ -663,7 +666,7 @@ def main(argv=None) -> None:
     group.add_argument("--dataset", help="dataset to compare on (default: the card's)")
     group.add_argument("--compare-split", help="its split (default: the dataset's first test split)")
     group.add_argument("--compare-count", type=int, help="compare on the first N images (default: all)")
-    group.add_argument("--no-compare", dest="compare", action="store_false", help="skip the comparison")
+    group.add_argument("--no-compare", action="store_true", help="skip the comparison")
     group.add_argument("--latency-runs", type=int, default=d.latency_runs,
                        help="runs per latency measurement (median); 0: no latency table")  # fmt: skip
     group.add_argument("--threads", type=int, help="LiteRT interpreter threads (default: LiteRT's, 1)")
@@ -677,7 +680,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     fields = {f.name for f in dataclasses.fields(ExportOptions)}
     options = ExportOptions(**{k: v for k, v in vars(args).items() if k in fields})
-    options.verbose = verbose
+    options.compare, options.verbose = not args.no_compare, verbose
     run_cli(export_model, args.model, options)
 
 

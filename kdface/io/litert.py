@@ -222,7 +222,3 @@ class LiteRTModel:
         self._interpreter.invoke()
         return {name: _dequantize(self._interpreter.get_tensor(self._outputs[name]["index"]), self._outputs[name])
                 for name in self._returned}  # fmt: skip
-
-
-def load_litert_model(path, num_threads: int | None = None) -> LiteRTModel:
-    return LiteRTModel(path, num_threads=num_threads)
