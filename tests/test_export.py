@@ -192,11 +192,12 @@ def test_exports_hold_builtin_ops_only(exported):
         assert np.isfinite(LiteRTModel(record["out"]).predict_on_batch(_random_images(2))).all()
 
 
-def test_saved_model_export_matches_keras(work, exported):
-    record = exported("landmark", fmt="saved_model")
+@pytest.mark.parametrize("kind", ["landmark", "expression"])  # the SCN-like one has two outputs
+def test_saved_model_export_matches_keras(exported, kind):
+    record = exported(kind, fmt="saved_model")
     out = Path(record["out"])
     assert (out / "saved_model.pb").is_file() and record["comparison"]["max_abs_diff"] < 1e-5
-    assert json.loads(out.with_suffix(".json").read_text()) == CARDS["landmark"]
+    assert json.loads(out.with_suffix(".json").read_text()) == CARDS[kind]
 
 
 def test_conversion_refuses_ops_without_a_builtin_kernel(tmp_path):
