@@ -26,7 +26,7 @@ def main(argv=None):
     datasets = sorted({name for task in tasks for name in task.datasets()})
     parser = ArgumentParser(description=__doc__.splitlines()[1], formatter_class=HelpFormatter)
     parser.add_argument("--model", action="append", required=True,
-                        help="a saved .keras model; repeat to compare several in one report")  # fmt: skip
+                        help="a saved .keras model or an exported .tflite (python -m kdface.export); repeat to compare several in one report")  # fmt: skip
     parser.add_argument("--dataset", choices=datasets, metavar="DATASET",
                         help="; ".join(f"{t.name}: {', '.join(t.datasets())}" for t in tasks)
                         + " (default: the model card's dataset)")  # fmt: skip

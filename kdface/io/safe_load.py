@@ -6,6 +6,7 @@
 * PyTorch checkpoints go through :func:`load_torch_checkpoint`, i.e. ``torch.load(weights_only=True)``.
 * Keras models go through :func:`load_keras_model`, i.e. ``safe_mode=True`` (no Python lambdas are
   deserialised) unless the user passes an explicit flag (``--unsafe-load-model`` on the CLIs).
+  :func:`load_model` also takes exported ``.tflite`` models (:mod:`kdface.io.litert`: data, no code).
 """
 
 from __future__ import annotations
@@ -119,6 +120,16 @@ def load_keras_model(path, *, unsafe: bool = False, compile: bool = False):
                 f"pass {UNSAFE_MODEL_FLAG} only if you trust where this file came from",
             ) from None
         raise
+
+
+def load_model(path, *, unsafe: bool = False):
+    """A saved model for inference: a ``.keras`` (:func:`load_keras_model`) or an exported ``.tflite``
+    (:class:`kdface.io.litert.LiteRTModel`, with the part of the Keras interface evaluations use)."""
+    if Path(path).suffix == ".tflite":
+        from kdface.io.litert import LiteRTModel
+
+        return LiteRTModel(path)
+    return load_keras_model(path, unsafe=unsafe)
 
 
 def load_torch_checkpoint(path):

@@ -16,7 +16,7 @@ import numpy as np
 
 from kdface import metrics, report
 from kdface.errors import UnknownNameError
-from kdface.io import load_keras_model, write_json
+from kdface.io import load_model, write_json
 from kdface.io.atomic import write_text
 from kdface.io.cards import model_dataset, read_model_card
 from kdface.registry import unknown_name_message
@@ -51,6 +51,8 @@ def with_per_image_output(model, layer: str | None):
 
     if layer is None:
         return None
+    if hasattr(model, "with_output"):  # an exported .tflite: the output was exported beside the main one
+        return model.with_output(layer)
     return keras.Model(model.input, [model.output, model.get_layer(layer).output])
 
 
@@ -126,7 +128,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
             raise UnknownNameError(
                 unknown_name_message("expression dataset", ds_name, EXPRESSION_TEST_SPLITS)
             )
-        model = load_keras_model(model_path, unsafe=unsafe_load_model)
+        model = load_model(model_path, unsafe=unsafe_load_model)
         layer = per_image_output(model, card)
         both = with_per_image_output(model, layer)
         names = class_names_of(model, card)
@@ -198,7 +200,7 @@ def predict_expressions(model_path, faces, unsafe_load_model: bool = False) -> l
     Each face is resized and centre-cropped exactly as in training (the model card's sizes); returns
     one ``{"expression": name, "probabilities": {name: p}}`` per face.
     """
-    model = load_keras_model(model_path, unsafe=unsafe_load_model)
+    model = load_model(model_path, unsafe=unsafe_load_model)
     names = class_names_of(model, read_model_card(model_path))
     probs = _predict_crops(model, faces)
     return [{"expression": names[int(np.argmax(p))], "probabilities": dict(zip(names, map(float, p), strict=True))}
@@ -225,7 +227,7 @@ def _predict_crops(model, faces) -> np.ndarray:
 def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bool = False) -> dict:
     """Detect faces in a photo (OpenCV Haar cascade), print and overlay each face's expression."""
     image = report.read_photo(photo)
-    model = load_keras_model(model_path, unsafe=unsafe_load_model)
+    model = load_model(model_path, unsafe=unsafe_load_model)
     names = class_names_of(model, read_model_card(model_path))
     h, w = image.shape[:2]
     detections, boxes = detect_faces(image), []

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from kdface import metrics, report
-from kdface.io import load_keras_model, write_json
+from kdface.io import load_model as load_saved_model
+from kdface.io import write_json
 from kdface.io.cards import model_dataset, read_model_card
 from kdface.report import detect_faces
 from kdface.tasks.landmarks.pipeline import CropConfig, landmark_dataset
@@ -54,8 +55,9 @@ def normaliser_notes(results: dict) -> str:
 
 
 def load_model(model_path, unsafe: bool = False) -> keras.Model:
-    """A saved model, loaded with Keras' ``safe_mode`` unless ``unsafe`` (``--unsafe-load-model``)."""
-    return load_keras_model(model_path, unsafe=unsafe)
+    """A saved model, loaded with Keras' ``safe_mode`` unless ``unsafe`` (``--unsafe-load-model``); an
+    exported ``.tflite`` runs on LiteRT (:mod:`kdface.io.litert`)."""
+    return load_saved_model(model_path, unsafe=unsafe)
 
 
 def predict_split(model, source, crop: CropConfig, batch_size=64):
