@@ -212,3 +212,25 @@ def test_max_bytes_bounds_what_stays_in_memory_not_the_images(tmp_path):
         FileBackedSplit.load(source, tmp_path, max_bytes=in_memory // 2)
     with pytest.raises(RunError, match="empty"):
         FileBackedSplit.load(source.take(0), tmp_path)
+
+
+def test_training_data_reads_the_split_from_a_store_beside_the_prepared_data(tmp_path, capsys):
+    from kdface.data import synthfaces
+    from kdface.errors import ConfigError
+    from kdface.tasks.expressions.training import ExpressionConfig, training_data
+
+    root = synthfaces.generate(tmp_path / "synthfaces", synthfaces.SynthFacesConfig.tiny())
+    config = ExpressionConfig(data_dir=str(root), tfds_dir=str(tmp_path / "tfds"), image_size=32, batch_size=4,
+                              label_noise=0.2).resolved()  # fmt: skip
+    data = training_data(config)
+    assert "wrote the training split's" in capsys.readouterr().out
+    split = data.split
+    assert isinstance(split, FileBackedSplit) and len(split) == data.train_size
+    assert split.store.folder.parent == (tmp_path / "tfds" / "kdface-image-stores").resolve()
+    np.testing.assert_array_equal(split.labels, data.noise.noisy)  # label noise replaces labels, not images
+    x, y = next(iter(data.stream()))
+    assert x.shape == (4, 32, 32, 3) and y.shape == (4,)
+    again = training_data(config)
+    assert again.split.store.folder == split.store.folder and "wrote" not in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="max_memory_gb"):
+        ExpressionConfig(max_memory_gb=0).resolved()
