@@ -295,6 +295,7 @@ class InMemorySplit(_SplitArrays):
 # What one sample of a FileBackedSplit holds in memory besides its key: box, label, store index entry,
 # the key's object and pointer, and their copies as tensors in the input pipeline (an upper bound).
 RESIDENT_BYTES_PER_SAMPLE = 160
+_LOAD_BATCH = 256  # examples read at once while loading (their images too: a bound, whatever the split size)
 
 
 @dataclasses.dataclass
@@ -315,13 +316,14 @@ class FileBackedSplit(_SplitArrays):
         ``max_bytes`` bounds what is held in memory (:data:`RESIDENT_BYTES_PER_SAMPLE` plus the key a
         sample); the images are never held, whatever their size."""
         key, lengths, boxes, labels, keys, resident = StoreKey(), [], [], [], [], 0
-        for example in source.as_numpy_iterator():
-            key.update(example["image"])
-            lengths.append(len(example["image"]))
-            boxes.append(example["box"])
-            labels.append(example["label"])
-            keys.append(example["key"])
-            resident += RESIDENT_BYTES_PER_SAMPLE + len(example["key"])
+        for batch in source.batch(_LOAD_BATCH).as_numpy_iterator():  # batches: far fewer Python objects
+            for image in batch["image"]:
+                key.update(image)
+            lengths.append(np.fromiter(map(len, batch["image"]), np.int64, len(batch["image"])))
+            boxes.append(batch["box"].astype(np.float32))
+            labels.append(batch["label"].astype(np.int32))
+            keys.append(batch["key"])
+            resident += RESIDENT_BYTES_PER_SAMPLE * len(batch["key"]) + sum(map(len, batch["key"]))
             if resident > max_bytes:
                 raise RunError(
                     f"the training split's keys, boxes and labels exceed {max_bytes / 2**30:.3g} GiB "
@@ -329,13 +331,16 @@ class FileBackedSplit(_SplitArrays):
                 )
         if not labels:
             raise RunError("the training split is empty")
-        images = source.map(lambda example: example["image"]).as_numpy_iterator
-        store, written = cached_store(cache_dir, key.hexdigest(), lengths, images)
+
+        def images():
+            for batch in source.map(lambda example: example["image"]).batch(_LOAD_BATCH).as_numpy_iterator():
+                yield from batch
+
+        store, written = cached_store(cache_dir, key.hexdigest(), np.concatenate(lengths), images)
         if written:
-            print(f"wrote the training split's {len(labels)} encoded images to {store.folder} (once; read "
+            print(f"wrote the training split's {len(store)} encoded images to {store.folder} (once; read "
                   "from there while training)")  # fmt: skip
-        return cls(store, np.stack(boxes).astype(np.float32), np.array(labels, np.int32),
-                   np.array(keys, dtype=object))  # fmt: skip
+        return cls(store, np.concatenate(boxes), np.concatenate(labels), np.concatenate(keys).astype(object))
 
     @classmethod
     def from_split(cls, split: InMemorySplit, cache_dir) -> FileBackedSplit:
