@@ -18,8 +18,10 @@ make ~3,000 files instead of 100,000 (each a 4 KiB block at least, and an inode)
 A store is keyed by the content it holds (:class:`StoreKey`: the images in order), so a cache folder
 of stores serves any split whose images are byte-identical and never a stale one. Every file is
 written atomically (:mod:`kdface.io.atomic`), the index last after the packs are on disk; opening
-checks every pack's size, so a folder left by a killed writer is simply written again. Two
-processes writing the same store at once write the same bytes, file by file.
+checks every pack's size, so a folder left by a killed writer is simply written again (its one
+unfinished pack stays behind as a hidden ``.images-*.tmp-*`` file, never read). Two processes
+writing the same store at once write the same bytes, file by file. A cache folder of stores can be
+deleted at any time; the next run writes what it needs.
 """
 
 from __future__ import annotations
