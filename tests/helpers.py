@@ -54,11 +54,12 @@ def interrupted_run_resumes_exactly(
     return full, resumed
 
 
-def encoded_split(labels, size: int = 40, seed: int = 0):
-    """An in-memory expression split of random PNG faces (whole-image boxes) with ``labels``."""
+def encoded_split(labels, size: int = 40, seed: int = 0, *, in_memory: bool = False):
+    """An expression split of random PNG faces (whole-image boxes) with ``labels``: file-backed, as
+    training reads it (the store in a folder kept for the test session), or ``in_memory``."""
     from PIL import Image
 
-    from kdface.tasks.expressions.pipeline import InMemorySplit
+    from kdface.tasks.expressions.pipeline import FileBackedSplit, InMemorySplit
 
     rng = np.random.default_rng(seed)
     images = []
@@ -67,5 +68,21 @@ def encoded_split(labels, size: int = 40, seed: int = 0):
         Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
         images.append(buf.getvalue())
     n = len(labels)
-    return InMemorySplit(np.array(images, dtype=object), np.tile([[0, 0, size, size]], (n, 1)).astype(np.float32),
-                         np.array(labels, np.int32), np.array([str(i) for i in range(n)], dtype=object))  # fmt: skip
+    split = InMemorySplit(np.array(images, dtype=object), np.tile([[0, 0, size, size]], (n, 1)).astype(np.float32),
+                          np.array(labels, np.int32), np.array([str(i) for i in range(n)], dtype=object))  # fmt: skip
+    return split if in_memory else FileBackedSplit.from_split(split, _store_dir())
+
+
+_STORE_DIR = []
+
+
+def _store_dir():
+    """One folder of image stores per test process (stores are keyed by content), removed at exit."""
+    if not _STORE_DIR:
+        import atexit
+        import shutil
+        import tempfile
+
+        _STORE_DIR.append(tempfile.mkdtemp(prefix="kdface-test-stores-"))
+        atexit.register(shutil.rmtree, _STORE_DIR[0], True)
+    return _STORE_DIR[0]

@@ -11,21 +11,26 @@ augmented crop: area ``U(0.15, 0.25)`` of the image, aspect ``exp(U(ln 0.33, ln 
 10 tries for a box that fits, position uniform; filled with one value ``v ~ U[0, 1)`` per sample
 *in normalised space*, i.e. ``mean_c + v * std_c`` in the ``[0, 1]`` pixels kdface models take.
 
-Training data is an epoch stream (:mod:`kdface.data.streams`): the encoded split is held in memory
-and epoch ``e`` is a list of indices drawn from ``(seed, e)`` alone, either a permutation or, with
+Training data is an epoch stream (:mod:`kdface.data.streams`) over a split with random access by
+index: epoch ``e`` is a list of indices drawn from ``(seed, e)`` alone, either a permutation or, with
 the **class-balanced sampler** (IGKD's ``ImbalancedDatasetSampler``), ``N`` draws with replacement
 with probability ``1 / n_class`` per sample. Every random draw is stateless, keyed by
-``(epoch seed, position in the epoch)``, so a resumed run sees the same batches.
+``(epoch seed, position in the epoch)``, so a resumed run sees the same batches. Training reads the
+encoded images of a :class:`FileBackedSplit` from a file-backed store (:mod:`kdface.data.image_store`)
+and holds only keys, boxes and labels, so memory stays flat as the split grows; an
+:class:`InMemorySplit` (small splits, tests) holds them in memory and in the input graph.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from kdface.data.image_store import ImageStore, StoreKey, cached_store
 from kdface.errors import RunError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -215,14 +220,43 @@ def expression_dataset(source: tf.data.Dataset, *, image_size: int, batch_size: 
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+class _SplitArrays:
+    """What every split holds in memory: ``boxes`` (N, 4) float32, ``labels`` (N,) int32, ``keys``."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    keys: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        return np.bincount(self.labels, minlength=num_classes)
+
+    def image_reader(self):
+        """``read(index)``: the encoded image at ``index`` (an int tensor), a scalar string tensor."""
+        raise NotImplementedError
+
+    def as_dataset(self) -> tf.data.Dataset:
+        """The split as a dataset of examples in its order (for one evaluation pass, e.g. SCN's report)."""
+        read = self.image_reader()
+        ds = tf.data.Dataset.from_tensor_slices(
+            {"index": np.arange(len(self), dtype=np.int64), "box": self.boxes, "label": self.labels,
+             "key": self.keys.tolist()}
+        )  # fmt: skip
+        return ds.map(lambda example: {"image": read(example.pop("index")), **example},
+                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # fmt: skip
+
+
 @dataclasses.dataclass
-class InMemorySplit:
-    """A split's encoded images, face boxes and labels, held in memory for index-based epochs."""
+class InMemorySplit(_SplitArrays):
+    """A split's encoded images, face boxes and labels, all held in memory (the images also in the
+    input graph, as one constant): for small splits and tests. Training uses :class:`FileBackedSplit`."""
 
     images: np.ndarray  # object array of bytes
     boxes: np.ndarray  # (N, 4) float32
     labels: np.ndarray  # (N,) int32
-    keys: np.ndarray  # object array of str
+    keys: np.ndarray  # object array of the keys (bytes, as the source yields them)
 
     @classmethod
     def load(cls, source: tf.data.Dataset, max_bytes: int = 8 * 2**30) -> InMemorySplit:
@@ -235,22 +269,19 @@ class InMemorySplit:
             total += len(example["image"])
             if total > max_bytes:
                 raise RunError(
-                    f"the training split's encoded images exceed {max_bytes / 2**30:.1f} GiB; the epoch "
-                    "sampler holds them in memory. Raise --max-memory-gb, or train on a subset"
+                    f"the split's encoded images exceed {max_bytes / 2**30:.1f} GiB, too many to hold in "
+                    "memory; a FileBackedSplit reads them from disk"
                 )
         if not images:
             raise RunError("the training split is empty")
         return cls(np.array(images, dtype=object), np.stack(boxes).astype(np.float32),
                    np.array(labels, np.int32), np.array(keys, dtype=object))  # fmt: skip
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def class_counts(self, num_classes: int) -> np.ndarray:
-        return np.bincount(self.labels, minlength=num_classes)
+    def image_reader(self):
+        images = tf.constant(self.images.tolist(), tf.string)
+        return lambda index: images[index]
 
     def as_dataset(self) -> tf.data.Dataset:
-        """The split as a dataset of examples in its order (for one evaluation pass, e.g. SCN's report)."""
         return tf.data.Dataset.from_tensor_slices(
             {
                 "image": self.images.tolist(),
@@ -259,6 +290,70 @@ class InMemorySplit:
                 "key": self.keys.tolist(),
             }
         )
+
+
+# What one sample of a FileBackedSplit holds in memory besides its key: box, label, store index entry,
+# the key's object and pointer, and their copies as tensors in the input pipeline (an upper bound).
+RESIDENT_BYTES_PER_SAMPLE = 160
+_LOAD_BATCH = 256  # examples read at once while loading (their images too: a bound, whatever the split size)
+
+
+@dataclasses.dataclass
+class FileBackedSplit(_SplitArrays):
+    """A split whose encoded images live in a file-backed :class:`~kdface.data.image_store.ImageStore`
+    (read per element by native ops); boxes, labels and keys are held in memory."""
+
+    store: ImageStore
+    boxes: np.ndarray  # (N, 4) float32
+    labels: np.ndarray  # (N,) int32
+    keys: np.ndarray  # object array of the keys (bytes, as the source yields them)
+
+    @classmethod
+    def load(cls, source: tf.data.Dataset, cache_dir, max_bytes: int = 8 * 2**30) -> FileBackedSplit:
+        """Read ``source`` once for its boxes, labels, keys and content key, and open the store of its
+        images in ``cache_dir`` (written there by a second pass if it is not there yet).
+
+        ``max_bytes`` bounds what is held in memory (:data:`RESIDENT_BYTES_PER_SAMPLE` plus the key a
+        sample); the images are never held, whatever their size."""
+        key, lengths, boxes, labels, keys, resident = StoreKey(), [], [], [], [], 0
+        for batch in source.batch(_LOAD_BATCH).as_numpy_iterator():  # batches: far fewer Python objects
+            for image in batch["image"]:
+                key.update(image)
+            lengths.append(np.fromiter(map(len, batch["image"]), np.int64, len(batch["image"])))
+            boxes.append(batch["box"].astype(np.float32))
+            labels.append(batch["label"].astype(np.int32))
+            keys.append(batch["key"])
+            resident += RESIDENT_BYTES_PER_SAMPLE * len(batch["key"]) + sum(map(len, batch["key"]))
+            if resident > max_bytes:
+                raise RunError(
+                    f"the training split's keys, boxes and labels exceed {max_bytes / 2**30:.3g} GiB "
+                    "(its images are read from disk). Raise --max-memory-gb, or train on a subset"
+                )
+        if not labels:
+            raise RunError("the training split is empty")
+
+        def images():
+            for batch in source.map(lambda example: example["image"]).batch(_LOAD_BATCH).as_numpy_iterator():
+                yield from batch
+
+        store, written = cached_store(cache_dir, key.hexdigest(), np.concatenate(lengths), images)
+        if written:
+            print(f"wrote the training split's {len(store)} encoded images to {store.folder} (once; read "
+                  "from there while training)")  # fmt: skip
+        return cls(store, np.concatenate(boxes), np.concatenate(labels), np.concatenate(keys).astype(object))
+
+    @classmethod
+    def from_split(cls, split: InMemorySplit, cache_dir) -> FileBackedSplit:
+        """``split``'s images written to (or found in) a store in ``cache_dir``; the arrays are shared."""
+        key = StoreKey()
+        for image in split.images:
+            key.update(image)
+        lengths = [len(image) for image in split.images]
+        store, _ = cached_store(Path(cache_dir), key.hexdigest(), lengths, lambda: iter(split.images))
+        return cls(store, split.boxes, split.labels, split.keys)
+
+    def image_reader(self):
+        return self.store.reader()
 
 
 def epoch_indices(epoch_seed, labels: np.ndarray, num_classes: int, balanced: bool):
@@ -278,7 +373,7 @@ def epoch_indices(epoch_seed, labels: np.ndarray, num_classes: int, balanced: bo
 
 
 def expression_training_stream(
-    split: InMemorySplit,
+    split: FileBackedSplit | InMemorySplit,
     *,
     image_size: int,
     batch_size: int,
@@ -298,17 +393,18 @@ def expression_training_stream(
     where both views share the noise, crop and flip and differ only in the erased box (IGKD).
     ``view_erasing`` erases the one training view itself (SCN). ``with_index`` adds ``"index": i`` to
     the inputs (a dict then), ``i`` the sample's position in ``split`` (SCN keeps its mutable labels in
-    a variable indexed by it). Each epoch is ``N // batch_size`` full batches.
+    a variable indexed by it). Each epoch is ``N // batch_size`` full batches. The encoded images are
+    read by index through ``split.image_reader()``: from disk for a :class:`FileBackedSplit`.
     """
     from kdface.data.streams import epoch_stream
 
-    images = tf.constant(split.images.tolist(), tf.string)
+    read_image = split.image_reader()
     boxes = tf.constant(split.boxes)
     labels = tf.constant(split.labels)
 
     def element(epoch_seed, position, index):
         seed = tf.stack([epoch_seed, position])
-        clean = prepare_train(images[index], boxes[index], seed, image_size, augment)
+        clean = prepare_train(read_image(index), boxes[index], seed, image_size, augment)
         if view_erasing is not None:
             clean = random_erasing(clean, _fold(seed, _ERASE), view_erasing)
         inputs = {"image": clean}

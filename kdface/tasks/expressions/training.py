@@ -10,6 +10,7 @@ expression dataset.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 import keras
@@ -22,6 +23,7 @@ from kdface.registry import Registry
 from kdface.tasks.expressions.pipeline import (
     ErasingConfig,
     ExpressionAugment,
+    FileBackedSplit,
     InMemorySplit,
     expression_dataset,
     expression_training_stream,
@@ -114,7 +116,9 @@ class ExpressionConfig(ExperimentConfig):
     )
     bn_momentum: float = option(0.9, "BatchNorm moving-average momentum (torch's default 0.1 = Keras 0.9)")
     max_memory_gb: float = option(
-        8.0, "the training split's encoded images are held in memory up to this size"
+        8.0,
+        "bound on what the training split holds in memory: its keys, boxes and labels (~200 bytes a "
+        "sample); its encoded images are read from a file-backed store beside the prepared data",
     )
 
     def validate(self) -> None:
@@ -127,6 +131,8 @@ class ExpressionConfig(ExperimentConfig):
             )
         if not 0.0 <= self.label_noise < 1.0:
             raise ConfigError(f"label_noise must be in [0, 1), got {self.label_noise}")
+        if not self.max_memory_gb > 0:
+            raise ConfigError(f"max_memory_gb must be > 0, got {self.max_memory_gb}")
 
     def check_inputs(self) -> None:
         super().check_inputs()
@@ -154,13 +160,18 @@ class ExpressionData(TrainingData):
     class_names: tuple = ()
     num_classes: int = 0
     train_size: int = 0
-    split: InMemorySplit | None = None
+    split: FileBackedSplit | InMemorySplit | None = None
     noise: LabelNoise | None = None
 
 
 def load_split(config: ExpressionConfig, split: str, on_bad_sample: str = "error"):
     return load_expression_split(config.dataset, split, config.data_dir, config.tfds_dir,
                                  on_bad_sample=on_bad_sample, num_classes=config.num_classes)  # fmt: skip
+
+
+def image_store_dir(config: ExpressionConfig) -> Path:
+    """Where training splits' encoded images are stored for reading by index (keyed by content)."""
+    return Path(config.tfds_dir) / "kdface-image-stores"
 
 
 def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, erasing: bool = False, run=None,
@@ -172,10 +183,13 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
     split's; :mod:`kdface.data.label_noise`); the draw is written to ``run``'s ``label_noise.csv``.
     ``with_index`` makes the inputs ``{"image", "index"}``: the sample's position in the training
     split, for per-sample state kept in a model variable (so backups carry it).
+
+    The training split's encoded images are read from a file-backed store (:func:`image_store_dir`,
+    written on first use); only its keys, boxes and labels are held in memory.
     """
     train_split, val_split = config.splits(config.train_split)
     source = load_split(config, train_split, on_bad_sample)
-    split = InMemorySplit.load(source.dataset, int(config.max_memory_gb * 2**30))
+    split = FileBackedSplit.load(source.dataset, image_store_dir(config), int(config.max_memory_gb * 2**30))
     noise = LabelNoise.inject(
         split.keys, split.labels, config.label_noise, source.num_classes, config.noise_seed
     )
