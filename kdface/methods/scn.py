@@ -51,7 +51,6 @@ from kdface.metrics.classification import plot_weight_histograms
 from kdface.tasks.expressions.pipeline import (
     ErasingConfig,
     ExpressionAugment,
-    InMemorySplit,
     expression_dataset,
 )
 from kdface.tasks.expressions.training import (
@@ -297,7 +296,7 @@ def build_scn(config: SCNConfig, num_classes: int, labels) -> SCN:
 # --- the label report -------------------------------------------------------------------------------------
 
 
-def importance_weights(network: keras.Model, split: InMemorySplit, image_size: int, batch_size: int = 64):
+def importance_weights(network: keras.Model, split, image_size: int, batch_size: int = 64):
     """Every training sample's importance weight, on the evaluation view (no augmentation)."""
     ds = expression_dataset(split.as_dataset(), image_size=image_size, batch_size=batch_size)
     weights = [np.asarray(network.predict_on_batch(images)["importance"]).reshape(-1) for images, _ in ds]
