@@ -29,7 +29,7 @@ from kdface.metrics.keras_metrics import LandmarkNME
 from kdface.tasks.landmarks.asm import ActiveShapeModel
 from kdface.tasks.landmarks.pipeline import landmark_dataset
 from kdface.tasks.landmarks.training import LandmarkConfig, build_regressor, load_split, training_data
-from kdface.training import prepare_built_model, train_run
+from kdface.training import prepare_built_model, teacher_cache, train_run
 from kdface.training.distribute import per_replica_share
 
 TEACHER_BACKBONE = "efficientnet_b3"
@@ -169,10 +169,7 @@ class KDLossDistiller(keras.Model):
         return self.student(images, training=training)
 
     def _teacher(self, teacher, images):
-        size = teacher.input_shape[1]
-        if size != images.shape[1]:
-            images = tf.image.resize(images, (size, size), antialias=True)
-        return tf.stop_gradient(teacher(images, training=False))
+        return tf.stop_gradient(teacher(teacher_view(teacher, images), training=False))
 
     def teacher_predictions(self, inputs):
         if isinstance(inputs, dict) and "tough" in inputs:
@@ -246,11 +243,23 @@ def load_teacher(path, unsafe: bool = False) -> keras.Model:
     return load_keras_model(path, unsafe=unsafe)
 
 
-def teacher_predictions(config: KDLossConfig, tough, tolerant, source) -> tf.data.Dataset:
+def teacher_view(teacher: keras.Model, images):
+    """The student's images as ``teacher`` takes them: resized (anti-aliased) to its input size."""
+    size = teacher.input_shape[1]
+    if size != images.shape[1]:
+        images = tf.image.resize(images, (size, size), antialias=True)
+    return images
+
+
+def teacher_predictions(config: KDLossConfig, tough, tolerant, source, *, files=None, folder=None,
+                        write: bool = True) -> tf.data.Dataset:  # fmt: skip
     """Teacher outputs for every image of ``source``, in its order, computed once (``--cache-teachers``).
 
     Only offered without augmentation: the cache holds the teachers' view of the un-augmented
-    crop, and distilling from a view the student does not see hurts (big_vision's finding).
+    crop, and distilling from a view the student does not see hurts (big_vision's finding). With
+    ``files`` (``{"tough": path, "tolerant": path}``, the teachers' model files) and ``folder`` the
+    outputs are kept on disk and reused by any run with the same teachers, data and crop
+    (:mod:`kdface.training.teacher_cache`); without, they are computed in memory.
     """
     if config.augment:
         raise ConfigError(
@@ -258,9 +267,23 @@ def teacher_predictions(config: KDLossConfig, tough, tolerant, source) -> tf.dat
         )
     plain = landmark_dataset(source.dataset, image_size=config.image_size, batch_size=config.batch_size,
                              crop=config.crop()).map(lambda x, y: x)  # fmt: skip
-    return tf.data.Dataset.from_tensor_slices(
-        {"tough": tough.predict(plain, verbose=0), "tolerant": tolerant.predict(plain, verbose=0)}
-    )
+    teachers = {"tough": tough, "tolerant": tolerant}
+
+    def views(teacher):
+        return plain.map(lambda images: teacher_view(teacher, images))
+
+    if files is None or folder is None:
+        outputs = {name: teacher.predict(views(teacher), verbose=0) for name, teacher in teachers.items()}
+    else:
+        preprocessing = {"task": "landmarks", "dataset": source.name, "split": source.split,
+                         "image_size": config.image_size, "crop": dataclasses.asdict(config.crop()), "augment": False,
+                         "teacher_input": "resized to the teacher's input size, antialiased"}  # fmt: skip
+        key, description = teacher_cache.cache_key(
+            files, teacher_cache.dataset_fingerprint(source.dataset), preprocessing
+        )
+        outputs = teacher_cache.cached_teacher_outputs(teachers, views, key=key, description=description,
+                                                       folder=folder, write=write)  # fmt: skip
+    return tf.data.Dataset.from_tensor_slices(outputs)
 
 
 # --- entry points used by train_teacher.py / train_student.py --------------------------------------
@@ -331,11 +354,12 @@ def train_student(config: KDLossConfig, out=None, run_dir=None, options=None) ->
             if teacher.output_shape[-1] != 2 * source.num_points:
                 raise RunError(f"teacher {teacher.name} predicts {teacher.output_shape[-1] // 2} points but "
                                f"{config.dataset} has {source.num_points}")  # fmt: skip
-        cached = (
-            teacher_predictions(config, teachers["tough"], teachers["tolerant"], source)
-            if config.cache_teachers
-            else None
-        )
+        cached = None
+        if config.cache_teachers:  # on disk, keyed by the teacher files, the data and the crop
+            cached = teacher_predictions(config, teachers["tough"], teachers["tolerant"], source,
+                                         files={"tough": config.tough, "tolerant": config.tolerant},
+                                         folder=run.options.teacher_cache_dir or run.path / teacher_cache.FOLDER,
+                                         write=run.chief)  # fmt: skip
         return training_data(config, on_bad_sample, extra=cached, source=source)
 
     def build(data, run):
