@@ -294,12 +294,15 @@ def _state_variables(model: keras.Model) -> list:
     return list(model.variables) + list(model.optimizer.variables if model.optimizer else [])
 
 
-def save_backup(model: keras.Model, backup_dir, *, epoch: int, step: int, extra: dict) -> dict:
-    """Write one complete training state; returns the new ``state.json`` content."""
+def save_backup(model: keras.Model, backup_dir, *, epoch: int, step: int, extra: dict,
+                global_step: int | None = None) -> dict:  # fmt: skip
+    """Write one complete training state; returns the new ``state.json`` content. ``global_step`` is
+    the trainer's step count (default: the optimizer's, which float16 loss scaling can hold back)."""
     backup_dir = Path(backup_dir)
     backup_dir.mkdir(parents=True, exist_ok=True)
     variables = _state_variables(model)
-    global_step = int(model.optimizer.iterations.numpy()) if model.optimizer else 0
+    if global_step is None:
+        global_step = int(model.optimizer.iterations.numpy()) if model.optimizer else 0
     name = f"step-{global_step:010d}.npz"
     buffer = io.BytesIO()
     np.savez(buffer, **{f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)})
@@ -371,15 +374,20 @@ def save_model_atomically(model: keras.Model, path) -> Path:
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop at the first NaN/Inf loss, remembering the step; the savers below then save nothing."""
 
-    def __init__(self):
+    def __init__(self, steps_per_epoch: int = 0):
         super().__init__()
         self.tripped = False
         self.step = None
         self.value = None
         self.epoch = 0
+        self.steps_per_epoch = steps_per_epoch  # 0: the step is read from the optimizer
+        self.batch_offset = 0  # batches of the current epoch done before this fit() call
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.batch_offset = 0
 
     def on_train_batch_end(self, batch, logs=None):
         # Keras has already turned the logs into Python numbers (its one host sync per call), and the
@@ -389,7 +397,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)) and not self.tripped:
             self.tripped = True
             self.value = float(loss)
-            self.step = int(self.model.optimizer.iterations.numpy())
+            if self.steps_per_epoch:
+                self.step = self.epoch * self.steps_per_epoch + self.batch_offset + batch + 1
+            else:
+                self.step = int(self.model.optimizer.iterations.numpy())
             self.steps = int(getattr(self.model, "steps_per_execution", 1) or 1)
             self.model.stop_training = True
 
@@ -480,6 +491,7 @@ class TrainingBackup(keras.callbacks.Callback):
             epoch=epoch,
             step=step,
             extra={"best": self.saver.best, "train_seconds": round(self.clock(), 1)},
+            global_step=epoch * self.steps_per_epoch + step if self.steps_per_epoch else None,
         )
         self.last_saved_step = state["global_step"]
 
@@ -625,7 +637,7 @@ def fit(
     else:
         _truncate_history(history_path, start_epoch)
 
-    guard = StopOnNonFiniteLoss()
+    guard = StopOnNonFiniteLoss(steps_per_epoch)
     monitor = monitor if val_ds is not None else "loss"
     # Non-chief workers run the same callbacks (they may take part in collective ops, and every
     # worker must issue the same ones) but write into a scratch folder that is deleted at the end.
@@ -653,7 +665,7 @@ def fit(
 
     with _strategy_from_context(model, stream_at(start_epoch, skip)):
         if skip and epoch < epochs:  # finish the interrupted epoch first
-            backup.batch_offset = skip
+            backup.batch_offset = guard.batch_offset = skip
             # A backup from a session with other --steps-per-execution may leave a remainder that is not a
             # whole number of executions: run it in executions that divide it.
             with _steps_per_execution(model, math.gcd(steps_per_epoch - skip, per_execution)):
