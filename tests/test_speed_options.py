@@ -49,11 +49,11 @@ def no_op_determinism():
             config.enable_op_determinism()
 
 
-def _backbone(name, channels):
+def _backbone(name, channels, size=SIZE):
     """A stand-in backbone with the contract's keys. No parameter whose gradient is zero in exact
     arithmetic (Adam blows rounding noise up to +-lr): no conv bias (BatchNorm cancels it) and no
     BatchNorm offset (IGKD's mapping and fusion BatchNorms cancel the student's)."""
-    inputs = keras.Input((SIZE, SIZE, 3))
+    inputs = keras.Input((size, size, 3))
     h = keras.layers.Conv2D(channels, 3, strides=32, padding="same", use_bias=False, name=f"{name}_conv")(
         inputs
     )
@@ -63,10 +63,10 @@ def _backbone(name, channels):
     )
 
 
-def _regressor(name):
-    inputs = keras.Input((SIZE, SIZE, 3))
+def _regressor(name, size=SIZE):
+    inputs = keras.Input((size, size, 3))
     return keras.Model(
-        inputs, landmark_head(POINTS)(_backbone(f"{name}_net", 4)(inputs)["embedding"]), name=name
+        inputs, landmark_head(POINTS)(_backbone(f"{name}_net", 4, size)(inputs)["embedding"]), name=name
     )
 
 
@@ -74,7 +74,8 @@ def build(method, optimizer=None):
     """A compiled stand-in of ``method`` (seeded: two calls build equal weights)."""
     keras.utils.set_random_seed(1)
     if method == "kdloss":
-        model = KDLossDistiller(_regressor("student"), _regressor("tough"), _regressor("tolerant"))
+        # a teacher of another input size sees the resized batch (its resize must compile with XLA)
+        model = KDLossDistiller(_regressor("student"), _regressor("tough"), _regressor("tolerant", 64))
         model.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3))
         return model
     inputs = keras.Input((SIZE, SIZE, 3))
@@ -132,6 +133,18 @@ def test_xla_step_matches_the_step_without(method):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         moved += not np.array_equal(b, w0)
     assert moved > 3  # the step trained something
+
+
+def test_the_teachers_resize_is_tf_image_resize_antialiased():
+    """KD-Loss resizes the batch for a teacher of another input size with two matrix products (XLA has
+    no kernel for the anti-aliased resize op): the same numbers."""
+    from kdface.methods.kdloss import teacher_view
+
+    images = tf.constant(np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype("float32"))
+    for size in (32, 48, 96, 224):
+        teacher = keras.Model(inputs := keras.Input((size, size, 3)), inputs)
+        expected = tf.image.resize(images, (size, size), antialias=True)
+        np.testing.assert_allclose(teacher_view(teacher, images), expected, atol=1e-6)
 
 
 # --- mixed precision ----------------------------------------------------------------------------------

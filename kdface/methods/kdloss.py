@@ -13,6 +13,7 @@ interleaved, crop-normalised landmark vector ``(B, 2N)``; see
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import ClassVar
 
@@ -246,9 +247,22 @@ def load_teacher(path, unsafe: bool = False) -> keras.Model:
 def teacher_view(teacher: keras.Model, images):
     """The student's images as ``teacher`` takes them: resized (anti-aliased) to its input size."""
     size = teacher.input_shape[1]
-    if size != images.shape[1]:
-        images = tf.image.resize(images, (size, size), antialias=True)
-    return images
+    if size == images.shape[1]:
+        return images
+    # tf.image.resize(antialias=True) as two matrix products: its op (ScaleAndTranslate) has no XLA
+    # kernel, so --jit-compile could not compile a step with live teachers of another input size.
+    rows = tf.constant(_resize_matrix(int(images.shape[1]), size), images.dtype)
+    cols = tf.constant(_resize_matrix(int(images.shape[2]), size), images.dtype)
+    return tf.einsum("jq,biqc->bijc", cols, tf.einsum("ip,bpqc->biqc", rows, images))
+
+
+@functools.cache
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)``: tf.image.resize(antialias=True) along one axis (it is separable), found by
+    resizing the unit impulses."""
+    with tf.init_scope():  # eager even while a step is being traced
+        impulses = tf.eye(n_in)[:, :, None]
+        return tf.image.resize(impulses, (n_out, n_in), antialias=True)[:, :, 0].numpy()
 
 
 def teacher_predictions(config: KDLossConfig, tough, tolerant, source, *, files=None, folder=None,
