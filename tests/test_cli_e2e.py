@@ -62,6 +62,8 @@ def test_training_writes_models_cards_and_runs(trained):
     assert (models / "tolerant.asm.npz").exists() and (work / "runs" / "tolerant" / "asm.npz").exists()
     history = (work / "runs" / "kd" / "history.csv").read_text().splitlines()
     assert {"aloss_tough", "aloss_tolerant", "main", "val_nme"} <= set(history[0].split(","))
+    # the demo preset caches the teachers' outputs (no augmentation), on disk in the run directory
+    assert len(list((work / "runs" / "kd" / "teacher_cache").glob("teachers-*.npz"))) == 1
     # the saved student is the plain network: loads without kdface objects, predicts landmarks
     student = keras.saving.load_model(models / "kd.keras")
     assert student.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0).shape == (2, 136)

@@ -28,8 +28,9 @@ def torch_bias_init(fan_in: int):
 def linear_head(num_classes: int, name: str = "classifier", use_bias: bool = True) -> keras.layers.Dense:
     """``Dense(num_classes)`` with torch ``nn.Linear``'s kernel init; the bias (if any) starts at zero
     (Keras' default, as kdface's classifiers always had)."""
+    # float32: logits stay float32 under a mixed-precision policy (docs/speed.md)
     return keras.layers.Dense(
-        num_classes, use_bias=use_bias, kernel_initializer=torch_linear_init(), name=name
+        num_classes, use_bias=use_bias, kernel_initializer=torch_linear_init(), name=name, dtype="float32"
     )
 
 
@@ -41,7 +42,8 @@ class _LandmarkHead:
     def __init__(self, num_points: int, dropout: float = 0.0):
         self.num_points = int(num_points)
         self.layers = [keras.layers.Dropout(dropout, name="dropout")] if dropout else []
-        self.layers.append(keras.layers.Dense(2 * self.num_points, name="landmarks"))
+        # float32: the landmark vector stays float32 under a mixed-precision policy (docs/speed.md)
+        self.layers.append(keras.layers.Dense(2 * self.num_points, name="landmarks", dtype="float32"))
 
     def __call__(self, features):
         x = features

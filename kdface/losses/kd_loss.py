@@ -29,7 +29,8 @@ class KDLossTerms(NamedTuple):
 
 
 def _as_float(*tensors):
-    return [tf.convert_to_tensor(t, dtype=tf.float32) for t in tensors]
+    # cast, not convert: a float16 prediction (mixed precision) is computed on in float32
+    return [tf.cast(tf.convert_to_tensor(t), tf.float32) for t in tensors]
 
 
 def aloss_elementwise(y_true, y_pred, y_teacher, alpha, alpha_bar, beta=BETA):

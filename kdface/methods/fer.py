@@ -83,7 +83,7 @@ class ExpressionClassifier(keras.Model):
         return (x["image"] if isinstance(x, dict) else x), y
 
     def _loss(self, images, labels, training):
-        logits = self.network(images, training=training)
+        logits = tf.cast(self.network(images, training=training), tf.float32)  # float32 under mixed precision
         loss = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
         )
@@ -93,8 +93,9 @@ class ExpressionClassifier(keras.Model):
         images, labels = self._batch(*keras.utils.unpack_x_y_sample_weight(data)[:2])
         with tf.GradientTape() as tape:
             logits, loss = self._loss(images, labels, training=True)
-            # Keras sums the replicas' gradients: each replica contributes its share of the global mean.
-            scaled = per_replica_share(loss)
+            # Keras sums the replicas' gradients: each replica contributes its share of the global mean;
+            # scale_loss: float16 loss scaling (apply() unscales), a no-op otherwise.
+            scaled = self.optimizer.scale_loss(per_replica_share(loss))
         grads = tape.gradient(scaled, self.network.trainable_variables)
         self.optimizer.apply(grads, self.network.trainable_variables)
         return self._track(loss, labels, logits)

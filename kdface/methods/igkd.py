@@ -138,7 +138,8 @@ class IGKD(keras.Model):
             name="feature_fusion",
         )  # fmt: skip
         self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
-        head = dict(use_bias=False, kernel_initializer=torch_linear_init())
+        # float32 classifiers: logits (and the deployed probabilities) stay float32 under mixed precision
+        head = dict(use_bias=False, kernel_initializer=torch_linear_init(), dtype="float32")
         self.classifier_t = keras.layers.Dense(num_classes, name="classifier_t", **head)
         self.classifier_s0 = keras.layers.Dense(num_classes, name="classifier_s0", **head)
         self.classifier_s1 = keras.layers.Dense(num_classes, name="classifier_s1", **head)
@@ -201,7 +202,7 @@ class IGKD(keras.Model):
         terms = igkd_loss(
             labels, epoch, logit_t=logit_t, logit_s0=logit_s0, logit_s1=logit_s1, teacher_map=teacher_map,
             student_map_s1=s1_mapped, teacher_features=f_t, student_features_s1=f_s1,
-            teacher_kernel=self.classifier_t.kernel, logit_ts_s1=tf.matmul(f_s1, w_ts),
+            teacher_kernel=self.classifier_t.kernel, logit_ts_s1=tf.matmul(tf.cast(f_s1, w_ts.dtype), w_ts),
             logit_t_on_s0=self.classifier_t(f_s0), logit_s0_on_t=self.classifier_s0(f_t), distill=self.distill,
         )  # fmt: skip
         return terms, logit_t, logit_s0
@@ -211,8 +212,9 @@ class IGKD(keras.Model):
         labels = tf.cast(labels, tf.int32)
         with tf.GradientTape() as tape:
             terms, logit_t, logit_s0 = self.losses_of(x["image"], x["masked"], labels, self.epoch())
-            # Keras sums the replicas' gradients: each replica contributes its share of the mean.
-            scaled = per_replica_share(terms.total)
+            # Keras sums the replicas' gradients: each replica contributes its share of the mean;
+            # scale_loss: float16 loss scaling (apply() unscales), a no-op otherwise.
+            scaled = self.optimizer.scale_loss(per_replica_share(terms.total))
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)

@@ -13,6 +13,7 @@ interleaved, crop-normalised landmark vector ``(B, 2N)``; see
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,7 +34,7 @@ from kdface.tasks.landmarks.asm import ActiveShapeModel
 from kdface.tasks.landmarks.pipeline import landmark_dataset
 from kdface.tasks.landmarks.points import NUM_POINTS
 from kdface.tasks.landmarks.training import LandmarkConfig, build_regressor, load_split, training_data
-from kdface.training import prepare_built_model, train_run
+from kdface.training import prepare_built_model, teacher_cache, train_run
 from kdface.training.distribute import per_replica_share
 
 TEACHER_BACKBONE = "efficientnet_b3"
@@ -192,10 +193,7 @@ class KDLossDistiller(keras.Model):
         return self.student(images, training=training)
 
     def _teacher(self, teacher, images):
-        size = teacher.input_shape[1]
-        if size != images.shape[1]:
-            images = tf.image.resize(images, (size, size), antialias=True)
-        return tf.stop_gradient(teacher(images, training=False))
+        return tf.stop_gradient(teacher(teacher_view(teacher, images), training=False))
 
     def teacher_predictions(self, inputs):
         if isinstance(inputs, dict) and "tough" in inputs:
@@ -269,11 +267,36 @@ def load_teacher(path, unsafe: bool = False) -> keras.Model:
     return load_keras_model(path, unsafe=unsafe)
 
 
-def teacher_predictions(config: KDLossConfig, tough, tolerant, source) -> tf.data.Dataset:
+def teacher_view(teacher: keras.Model, images):
+    """The student's images as ``teacher`` takes them: resized (anti-aliased) to its input size."""
+    size = teacher.input_shape[1]
+    if size == images.shape[1]:
+        return images
+    # tf.image.resize(antialias=True) as two matrix products: its op (ScaleAndTranslate) has no XLA
+    # kernel, so --jit-compile could not compile a step with live teachers of another input size.
+    rows = tf.constant(_resize_matrix(int(images.shape[1]), size), images.dtype)
+    cols = tf.constant(_resize_matrix(int(images.shape[2]), size), images.dtype)
+    return tf.einsum("jq,biqc->bijc", cols, tf.einsum("ip,bpqc->biqc", rows, images))
+
+
+@functools.cache
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)``: tf.image.resize(antialias=True) along one axis (it is separable), found by
+    resizing the unit impulses."""
+    with tf.init_scope():  # eager even while a step is being traced
+        impulses = tf.eye(n_in)[:, :, None]
+        return tf.image.resize(impulses, (n_out, n_in), antialias=True)[:, :, 0].numpy()
+
+
+def teacher_predictions(config: KDLossConfig, tough, tolerant, source, *, files=None, folder=None,
+                        write: bool = True) -> tf.data.Dataset:  # fmt: skip
     """Teacher outputs for every image of ``source``, in its order, computed once (``--cache-teachers``).
 
     Only offered without augmentation: the cache holds the teachers' view of the un-augmented
-    crop, and distilling from a view the student does not see hurts (big_vision's finding).
+    crop, and distilling from a view the student does not see hurts (big_vision's finding). With
+    ``files`` (``{"tough": path, "tolerant": path}``, the teachers' model files) and ``folder`` the
+    outputs are kept on disk and reused by any run with the same teachers, data and crop
+    (:mod:`kdface.training.teacher_cache`); without, they are computed in memory.
     """
     if config.augment:
         raise ConfigError(
@@ -281,9 +304,23 @@ def teacher_predictions(config: KDLossConfig, tough, tolerant, source) -> tf.dat
         )
     plain = landmark_dataset(source.dataset, image_size=config.image_size, batch_size=config.batch_size,
                              crop=config.crop()).map(lambda x, y: x)  # fmt: skip
-    return tf.data.Dataset.from_tensor_slices(
-        {"tough": tough.predict(plain, verbose=0), "tolerant": tolerant.predict(plain, verbose=0)}
-    )
+    teachers = {"tough": tough, "tolerant": tolerant}
+
+    def views(teacher):
+        return plain.map(lambda images: teacher_view(teacher, images))
+
+    if files is None or folder is None:
+        outputs = {name: teacher.predict(views(teacher), verbose=0) for name, teacher in teachers.items()}
+    else:
+        preprocessing = {"task": "landmarks", "dataset": source.name, "split": source.split,
+                         "image_size": config.image_size, "crop": dataclasses.asdict(config.crop()), "augment": False,
+                         "teacher_input": "resized to the teacher's input size, antialiased"}  # fmt: skip
+        key, description = teacher_cache.cache_key(
+            files, teacher_cache.dataset_fingerprint(source.dataset), preprocessing
+        )
+        outputs = teacher_cache.cached_teacher_outputs(teachers, views, key=key, description=description,
+                                                       folder=folder, write=write)  # fmt: skip
+    return tf.data.Dataset.from_tensor_slices(outputs)
 
 
 # --- entry points used by train_teacher.py / train_student.py --------------------------------------
@@ -354,11 +391,12 @@ def train_student(config: KDLossConfig, out=None, run_dir=None, options=None) ->
             if teacher.output_shape[-1] != 2 * source.num_points:
                 raise RunError(f"teacher {teacher.name} predicts {teacher.output_shape[-1] // 2} points but "
                                f"{config.dataset} has {source.num_points}")  # fmt: skip
-        cached = (
-            teacher_predictions(config, teachers["tough"], teachers["tolerant"], source)
-            if config.cache_teachers
-            else None
-        )
+        cached = None
+        if config.cache_teachers:  # on disk, keyed by the teacher files, the data and the crop
+            cached = teacher_predictions(config, teachers["tough"], teachers["tolerant"], source,
+                                         files={"tough": config.tough, "tolerant": config.tolerant},
+                                         folder=run.options.teacher_cache_dir or run.path / teacher_cache.FOLDER,
+                                         write=run.chief)  # fmt: skip
         return training_data(config, on_bad_sample, extra=cached, source=source)
 
     def build(data, run):

@@ -144,7 +144,8 @@ def build_scn_network(config: SCNConfig, num_classes: int) -> keras.Model:
     features = backbone(images)["embedding"]
     if config.dropout:
         features = keras.layers.Dropout(config.dropout, name="dropout")(features)
-    head = dict(kernel_initializer=torch_linear_init())
+    # float32 heads: importance and logits stay float32 under a mixed-precision policy
+    head = dict(kernel_initializer=torch_linear_init(), dtype="float32")
     importance = keras.layers.Dense(1, activation="sigmoid", name=IMPORTANCE_LAYER, **head)(features)
     logits = keras.layers.Dense(num_classes, name="classifier", **head)(features)
     return keras.Model(images, {"importance": importance, "logits": logits}, name="scn_network")
@@ -153,7 +154,9 @@ def build_scn_network(config: SCNConfig, num_classes: int) -> keras.Model:
 def weighted_probabilities_model(network: keras.Model, name: str = "scn") -> keras.Model:
     """The deployable model: images -> ``softmax(alpha * z)``; the ``importance`` layer stays reachable."""
     outputs = network.output
-    weighted = keras.layers.Multiply(name="weighted_logits")([outputs["importance"], outputs["logits"]])
+    weighted = keras.layers.Multiply(name="weighted_logits", dtype="float32")(
+        [outputs["importance"], outputs["logits"]]
+    )
     return probabilities_model(network.input, weighted, name=name)
 
 
@@ -207,7 +210,7 @@ class SCN(keras.Model):
 
     def _forward(self, images, training):
         outputs = self.network(images, training=training)
-        return outputs["importance"], outputs["logits"]
+        return tf.cast(outputs["importance"], tf.float32), tf.cast(outputs["logits"], tf.float32)
 
     def epoch(self):
         """The 1-based epoch of the step being taken."""
@@ -235,8 +238,9 @@ class SCN(keras.Model):
         with tf.GradientTape() as tape:
             importance, logits = self._forward(images, True)
             terms = scn_loss(labels, logits, importance, self.margin, self.beta, self.rank_weight)
-            # Keras sums the replicas' gradients: each replica contributes its share of the mean.
-            scaled = per_replica_share(terms.total)
+            # Keras sums the replicas' gradients: each replica contributes its share of the mean;
+            # scale_loss: float16 loss scaling (apply() unscales), a no-op otherwise.
+            scaled = self.optimizer.scale_loss(per_replica_share(terms.total))
         variables = self.network.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         changed = self._relabel(index, labels, importance, logits, epoch)

@@ -14,7 +14,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from kdface.io.paths import check_can_create
-from kdface.training import distribute
+from kdface.training import distribute, speed
 from kdface.training.trainer import RunDirectory, RunOptions, fit, open_run, publish, seed_models
 
 MODEL_FOLDERS = {"teacher": "models/teachers", "student": "models/students"}
@@ -89,19 +89,24 @@ def train_run(
     if run.state is not None and run.state.get("finished") and _published_from(out, run):
         print(f"{run.path} finished already and {out} is its model: nothing to do")
         return out
-    data = load_data(run)
-    seed_models(config.seed)
-    with distribute.scope(run.strategy):
-        model = build(data, run)
-    result = fit(model, data.stream, data.val, run=run, epochs=config.epochs, steps_per_epoch=data.steps_per_epoch,
-                 batches_per_pass=data.batches_per_pass,
-                 monitor=data.monitor if data.val is not None else "loss",
-                 mode=data.mode if data.val is not None else "min")  # fmt: skip
-    run.write_skipped(data.skipped)
-    extra = after_fit(model, data, run, result) if after_fit is not None and run.chief else {}
+    # The dtype policy is set before anything builds a model (a method's data loading may build or load
+    # teachers) and restored afterwards; the speed options reach every method's compiled model here.
+    with speed.precision_policy(options.mixed_precision):
+        data = load_data(run)
+        seed_models(config.seed)
+        with distribute.scope(run.strategy):
+            model = speed.apply_speed_options(build(data, run), options)
+        if run.chief:
+            print(f"speed: {speed.describe(options)}")
+        result = fit(model, data.stream, data.val, run=run, epochs=config.epochs,
+                     steps_per_epoch=data.steps_per_epoch, batches_per_pass=data.batches_per_pass,
+                     monitor=data.monitor if data.val is not None else "loss",
+                     mode=data.mode if data.val is not None else "min")  # fmt: skip
+        run.write_skipped(data.skipped)
+        extra = after_fit(model, data, run, result) if after_fit is not None and run.chief else {}
     model_card = {"method": method, "role": role, "dataset": config.dataset, **data.card,
                   "config": dataclasses.asdict(config), **(card or {}), "train_seconds": round(result.seconds, 1),
-                  "run_dir": str(run.path), **extra}  # fmt: skip
+                  "speed": speed.card_fields(options), "run_dir": str(run.path), **extra}  # fmt: skip
     publish(run, out, model_card)
     return out
 

@@ -37,6 +37,7 @@ import tensorflow as tf
 from kdface.errors import ForeignFolderError, NonFiniteLossError, RunError
 from kdface.io.atomic import atomic_path, remove_stale_temporaries, write_json, write_text
 from kdface.training.distribute import STRATEGIES, distribute_options
+from kdface.training.speed import PRECISION_POLICIES, float32_model
 
 RUN_MARKER = "kdface_run"
 BACKUP_DIR = "backup"
@@ -59,12 +60,30 @@ class RunOptions:
     unsafe_load_model: bool = False
     strategy: str = "auto"  # tf.distribute strategy (kdface.training.distribute)
     sync_batchnorm: bool = False  # BatchNorm statistics over all replicas
+    # Speed (docs/speed.md): applied to every method's compiled model by train_run.
+    jit_compile: bool = False  # XLA; off by default: slower on the 2-core CPU it was measured on
+    mixed_precision: str = "none"  # none (float32), float16 (with loss scaling) or bfloat16
+    steps_per_execution: int = 1  # training steps per tf.function call (batch callbacks run once per call)
+    teacher_cache_dir: str | None = None  # where frozen teachers' cached outputs live (default: the run dir)
 
     def __post_init__(self):
         if self.resume and self.restart:
             raise RunError("--resume and --restart contradict each other; pass one")
         if self.backup_every < 0:
             raise RunError(f"--backup-every must be >= 0 (0: only at epoch ends), got {self.backup_every}")
+        if self.mixed_precision not in PRECISION_POLICIES:
+            raise RunError(f"--mixed-precision must be one of {', '.join(PRECISION_POLICIES)}, "
+                           f"got {self.mixed_precision!r}")  # fmt: skip
+        if self.steps_per_execution < 1:
+            raise RunError(f"--steps-per-execution must be >= 1, got {self.steps_per_execution}")
+        if self.backup_every % self.steps_per_execution:
+            raise RunError(
+                f"--backup-every {self.backup_every} is not a multiple of --steps-per-execution "
+                f"{self.steps_per_execution}: backups can only be taken between executions; choose a multiple"
+            )
+        if self.jit_compile and self.deterministic:
+            raise RunError("--jit-compile and --deterministic exclude each other: Keras turns XLA off under op "
+                           "determinism; pass one")  # fmt: skip
 
 
 def add_run_arguments(parser) -> None:
@@ -88,6 +107,20 @@ def add_run_arguments(parser) -> None:
     group.add_argument("--unsafe-load-model", action="store_true",
                        help="allow loading .keras models that contain Python code (Lambda layers); "
                             "only for files you trust")  # fmt: skip
+    speed = parser.add_argument_group(
+        "speed (docs/speed.md; the defaults are what was fastest on a 2-core CPU)"
+    )
+    speed.add_argument("--jit-compile", action="store_true",
+                       help="compile the training step with XLA (GPU/TPU; measured slower on CPU)")  # fmt: skip
+    speed.add_argument("--mixed-precision", choices=tuple(PRECISION_POLICIES), default="none",
+                       help="compute in float16 (with dynamic loss scaling) or bfloat16, keep float32 weights; "
+                            "losses and outputs stay float32 and the saved model is float32")  # fmt: skip
+    speed.add_argument("--steps-per-execution", type=int, default=RunOptions.steps_per_execution,
+                       help="training steps per call into the compiled graph (fewer host round trips); must "
+                            "divide the steps per epoch and --backup-every")  # fmt: skip
+    speed.add_argument("--teacher-cache-dir", default=None,
+                       help="folder for cached frozen-teacher outputs (--cache-teachers), shared by runs; "
+                            "default: the run directory")  # fmt: skip
 
 
 def run_options_from_args(args) -> RunOptions:
@@ -274,12 +307,15 @@ def _state_variables(model: keras.Model) -> list:
     return list(model.variables) + list(model.optimizer.variables if model.optimizer else [])
 
 
-def save_backup(model: keras.Model, backup_dir, *, epoch: int, step: int, extra: dict) -> dict:
-    """Write one complete training state; returns the new ``state.json`` content."""
+def save_backup(model: keras.Model, backup_dir, *, epoch: int, step: int, extra: dict,
+                global_step: int | None = None) -> dict:  # fmt: skip
+    """Write one complete training state; returns the new ``state.json`` content. ``global_step`` is
+    the trainer's step count (default: the optimizer's, which float16 loss scaling can hold back)."""
     backup_dir = Path(backup_dir)
     backup_dir.mkdir(parents=True, exist_ok=True)
     variables = _state_variables(model)
-    global_step = int(model.optimizer.iterations.numpy()) if model.optimizer else 0
+    if global_step is None:
+        global_step = int(model.optimizer.iterations.numpy()) if model.optimizer else 0
     name = f"step-{global_step:010d}.npz"
     buffer = io.BytesIO()
     np.savez(buffer, **{f"v{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)})
@@ -351,23 +387,43 @@ def save_model_atomically(model: keras.Model, path) -> Path:
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop at the first NaN/Inf loss, remembering the step; the savers below then save nothing."""
 
-    def __init__(self):
+    def __init__(self, steps_per_epoch: int = 0):
         super().__init__()
         self.tripped = False
         self.step = None
         self.value = None
         self.epoch = 0
+        self.steps_per_epoch = steps_per_epoch  # 0: the step is read from the optimizer
+        self.batch_offset = 0  # batches of the current epoch done before this fit() call
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def on_epoch_end(self, epoch, logs=None):
+        self.batch_offset = 0
+
     def on_train_batch_end(self, batch, logs=None):
+        # Keras has already turned the logs into Python numbers (its one host sync per call), and the
+        # logged loss is the epoch's running mean: every non-finite step loss shows here. With several
+        # steps per execution, at the end of the execution that holds it (self.steps: how many).
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)) and not self.tripped:
             self.tripped = True
             self.value = float(loss)
-            self.step = int(self.model.optimizer.iterations.numpy())
+            if self.steps_per_epoch:
+                self.step = self.epoch * self.steps_per_epoch + self.batch_offset + batch + 1
+            else:
+                self.step = int(self.model.optimizer.iterations.numpy())
+            self.steps = int(getattr(self.model, "steps_per_execution", 1) or 1)
             self.model.stop_training = True
+
+    def where(self) -> str:
+        """Where the loss became non-finite: ``step N``, or ``one of steps M..N`` (several per execution)."""
+        if getattr(self, "steps", 1) > 1:
+            return (
+                f"one of steps {self.step - self.steps + 1}..{self.step} (--steps-per-execution {self.steps})"
+            )
+        return f"step {self.step}"
 
 
 def epoch_variable(model: keras.Model):
@@ -403,7 +459,7 @@ class SaveDeployable(keras.callbacks.Callback):
         if self.guard is not None and self.guard.tripped:
             return
         logs = logs or {}
-        model = deployable(self.model)
+        model = float32_model(deployable(self.model))  # the saved model computes in float32 (docs/speed.md)
         save_model_atomically(model, self.run_dir / "last.keras")
         value = logs.get(self.monitor)
         if value is None or not math.isfinite(float(value)):
@@ -416,20 +472,30 @@ class SaveDeployable(keras.callbacks.Callback):
 
 
 class TrainingBackup(keras.callbacks.Callback):
-    """Resumable state every ``every`` optimizer steps and at each epoch end (see module doc)."""
+    """Resumable state every ``every`` training steps and at each epoch end (see module doc).
 
-    def __init__(self, backup_dir, every: int, guard: StopOnNonFiniteLoss, saver: SaveDeployable, clock=None):
+    The trainer counts the steps itself (``epoch * steps_per_epoch + batch``) rather than reading the
+    optimizer's counter every batch (a host read; and float16 loss scaling skips the optimizer's
+    update, so its counter can lag). With several steps per execution Keras calls this once per
+    execution; a backup is taken at the first call at or after each multiple of ``every``.
+    """
+
+    def __init__(self, backup_dir, every: int, guard: StopOnNonFiniteLoss, saver: SaveDeployable, clock=None,
+                 steps_per_epoch: int = 0):  # fmt: skip
         super().__init__()
         self.clock = clock or (lambda: 0.0)  # training seconds so far, earlier sessions of the run included
         self.backup_dir = Path(backup_dir)
         self.every = every
+        self.steps_per_epoch = steps_per_epoch
         self.guard, self.saver = guard, saver
         self.batch_offset = 0  # batches of the current epoch done before this fit() call
         self.epoch = 0
+        self.checked = 0  # the trainer's step count at the previous check
         self.last_saved_step = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.checked = epoch * self.steps_per_epoch + self.batch_offset
 
     def _save(self, epoch: int, step: int):
         state = save_backup(
@@ -438,6 +504,7 @@ class TrainingBackup(keras.callbacks.Callback):
             epoch=epoch,
             step=step,
             extra={"best": self.saver.best, "train_seconds": round(self.clock(), 1)},
+            global_step=epoch * self.steps_per_epoch + step if self.steps_per_epoch else None,
         )
         self.last_saved_step = state["global_step"]
 
@@ -446,7 +513,10 @@ class TrainingBackup(keras.callbacks.Callback):
             return
         if batch + 1 == self.params.get("steps"):
             return  # the epoch's last batch: the epoch-end backup follows, after validation and logs
-        if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
+        step = self.epoch * self.steps_per_epoch + self.batch_offset + batch + 1
+        due = step // self.every > self.checked // self.every
+        self.checked = step
+        if due:
             self._save(self.epoch, self.batch_offset + batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -479,6 +549,20 @@ def _strategy_from_context(model: keras.Model, sample_stream):
             yield
         finally:
             model._distribute_strategy = strategy
+
+
+@contextlib.contextmanager
+def _steps_per_execution(model: keras.Model, steps: int):
+    """Run with ``steps`` training steps per execution (a new train function), then restore."""
+    before = getattr(model, "steps_per_execution", 1)
+    if steps == before:
+        yield
+        return
+    model.steps_per_execution, model.train_function = steps, None
+    try:
+        yield
+    finally:
+        model.steps_per_execution, model.train_function = before, None
 
 
 def _truncate_history(path: Path, epochs_done: int) -> None:
@@ -531,6 +615,16 @@ def fit(
     run_dir = run.path
     if steps_per_epoch < 1:
         raise RunError(f"an epoch has no full batch (steps_per_epoch={steps_per_epoch}); lower --batch-size")
+    per_execution = int(getattr(model, "steps_per_execution", 1) or 1)
+    if steps_per_epoch % per_execution:
+        # Keras runs whole executions on an endless stream: the epoch would overrun (and the data shift).
+        raise RunError(
+            f"--steps-per-execution {per_execution} does not divide the {steps_per_epoch} steps of an epoch; "
+            "choose a divisor (or set --steps-per-epoch to a multiple)"
+        )
+    if run.options.backup_every % per_execution:
+        raise RunError(f"--backup-every {run.options.backup_every} is not a multiple of --steps-per-execution "
+                       f"{per_execution}: backups can only be taken between executions; choose a multiple")  # fmt: skip
     chief = run.chief
     if chief:
         check_free_space(run_dir, estimated_run_bytes(model))
@@ -556,13 +650,14 @@ def fit(
     else:
         _truncate_history(history_path, start_epoch)
 
-    guard = StopOnNonFiniteLoss()
+    guard = StopOnNonFiniteLoss(steps_per_epoch)
     monitor = monitor if val_ds is not None else "loss"
     # Non-chief workers run the same callbacks (they may take part in collective ops, and every
     # worker must issue the same ones) but write into a scratch folder that is deleted at the end.
     out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="kdface-worker-"))
     saver = SaveDeployable(out_dir, monitor=monitor, mode=mode, guard=guard, best=best)
-    backup = TrainingBackup(out_dir / BACKUP_DIR, run.options.backup_every, guard, saver)
+    backup = TrainingBackup(out_dir / BACKUP_DIR, run.options.backup_every, guard, saver,
+                            steps_per_epoch=steps_per_epoch)  # fmt: skip
     all_callbacks = [
         EpochCounter(),
         guard,
@@ -583,9 +678,13 @@ def fit(
 
     with _strategy_from_context(model, stream_at(start_epoch, skip)):
         if skip and epoch < epochs:  # finish the interrupted epoch first
-            backup.batch_offset = skip
-            model.fit(distribute_options(stream_at(epoch, skip)), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                      steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks, verbose=verbose, shuffle=False)  # fmt: skip
+            backup.batch_offset = guard.batch_offset = skip
+            # A backup from a session with other --steps-per-execution may leave a remainder that is not a
+            # whole number of executions: run it in executions that divide it.
+            with _steps_per_execution(model, math.gcd(steps_per_epoch - skip, per_execution)):
+                model.fit(distribute_options(stream_at(epoch, skip)), validation_data=val_ds, initial_epoch=epoch,
+                          epochs=epoch + 1, steps_per_epoch=steps_per_epoch - skip, callbacks=all_callbacks,
+                          verbose=verbose, shuffle=False)  # fmt: skip
             epoch += 1
         if epoch < epochs and not guard.tripped:
             model.fit(distribute_options(stream_at(epoch, 0)), validation_data=val_ds, initial_epoch=epoch, epochs=epochs,
@@ -599,7 +698,7 @@ def fit(
         if (run_dir / "last.keras").exists():
             kept.append(f"{run_dir / 'last.keras'}")
         raise NonFiniteLossError(
-            f"the training loss became {guard.value} at step {guard.step} (epoch {guard.epoch + 1}); training "
+            f"the training loss became {guard.value} at {guard.where()} (epoch {guard.epoch + 1}); training "
             f"stopped and nothing after that step was saved. Kept: {', '.join(kept) or 'nothing (no step had finished)'}. "
             "Lower --learning-rate or check the data, then --restart (or --resume to retry from the backup)",
             guard.step,
@@ -629,6 +728,8 @@ def open_run(config, role: str, run_dir, out: Path, options: RunOptions, **extra
     chief = distribute.is_chief(strategy)
     configure_determinism(config.seed, options.deterministic)
     record = {"role": role, **dataclasses.asdict(config), "on_bad_sample": options.on_bad_sample, **extra}
+    if options.mixed_precision != "none":  # other numerics and optimizer state: a resume must match it
+        record["mixed_precision"] = options.mixed_precision
     run = RunDirectory(run_dir, options, chief=chief).open(record)
     if chief:
         check_writable(Path(out).parent)

@@ -236,7 +236,7 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
 
 def probabilities_model(images, logits, name: str) -> keras.Model:
     """The deployable Functional model: images -> softmax probabilities (layer ``probabilities``)."""
-    return keras.Model(images, keras.layers.Softmax(name="probabilities")(logits), name=name)
+    return keras.Model(images, keras.layers.Softmax(name="probabilities", dtype="float32")(logits), name=name)
 
 
 def group_adam(config: ExpressionConfig, steps_per_epoch: int, groups=()) -> GroupAdam:
