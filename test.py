@@ -101,7 +101,7 @@ def _run(args):
     from kdface.io.safe_load import check_model_file
 
     for model in args.model:
-        check_model_file(model, "--model", hint=MODEL_HINT)
+        check_model_file(model, "--model", hint=MODEL_HINT, exported=True)
     task = _task(args.model)
     _check(args, task)
     if args.image:

@@ -34,8 +34,9 @@ def quiet_tensorflow(argv=None) -> bool:
         try:
             import tensorflow as tf
 
+            # probes the devices (CUDA's cuInit) without creating the eager context, which multi-worker
+            # strategies must configure first
             tf.config.list_physical_devices()
-            tf.constant(0)  # the device probe (cuInit) happens here
         except BaseException:
             captured.flush()
             captured.seek(0)

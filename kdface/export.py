@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from kdface.cli import HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
-from kdface.errors import ConfigError, KdfaceError, RunError, UnknownNameError
+from kdface.errors import ConfigError, RunError, UnknownNameError
 from kdface.io.cards import LEGACY_TASK, read_model_card
 from kdface.registry import unknown_name_message
 
@@ -179,9 +179,7 @@ def _load_split(loader, dataset, split, data_dir, tfds_dir, on_bad_sample, purpo
     """``loader(...)``, with a dataset that cannot be read (raw folder missing or wrong) as one error line."""
     try:
         return loader(dataset, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
-    except (ValueError, OSError) as exc:
-        if isinstance(exc, KdfaceError):
-            raise
+    except (ValueError, OSError) as exc:  # KdfaceErrors included: say what the images were for
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RunError(f"{purpose} images from {dataset} {split}: {first}") from None
 

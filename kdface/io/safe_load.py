@@ -78,9 +78,10 @@ def restricted_pickle_load(source, *, path=None, allowed=SAFE_PICKLE_GLOBALS):
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def check_model_file(path, flag: str | None = None, hint: str = "") -> Path:
+def check_model_file(path, flag: str | None = None, hint: str = "", exported: bool = False) -> Path:
     """``path`` if it can be a Keras model file: it exists, is a file, ends in ``.keras`` (a zip
-    holding ``config.json``) or is a legacy ``.h5``. Raises :class:`~kdface.errors.MissingFileError`
+    holding ``config.json``) or is a legacy ``.h5`` (or, with ``exported``, a LiteRT ``.tflite``
+    from ``python -m kdface.export``). Raises :class:`~kdface.errors.MissingFileError`
     (naming ``flag``, followed by ``hint``), :class:`UnsafeFileError` or
     :class:`~kdface.errors.DataFormatError`; reads only the zip's directory."""
     from kdface.errors import DataFormatError
@@ -88,8 +89,11 @@ def check_model_file(path, flag: str | None = None, hint: str = "") -> Path:
 
     path = require_file(path, flag, what="model file", hint=hint)
     named = f"{flag} {path}" if flag else path
+    if exported and path.suffix == ".tflite":
+        return path
     if path.suffix not in MODEL_SUFFIXES:
-        raise DataFormatError(named, "a Keras model file (.keras; legacy .h5)", got=path.suffix or path.name)
+        expected = "a Keras model file (.keras; legacy .h5)" + (" or an exported .tflite" if exported else "")
+        raise DataFormatError(named, expected, got=path.suffix or path.name)
     if path.suffix == ".keras":
         try:
             with zipfile.ZipFile(path) as archive:

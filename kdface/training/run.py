@@ -42,7 +42,9 @@ def check_inputs(config, out: Path, run_dir) -> None:
     created, ``--run-dir`` not a file)."""
     from kdface.errors import ConfigError
 
-    config.check_inputs()
+    check = getattr(config, "check_inputs", None)  # every ExperimentConfig has it; a bare dataclass may not
+    if check is not None:
+        check()
     if out.is_dir():
         raise ConfigError(
             f"--out {out} is a folder; name the model file, e.g. {out / (config.dataset + '.keras')}"
