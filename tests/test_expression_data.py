@@ -49,7 +49,10 @@ def _expected(split):
 def test_both_layouts_read_the_same_labels(tmp_path):
     write_rafdb_scn(tmp_path / "scn")
     write_rafdb_igkd(tmp_path / "igkd")
-    assert rafdb.detect_layout(tmp_path / "scn") == "emolabel" and rafdb.detect_layout(tmp_path / "igkd") == "annotated"
+    assert (
+        rafdb.detect_layout(tmp_path / "scn") == "emolabel"
+        and rafdb.detect_layout(tmp_path / "igkd") == "annotated"
+    )
     for split in ("train", "test"):
         scn = list(rafdb.read_split(tmp_path / "scn", split))
         igkd = list(rafdb.read_split(tmp_path / "igkd", split))
