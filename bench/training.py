@@ -1,0 +1,188 @@
+"""Training throughput of one method at one size: kdface's step, its input pipeline, a bare Keras fit.
+
+Run in its own process by ``bench/run.py`` (``train_*`` benchmarks), so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.harness import peak_rss_mb, quiet_tensorflow, ratio_summary, summary, tf_threads
+
+# Images in one training epoch of the datasets each size stands for: the SynthFaces demo tree for
+# ``demo``, the real datasets for ``paper`` (300W train 3148, RAF-DB train 12271), less the validation
+# share kdface holds out. Used to spread the per-epoch costs (saving, backups, fit start) over an epoch.
+EPOCH_IMAGES = {"landmarks": {"demo": 2000 * 0.95, "paper": 3148 * 0.95},
+                "expressions": {"demo": 1500 * 0.9, "paper": 12271 * 0.9}}  # fmt: skip
+
+
+def _step_timer():
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        """Wall-clock time at the end of every training batch (after kdface's own callbacks)."""
+
+        def on_train_begin(self, logs=None):
+            self.times = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter())
+
+    return StepTimer()
+
+
+def _steady_rate(times, batch_size) -> float | None:
+    """Images/s between the end of the first step and the end of the last (the first step of every
+    ``fit`` includes starting the input iterator, so it is left out)."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    return batch_size * (len(times) - 1) / (times[-1] - times[0])
+
+
+def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: bool = False,
+               window_seconds: float = 3.0, repeats: int = 3, max_steps: int = 40, matmul_n: int = 2048,
+               inference_calls: int = 0) -> dict:  # fmt: skip
+    """Train-step images/s of ``method`` at ``size`` through kdface's real path, the input pipeline alone,
+    and a bare Keras ``fit`` of the same compiled model on one in-memory batch; FLOPs; peak RSS.
+
+    * kdface: ``kdface.training.trainer.fit`` (its callbacks: NaN stop, epoch counter, CSV and TensorBoard
+      logs, deployable-model saving, step backups) on the method's model built as its train function
+      builds it, fed by the task's epoch stream (``training_data``). One ``fit`` of ``steps`` steps is
+      one window; images/s is steady state (first step excluded), the rest of the window's wall time
+      is the per-``fit`` fixed cost (starting the stream, epoch-end saving).
+    * bare: ``model.fit`` on the same model, no callbacks, on ``Dataset.from_tensors(batch).repeat()``
+      (no decoding, no augmentation). kdface / bare is kdface's overhead; target >= 0.9.
+    * pipeline: the training stream iterated alone for ``window_seconds / 2``; pipeline / kdface is the
+      headroom of the input pipeline; target >= 3.
+
+    * FLOP/s: the step's FLOPs (:mod:`bench.flops`) times kdface's images/s, as a fraction of the fp32
+      matmul rate measured in the same repeat (:func:`bench.peak.matmul_rate`); targets >= 50 % for
+      ResNets, >= 20 % for MobileNetV2 (training at batch 32).
+
+    The four run interleaved (matmul, pipeline, kdface, bare, matmul, ...) ``repeats`` times. With
+    ``inference_calls``, the deployable model's latencies (:func:`bench.inference.latencies`) are
+    measured afterwards in the same process (after its peak RSS is read), saving a process start.
+    """
+    tf = quiet_tensorflow()
+    from bench import methods
+    from kdface.training import trainer
+    from kdface.training.trainer import RunDirectory, RunOptions
+
+    started = time.perf_counter()
+    contender = methods.build(method, size, data_root, tfds_dir, quick)
+    build_seconds = time.perf_counter() - started
+    model, data, batch_size = contender.model, contender.data, contender.batch_size
+    work = Path(tempfile.mkdtemp(prefix="kdface-bench-train-"))
+    runs = iter(range(10**6))
+
+    def kdface_fit(steps: int) -> dict:
+        run = RunDirectory(work / f"run{next(runs)}", RunOptions()).open({"bench": method, "size": size})
+        timer = _step_timer()
+        start = time.perf_counter()
+        trainer.fit(model, data.stream, None, run=run, epochs=1, steps_per_epoch=steps,
+                    batches_per_pass=data.batches_per_pass, verbose=0, callbacks=[timer])  # fmt: skip
+        wall = time.perf_counter() - start
+        shutil.rmtree(run.path, ignore_errors=True)
+        return {"rate": _steady_rate(timer.times, batch_size), "wall": wall, "steps": steps}
+
+    batch = next(iter(data.stream(0, 0)))
+    in_memory = tf.data.Dataset.from_tensors(batch).repeat()
+
+    def bare_fit(steps: int) -> dict:
+        timer = _step_timer()
+        start = time.perf_counter()
+        model.fit(in_memory, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer], shuffle=False)
+        return {
+            "rate": _steady_rate(timer.times, batch_size),
+            "wall": time.perf_counter() - start,
+            "steps": steps,
+        }
+
+    from bench.peak import matmul_rate
+
+    def pipeline(seconds: float) -> dict:
+        iterator = iter(data.stream(0, 0))
+        next(iterator)  # start-up (threads, first prefetch) is not throughput
+        count, start = 0, time.perf_counter()
+        while count < 3 or (time.perf_counter() - start < seconds and count < 2000):
+            next(iterator)
+            count += 1
+        return {"rate": batch_size * count / (time.perf_counter() - start), "batches": count}
+
+    # Warm-up: the first fit traces the train step; its second step gives the step time.
+    start = time.perf_counter()
+    first = kdface_fit(2)
+    trace_seconds = time.perf_counter() - start
+    step_seconds = batch_size / first["rate"] if first["rate"] else trace_seconds
+    start = time.perf_counter()
+    bare_fit(2)  # the bare fit may retrace for its input
+    bare_warmup_seconds = time.perf_counter() - start
+    steps = max(3, min(max_steps, 1 + math.ceil(window_seconds / step_seconds)))
+    results = {"matmul": [], "pipeline": [], "kdface": [], "bare": []}
+    for _ in range(repeats):
+        results["matmul"].append(matmul_rate(matmul_n))
+        results["pipeline"].append(pipeline(window_seconds / 2))
+        results["kdface"].append(kdface_fit(steps))
+        results["bare"].append(bare_fit(steps))
+
+    kd_rates = [r["rate"] for r in results["kdface"]]
+    bare_rates = [r["rate"] for r in results["bare"]]
+    pipe_rates = [r["rate"] for r in results["pipeline"]]
+    # Per-fit fixed cost: wall time beyond `steps` steady steps.
+    kd_fixed = [r["wall"] - r["steps"] * batch_size / r["rate"] for r in results["kdface"] if r["rate"]]
+    bare_fixed = [r["wall"] - r["steps"] * batch_size / r["rate"] for r in results["bare"] if r["rate"]]
+
+    start = time.perf_counter()
+    trainer.save_backup(model, work / "backup", epoch=0, step=0, extra={})
+    backup_seconds = time.perf_counter() - start
+    shutil.rmtree(work, ignore_errors=True)
+
+    from bench.flops import training_flops
+
+    peak = peak_rss_mb()  # before the FLOP count traces more graphs
+    flops = training_flops(contender.trained_forward, contender.frozen_forward, contender.image_size)
+    # Achieved FLOP/s as a fraction of the matmul peak measured beside it, per repeat.
+    fractions = [r * flops["train_step"] / m for r, m in zip(kd_rates, results["matmul"], strict=True) if r]
+    extra = {}
+    if inference_calls:
+        from bench.inference import latencies
+
+        extra["inference"] = latencies(contender, calls=inference_calls, repeats=repeats)
+    task = "landmarks" if method.startswith("kdloss") else "expressions"
+    epoch_steps = max(1, int(EPOCH_IMAGES[task][size] // batch_size))
+    return {
+        "method": method, "size": size, "image_size": contender.image_size, "batch_size": batch_size,
+        "networks": contender.networks, "family": contender.family, "notes": contender.notes,
+        "steps_per_window": steps, "repeats": repeats, "threads": tf_threads(),
+        "kdface_images_per_s": summary(kd_rates, "images/s"),
+        "bare_images_per_s": summary(bare_rates, "images/s"),
+        "kdface_over_bare": ratio_summary(kd_rates, bare_rates),
+        "pipeline_images_per_s": summary(pipe_rates, "images/s"),
+        "pipeline_over_step": ratio_summary(pipe_rates, kd_rates),
+        "kdface_fit_fixed_s": summary(kd_fixed, "s"), "bare_fit_fixed_s": summary(bare_fixed, "s"),
+        "backup_seconds": round(backup_seconds, 3), "epoch_steps": epoch_steps,
+        "epoch_ratio_estimate": _epoch_ratio(kd_rates, bare_rates, kd_fixed, bare_fixed, backup_seconds,
+                                             epoch_steps, batch_size),  # fmt: skip
+        "flops_per_image": flops, "matmul_flops_per_s": summary(results["matmul"], "FLOP/s"),
+        "matmul_n": matmul_n, "fraction_of_peak": summary(fractions),
+        "build_seconds": round(build_seconds, 1), "first_fit_seconds": round(trace_seconds, 1),
+        "bare_warmup_seconds": round(bare_warmup_seconds, 1), "peak_rss_mb": round(peak, 1), **extra,
+    }  # fmt: skip
+
+
+def _epoch_ratio(kd_rates, bare_rates, kd_fixed, bare_fixed, backup_seconds, epoch_steps, batch_size):
+    """kdface / bare throughput over a whole epoch of ``epoch_steps`` steps: steady steps plus the
+    per-fit fixed costs (kdface's epoch-end saving among them) plus a backup every 200 steps."""
+    from bench.harness import median
+
+    rk, rb, fk, fb = median(kd_rates), median(bare_rates), median(kd_fixed), median(bare_fixed)
+    if not (rk and rb) or fk is None or fb is None:
+        return None
+    images = epoch_steps * batch_size
+    kdface = images / rk + fk + (epoch_steps // 200) * backup_seconds
+    bare = images / rb + fb
+    return round(bare / kdface, 3)
