@@ -10,38 +10,25 @@ import numpy as np
 
 from bench.harness import quiet_tensorflow, summary
 
-LITERT_EXPORTERS = ("export_litert", "to_litert", "convert_to_litert", "export_tflite", "to_tflite")
-
 
 def _litert_runner(model, work: Path):
-    """A batch-1 LiteRT runner for ``model`` through ``kdface.export``, or ``(None, why)``."""
+    """``(predict_on_batch, file bytes)`` of ``model`` converted to LiteRT by ``kdface.export`` (float32,
+    builtin ops; run by ``kdface.io.litert.LiteRTModel`` with as many threads as TensorFlow's intra-op
+    pool), or ``(None, why not)``."""
     try:
-        import kdface.export as export
-    except ImportError:
-        return None, "n/a (kdface.export not importable)"
-    exporter = next(
-        (getattr(export, name) for name in LITERT_EXPORTERS if callable(getattr(export, name, None))), None
-    )
-    if exporter is None:
-        return None, f"n/a (kdface.export has none of {', '.join(LITERT_EXPORTERS)})"
+        from kdface.export import convert_litert
+        from kdface.io.litert import LiteRTModel
+    except ImportError as exc:
+        return None, f"n/a (kdface.export not importable: {exc})"
+    from bench.harness import tf_threads
+
+    path = work / "model.tflite"
     try:
-        result = exporter(model, work / "model.tflite")
-        path = Path(result) if isinstance(result, str | Path) else work / "model.tflite"
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_path=str(path))
-        interpreter.allocate_tensors()
-        inp = interpreter.get_input_details()[0]
-        out = interpreter.get_output_details()[0]
-    except Exception as exc:  # noqa: BLE001 - a failed export is a row saying why, not a crash
-        return None, f"n/a (LiteRT export or load failed: {type(exc).__name__}: {str(exc)[:120]})"
-
-    def run(x):
-        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
-        interpreter.invoke()
-        return interpreter.get_tensor(out["index"])
-
-    return run, path.stat().st_size
+        convert_litert(model, path, "none")
+        runner = LiteRTModel(path, num_threads=tf_threads()["intra_op_effective"])
+    except Exception as exc:  # noqa: BLE001 - a model that does not convert is a row saying why
+        return None, f"n/a (conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]})"
+    return runner.predict_on_batch, path.stat().st_size
 
 
 def _latency(fn, calls: int, per: int = 1) -> float:
@@ -57,8 +44,8 @@ def _latency(fn, calls: int, per: int = 1) -> float:
 def latencies(contender, calls: int = 15, repeats: int = 3) -> dict:
     """Milliseconds per face of a built contender's deployable model (what is saved: images in ``[0, 1]``
     -> outputs): Keras ``predict`` at batch 1 and 32, ``predict_on_batch`` and ``model(x, training=False)``
-    at batch 1 (how users call it on one face), and a LiteRT interpreter at batch 1 when ``kdface.export``
-    provides a converter; parameters and ``.keras`` bytes. Each latency is the median of ``calls`` calls,
+    at batch 1 (how users call it on one face), and the LiteRT file ``kdface.export`` converts (float32)
+    at batch 1 and 32 when ``kdface.export`` is importable; parameters, ``.keras`` and ``.tflite`` bytes. Each latency is the median of ``calls`` calls,
     measured ``repeats`` times round-robin across the ways of calling. No target."""
     model = contender.deploy_model()
     s = contender.image_size
@@ -78,6 +65,7 @@ def latencies(contender, calls: int = 15, repeats: int = 3) -> dict:
         }
         if litert is not None:
             ways["litert_b1"] = (lambda: litert(x1), calls, 1)
+            ways["litert_b32"] = (lambda: litert(x32), max(2, calls // 5), 32)
         for fn, _, _ in ways.values():  # warm: traces, first-call set-up
             fn()
             fn()
@@ -90,6 +78,7 @@ def latencies(contender, calls: int = 15, repeats: int = 3) -> dict:
            "litert": litert_info if litert is None else f"{litert_info} bytes"}  # fmt: skip
     row.update({f"{name}_ms": summary(values, "ms/face") for name, values in results.items()})
     row.setdefault("litert_b1_ms", None)
+    row.setdefault("litert_b32_ms", None)
     return row
 
 

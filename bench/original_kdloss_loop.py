@@ -137,60 +137,33 @@ class OriginalStyleKDLoop:
         return times
 
 
-def kdloss_vs_original(size: str, data_root: str, tfds_dir: str, quick: bool = False, window_seconds: float = 8.0,
+def original_loop_for(contender, work) -> OriginalStyleKDLoop:
+    """An :class:`OriginalStyleKDLoop` on a built KD-Loss student contender (``bench.methods``): its
+    student and teachers, batch, optimizer settings and loss weights, over its training split's crops
+    written to ``work`` in the original's format."""
+    from kdface.methods.kdloss import _optimizer
+    from kdface.tasks.landmarks.pipeline import landmark_dataset
+
+    config, data, model = contender.config, contender.data, contender.model
+    crops = landmark_dataset(
+        data.source.dataset, image_size=config.image_size, batch_size=64, crop=config.crop()
+    )
+    images, annotations = write_crops(crops, Path(work) / "data")
+    return OriginalStyleKDLoop(model.student, model.tough, model.tolerant, _optimizer(config, data.steps_per_epoch),
+                               images, annotations, batch_size=contender.batch_size, image_size=config.image_size,
+                               loss_weights=model.loss_weights, log_dir=Path(work) / "logs")  # fmt: skip
+
+
+def kdloss_vs_original(size: str, data_root: str, tfds_dir: str, quick: bool = False, window_seconds: float = 2.0,
                        repeats: int = 3, max_steps: int = 40) -> dict:  # fmt: skip
     """KD-Loss student images/s: kdface (``trainer.fit`` on ``KDLossDistiller``, the preset's stream:
     live teachers and online augmentation at ``paper``, cached teachers at ``demo``) against
     :class:`OriginalStyleKDLoop` on the same student and teachers, batch, optimizer settings and loss,
     reading the same training crops from disk. Interleaved windows (kdface, original, ...), steady-state
-    images/s (first step of a window excluded). Target: kdface >= 3x the original."""
-    import math
-    import shutil
-    import tempfile
+    images/s (first step of a window excluded). Target: kdface >= 3x the original. (A full run measures
+    this inside the ``train_kdloss_student`` process, beside its other contenders.)"""
+    from bench.training import train_step
 
-    from bench import methods
-    from bench.harness import quiet_tensorflow, ratio_summary, summary
-    from bench.training import _steady_rate, _step_timer
-
-    quiet_tensorflow()
-    from kdface.methods.kdloss import _optimizer
-    from kdface.tasks.landmarks.pipeline import landmark_dataset
-    from kdface.training import trainer
-    from kdface.training.trainer import RunDirectory, RunOptions
-
-    contender = methods.build("kdloss_student", size, data_root, tfds_dir, quick)
-    config, data, model, batch = contender.config, contender.data, contender.model, contender.batch_size
-    work = Path(tempfile.mkdtemp(prefix="kdface-bench-kdloss-"))
-    crops = landmark_dataset(
-        data.source.dataset, image_size=config.image_size, batch_size=64, crop=config.crop()
-    )
-    images, annotations = write_crops(crops, work / "data")
-    loop = OriginalStyleKDLoop(model.student, model.tough, model.tolerant, _optimizer(config, data.steps_per_epoch),
-                               images, annotations, batch_size=batch, image_size=config.image_size,
-                               loss_weights=model.loss_weights, log_dir=work / "logs")  # fmt: skip
-    runs = iter(range(10**6))
-
-    def kdface_window(steps):
-        run = RunDirectory(work / f"run{next(runs)}", RunOptions()).open({"bench": "kdloss_vs_original"})
-        timer = _step_timer()
-        trainer.fit(model, data.stream, None, run=run, epochs=1, steps_per_epoch=steps,
-                    batches_per_pass=data.batches_per_pass, verbose=0, callbacks=[timer])  # fmt: skip
-        shutil.rmtree(run.path, ignore_errors=True)
-        return _steady_rate(timer.times, batch)
-
-    def original_window(steps):
-        return _steady_rate(loop.run(steps), batch)
-
-    kdface_window(2)  # traces kdface's step
-    warm = original_window(2)  # the teachers' predict functions
-    steps = max(3, min(max_steps, 1 + math.ceil(window_seconds / (batch / warm))))
-    rates = {"kdface": [], "original": []}
-    for _ in range(repeats):
-        rates["kdface"].append(kdface_window(steps))
-        rates["original"].append(original_window(steps))
-    shutil.rmtree(work, ignore_errors=True)
-    return {"size": size, "image_size": config.image_size, "batch_size": batch, "networks": contender.networks,
-            "notes": contender.notes, "steps_per_window": steps, "repeats": repeats, "files": len(images),
-            "kdface_images_per_s": summary(rates["kdface"], "images/s"),
-            "original_images_per_s": summary(rates["original"], "images/s"),
-            "kdface_over_original": ratio_summary(rates["kdface"], rates["original"])}  # fmt: skip
+    row = train_step("kdloss_student", size, data_root, tfds_dir, quick, window_seconds, repeats, max_steps,
+                     original_loop=True, contenders=("kdface",))  # fmt: skip
+    return row["vs_original"]

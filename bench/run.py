@@ -56,7 +56,7 @@ class Settings:
     def make(cls, quick: bool) -> Settings:
         if quick:
             return cls(True, 2, 0.3, 3, ("demo",), 1024, 3, 512, (500, 5000), 40, 3, (96,), 8, 600)
-        return cls(False, 3, 3.0, 40, ("demo", "paper"), 4096, 5, 2048, (10_000, 100_000), None, 15, (96, 112), 32,
+        return cls(False, 3, 2.0, 40, ("demo", "paper"), 4096, 5, 2048, (10_000, 100_000), None, 15, (96, 112), 32,
                    1800)  # fmt: skip
 
 
@@ -69,7 +69,9 @@ class Suite:
         self.selected = tuple(selected)
         self._data = None
         self.results: dict[str, dict] = {}
-        self.inference_rows: dict[str, list] = {}  # method -> latency rows measured in its train processes
+        # Rows another benchmark's process measured for this one (inference latencies and the KD-Loss
+        # original-loop comparison run inside the train processes when both are selected).
+        self.folded: dict[str, list] = {}
 
     def job(self, function: str, **kwargs) -> dict:
         return harness.run_job(function, kwargs, timeout=self.settings.job_timeout_s)
@@ -89,7 +91,7 @@ class Benchmark:
     measures: str
     target: str
     run: object  # (Suite) -> {"rows": [...]}
-    estimate_s: object  # (Settings) -> seconds on 2 quiet cores
+    estimate_s: object  # (Settings, selected names) -> seconds on 2 quiet cores
     columns: object  # (row, Suite) -> {column: text}
 
 
@@ -147,7 +149,7 @@ def verdict(stat, threshold: float, at_most: bool = False) -> str:
 
 @register("matmul_peak", "fp32 matmul FLOP/s (tf.matmul n x n, TF's thread settings), best of N",
           "none: the yardstick for FLOP/s fractions",
-          lambda s: 15 if not s.quick else 8,
+          lambda s, selected: 15 if not s.quick else 8,
           lambda r, suite: {"n": str(r["n"]), "GFLOP/s (best per round)": fmt(r["flops_per_s"], scale=1e-9),
                             "peak GFLOP/s": fmt(r["peak_flops_per_s"] * 1e-9),
                             "TF threads (intra, inter)": f"{r['threads']['intra_op_effective']}, {r['threads']['inter_op']}"})  # fmt: skip
@@ -184,6 +186,7 @@ def _train_columns(row, suite):
         "% of matmul peak": f"{fmt(fraction, pct=True)} "
         + (f"(>= {target:.0%}) {verdict(fraction, target)}" if target else "(no target)"),
         "peak RSS MB": f"{row['peak_rss_mb']:.0f}",
+        "first fit s": f"{row['first_fit_seconds']:.0f}",
     }
 
 
@@ -193,17 +196,23 @@ def _train_benchmark(method: str):
     def run(suite: Suite) -> dict:
         s = suite.settings
         data = suite.data()
-        # When latencies are asked for too, they are measured in the train processes (one start saved).
+        # When latencies (or the KD-Loss original-loop comparison) are asked for too, they are measured
+        # in the train processes: the model is built and traced there already.
         calls = s.inference_calls if "inference" in suite.selected else 0
         rows = []
         for size in s.sizes:
             print(f"  {method} at {size} size ...", flush=True)
-            rows.append(_safe(lambda size=size: suite.job(
+            original = (
+                method == "kdloss_student" and size == s.sizes[-1] and "kdloss_vs_original" in suite.selected
+            )
+            rows.append(_safe(lambda size=size, original=original: suite.job(
                 "training:train_step", method=method, size=size, data_root=data["data_root"],
                 tfds_dir=data["tfds_dir"], quick=s.quick, window_seconds=s.window_s, repeats=s.repeats,
-                max_steps=s.max_steps, matmul_n=s.matmul_n_train, inference_calls=calls)))  # fmt: skip
-            if "inference" in rows[-1]:
-                suite.inference_rows.setdefault(method, []).append(rows[-1].pop("inference"))
+                max_steps=s.max_steps, matmul_n=s.matmul_n_train, inference_calls=calls,
+                original_loop=original)))  # fmt: skip
+            for key, name in (("inference", "inference"), ("vs_original", "kdloss_vs_original")):
+                if key in rows[-1]:
+                    suite.folded.setdefault(name, []).append(rows[-1].pop(key))
         return {"rows": rows}
 
     register(
@@ -213,7 +222,7 @@ def _train_benchmark(method: str):
         "the fraction of the fp32 matmul rate measured beside it; peak RSS",
         "kdface/bare >= 0.9; pipeline/step >= 3; FLOP/s >= 50 % of the matmul peak (ResNet family), "
         ">= 20 % (MobileNetV2); none for EfficientNet-B3",
-        lambda s: sum(TRAIN_ESTIMATE_S[method][size] for size in s.sizes) if not s.quick else 35,
+        lambda s, selected: sum(TRAIN_ESTIMATE_S[method][size] for size in s.sizes) if not s.quick else 35,
         _train_columns,
     )(run)
 
@@ -238,7 +247,7 @@ def _memory_columns(row, suite):
 @register("memory_vs_data", "peak RSS of building the expression training stream over N encoded JPEGs and "
           "iterating one epoch, N = 10k and 100k (each in its own process)",
           "peak RSS at 100k within 10 % of the peak at 10k",
-          lambda s: 150 if not s.quick else 20, _memory_columns)  # fmt: skip
+          lambda s, selected: 150 if not s.quick else 20, _memory_columns)  # fmt: skip
 def bench_memory_vs_data(suite: Suite) -> dict:
     s = suite.settings
     rows = [_safe(lambda n=n: suite.job("memory:stream_memory", count=n, max_batches=s.memory_max_batches))
@@ -257,19 +266,22 @@ def _inference_columns(row, suite):
             ".keras MB": f"{row['keras_bytes'] / 2**20:.1f}",
             "predict b1 ms": fmt(row["predict_b1_ms"]), "predict b32 ms/face": fmt(row["predict_b32_ms"]),
             "predict_on_batch b1 ms": fmt(row["predict_on_batch_b1_ms"]), "model(x) b1 ms": fmt(row["call_b1_ms"]),
-            "LiteRT b1 ms": fmt(row["litert_b1_ms"]) if row.get("litert_b1_ms") else row.get("litert", "n/a")}  # fmt: skip
+            "LiteRT b1 ms": fmt(row["litert_b1_ms"]) if row.get("litert_b1_ms") else row.get("litert", "n/a"),
+            "LiteRT b32 ms/face": fmt(row["litert_b32_ms"]) if row.get("litert_b32_ms") else "n/a",
+            ".tflite MB": f"{int(row['litert'].split()[0]) / 2**20:.1f}" if row.get("litert_b1_ms") else "n/a"}  # fmt: skip
 
 
 @register("inference", "latency per face of each method's deployable model: Keras predict at batch 1 and 32, "
-          "predict_on_batch and model(x, training=False) at batch 1, LiteRT at batch 1 (when kdface.export "
-          "converts); parameters and .keras bytes", "none (deployment information)",
-          lambda s: (35 if not s.quick else 12) * len(TRAIN_METHODS) * len(s.sizes), _inference_columns)  # fmt: skip
+          "predict_on_batch and model(x, training=False) at batch 1, LiteRT at batch 1 and 32 (when kdface.export "
+          "is importable); parameters, .keras and .tflite bytes", "none (deployment information)",
+          lambda s, selected: sum((10 if f"train_{m}" in selected else 30) * len(s.sizes) for m in TRAIN_METHODS)
+          * (1 if not s.quick else 0.5), _inference_columns)  # fmt: skip
 def bench_inference(suite: Suite) -> dict:
     s = suite.settings
     data = suite.data()
     rows = []
     for method in TRAIN_METHODS:
-        measured = suite.inference_rows.get(method, [])
+        measured = [r for r in suite.folded.get("inference", []) if r["method"] == method]
         if len(measured) == len(s.sizes):  # measured in the train processes of this run
             rows.extend(measured)
             continue
@@ -293,11 +305,14 @@ def _kdloss_columns(row, suite):
 @register("kdloss_vs_original", "KD-Loss student images/s: kdface's fit against an original-style loop (eager "
           "GradientTape step, cv2.imread per batch from files, both teachers predict_on_batch every step; "
           "bench/original_kdloss_loop.py, spec §3.1) on the same models, batch and data",
-          "kdface >= 3x the original loop", lambda s: 170 if not s.quick else 40,
+          "kdface >= 3x the original loop",
+          lambda s, selected: (50 if "train_kdloss_student" in selected else 150) if not s.quick else 40,
           _kdloss_columns)  # fmt: skip
 def bench_kdloss_vs_original(suite: Suite) -> dict:
     s = suite.settings
     data = suite.data()
+    if suite.folded.get("kdloss_vs_original"):  # measured in the train_kdloss_student process
+        return {"rows": suite.folded["kdloss_vs_original"]}
     size = s.sizes[-1]  # the paper's setting (live teachers, online augmentation); demo with --quick
     print(f"  {size} size ...", flush=True)
     return {"rows": [_safe(lambda: suite.job(
@@ -321,7 +336,7 @@ def _torch_columns(row, suite):
 
 @register("resnet_vs_torch", "ResNet-18 and IResNet-18 train step (7-class head, Adam + coupled L2, "
           "cross-entropy, in-memory batch) in kdface/TensorFlow against the same step in PyTorch, same threads",
-          "TF >= 1.2x torch", lambda s: 170 if not s.quick else 40, _torch_columns)  # fmt: skip
+          "TF >= 1.2x torch", lambda s, selected: 150 if not s.quick else 40, _torch_columns)  # fmt: skip
 def bench_resnet_vs_torch(suite: Suite) -> dict:
     s = suite.settings
     rows = []
@@ -403,11 +418,11 @@ def main(argv=None) -> int:
     if args.list:
         for b in BENCHMARKS.values():
             print(
-                f"{b.name:22s} ~{b.estimate_s(settings) / 60:4.1f} min  {b.measures}\n{'':30s}target: {b.target}"
+                f"{b.name:22s} ~{b.estimate_s(settings, [b.name]) / 60:4.1f} min  {b.measures}\n{'':30s}target: {b.target}"
             )
         return 0
     names = select(args.only)
-    estimate = sum(BENCHMARKS[n].estimate_s(settings) for n in names)
+    estimate = sum(BENCHMARKS[n].estimate_s(settings, names) for n in names)
     if any(n.startswith(("train_", "inference", "kdloss")) for n in names):
         estimate += 60 if not args.quick else 25  # SynthFaces data, first time only
     command = "python " + " ".join(

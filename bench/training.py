@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import peak_rss_mb, quiet_tensorflow, ratio_summary, summary, tf_threads
+from bench.harness import interleave, peak_rss_mb, quiet_tensorflow, ratio_summary, summary, tf_threads
 
 # Images in one training epoch of the datasets each size stands for: the SynthFaces demo tree for
 # ``demo``, the real datasets for ``paper`` (300W train 3148, RAF-DB train 12271), less the validation
@@ -43,9 +43,17 @@ def _steady_rate(times, batch_size) -> float | None:
     return batch_size * (len(times) - 1) / (times[-1] - times[0])
 
 
+def window_steps(step_seconds: float, window_seconds: float, max_steps: int) -> int:
+    """Steps in one timed window: about ``window_seconds`` of steady steps after the first, at least 3
+    (2 when a step alone takes more than half a window: one long steady step is measurement enough)."""
+    least = 2 if step_seconds > window_seconds / 2 else 3
+    return max(least, min(max_steps, 1 + math.ceil(window_seconds / step_seconds)))
+
+
 def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: bool = False,
-               window_seconds: float = 3.0, repeats: int = 3, max_steps: int = 40, matmul_n: int = 2048,
-               inference_calls: int = 0) -> dict:  # fmt: skip
+               window_seconds: float = 2.0, repeats: int = 3, max_steps: int = 40, matmul_n: int = 2048,
+               inference_calls: int = 0, original_loop: bool = False,
+               contenders=("matmul", "pipeline", "kdface", "bare")) -> dict:  # fmt: skip
     """Train-step images/s of ``method`` at ``size`` through kdface's real path, the input pipeline alone,
     and a bare Keras ``fit`` of the same compiled model on one in-memory batch; FLOPs; peak RSS.
 
@@ -58,17 +66,19 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
       (no decoding, no augmentation). kdface / bare is kdface's overhead; target >= 0.9.
     * pipeline: the training stream iterated alone for ``window_seconds / 2``; pipeline / kdface is the
       headroom of the input pipeline; target >= 3.
+    * matmul: the fp32 matmul rate (:func:`bench.peak.matmul_rate`); the step's FLOPs
+      (:mod:`bench.flops`) times kdface's images/s over it is the fraction of peak, per repeat; targets
+      >= 50 % for ResNets, >= 20 % for MobileNetV2 (training at batch 32).
+    * original (``original_loop``, KD-Loss student only): the original-style loop of
+      :mod:`bench.original_kdloss_loop` on the same models; kdface / original, target >= 3.
 
-    * FLOP/s: the step's FLOPs (:mod:`bench.flops`) times kdface's images/s, as a fraction of the fp32
-      matmul rate measured in the same repeat (:func:`bench.peak.matmul_rate`); targets >= 50 % for
-      ResNets, >= 20 % for MobileNetV2 (training at batch 32).
-
-    The four run interleaved (matmul, pipeline, kdface, bare, matmul, ...) ``repeats`` times. With
-    ``inference_calls``, the deployable model's latencies (:func:`bench.inference.latencies`) are
-    measured afterwards in the same process (after its peak RSS is read), saving a process start.
+    The contenders run interleaved (matmul, pipeline, kdface, bare, [original], matmul, ...) ``repeats``
+    times. With ``inference_calls``, the deployable model's latencies (:func:`bench.inference.latencies`)
+    are measured afterwards in the same process (after its peak RSS is read), saving a process start.
     """
     tf = quiet_tensorflow()
     from bench import methods
+    from bench.peak import matmul_rate
     from kdface.training import trainer
     from kdface.training.trainer import RunDirectory, RunOptions
 
@@ -96,13 +106,8 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
         timer = _step_timer()
         start = time.perf_counter()
         model.fit(in_memory, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer], shuffle=False)
-        return {
-            "rate": _steady_rate(timer.times, batch_size),
-            "wall": time.perf_counter() - start,
-            "steps": steps,
-        }
-
-    from bench.peak import matmul_rate
+        wall = time.perf_counter() - start
+        return {"rate": _steady_rate(timer.times, batch_size), "wall": wall, "steps": steps}
 
     def pipeline(seconds: float) -> dict:
         iterator = iter(data.stream(0, 0))
@@ -113,65 +118,107 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
             count += 1
         return {"rate": batch_size * count / (time.perf_counter() - start), "batches": count}
 
+    loop = None
+    if original_loop:
+        from bench.original_kdloss_loop import original_loop_for
+
+        loop = original_loop_for(contender, work / "original")
+
+    def original(steps: int) -> dict:
+        return {"rate": _steady_rate(loop.run(steps), batch_size), "steps": steps}
+
     # Warm-up: the first fit traces the train step; its second step gives the step time.
     start = time.perf_counter()
     first = kdface_fit(2)
-    trace_seconds = time.perf_counter() - start
-    step_seconds = batch_size / first["rate"] if first["rate"] else trace_seconds
-    start = time.perf_counter()
-    bare_fit(2)  # the bare fit may retrace for its input
-    bare_warmup_seconds = time.perf_counter() - start
-    steps = max(3, min(max_steps, 1 + math.ceil(window_seconds / step_seconds)))
-    results = {"matmul": [], "pipeline": [], "kdface": [], "bare": []}
-    for _ in range(repeats):
-        results["matmul"].append(matmul_rate(matmul_n))
-        results["pipeline"].append(pipeline(window_seconds / 2))
-        results["kdface"].append(kdface_fit(steps))
-        results["bare"].append(bare_fit(steps))
+    first_fit_seconds = time.perf_counter() - start
+    step_seconds = batch_size / first["rate"] if first["rate"] else first_fit_seconds
+    steps = window_steps(step_seconds, window_seconds, max_steps)
+    warm = {}
+    if "bare" in contenders:
+        start = time.perf_counter()
+        bare_fit(2)  # the bare fit may retrace for its input
+        warm["bare_warmup_seconds"] = round(time.perf_counter() - start, 1)
+    original_steps = None
+    if loop is not None:
+        start = time.perf_counter()
+        rate = original(2)["rate"]  # the teachers' predict functions
+        warm["original_warmup_seconds"] = round(time.perf_counter() - start, 1)
+        original_steps = window_steps(batch_size / rate if rate else 60.0, window_seconds, max_steps)
+
+    run_one = {
+        "matmul": lambda: matmul_rate(matmul_n),
+        "pipeline": lambda: pipeline(window_seconds / 2),
+        "kdface": lambda: kdface_fit(steps),
+        "bare": lambda: bare_fit(steps),
+        "original": lambda: original(original_steps),
+    }
+    order = [c for c in ("matmul", "pipeline", "kdface", "bare") if c in contenders] + (
+        ["original"] if loop else []
+    )
+    results = interleave({name: run_one[name] for name in order}, repeats)
 
     kd_rates = [r["rate"] for r in results["kdface"]]
-    bare_rates = [r["rate"] for r in results["bare"]]
-    pipe_rates = [r["rate"] for r in results["pipeline"]]
-    # Per-fit fixed cost: wall time beyond `steps` steady steps.
-    kd_fixed = [r["wall"] - r["steps"] * batch_size / r["rate"] for r in results["kdface"] if r["rate"]]
-    bare_fixed = [r["wall"] - r["steps"] * batch_size / r["rate"] for r in results["bare"] if r["rate"]]
-
-    start = time.perf_counter()
-    trainer.save_backup(model, work / "backup", epoch=0, step=0, extra={})
-    backup_seconds = time.perf_counter() - start
-    shutil.rmtree(work, ignore_errors=True)
-
-    from bench.flops import training_flops
-
-    peak = peak_rss_mb()  # before the FLOP count traces more graphs
-    flops = training_flops(contender.trained_forward, contender.frozen_forward, contender.image_size)
-    # Achieved FLOP/s as a fraction of the matmul peak measured beside it, per repeat.
-    fractions = [r * flops["train_step"] / m for r, m in zip(kd_rates, results["matmul"], strict=True) if r]
-    extra = {}
-    if inference_calls:
-        from bench.inference import latencies
-
-        extra["inference"] = latencies(contender, calls=inference_calls, repeats=repeats)
-    task = "landmarks" if method.startswith("kdloss") else "expressions"
-    epoch_steps = max(1, int(EPOCH_IMAGES[task][size] // batch_size))
-    return {
+    row = {
         "method": method, "size": size, "image_size": contender.image_size, "batch_size": batch_size,
         "networks": contender.networks, "family": contender.family, "notes": contender.notes,
         "steps_per_window": steps, "repeats": repeats, "threads": tf_threads(),
         "kdface_images_per_s": summary(kd_rates, "images/s"),
-        "bare_images_per_s": summary(bare_rates, "images/s"),
-        "kdface_over_bare": ratio_summary(kd_rates, bare_rates),
-        "pipeline_images_per_s": summary(pipe_rates, "images/s"),
-        "pipeline_over_step": ratio_summary(pipe_rates, kd_rates),
-        "kdface_fit_fixed_s": summary(kd_fixed, "s"), "bare_fit_fixed_s": summary(bare_fixed, "s"),
-        "backup_seconds": round(backup_seconds, 3), "epoch_steps": epoch_steps,
-        "epoch_ratio_estimate": _epoch_ratio(kd_rates, bare_rates, kd_fixed, bare_fixed, backup_seconds,
-                                             epoch_steps, batch_size),  # fmt: skip
-        "flops_per_image": flops, "matmul_flops_per_s": summary(results["matmul"], "FLOP/s"),
-        "matmul_n": matmul_n, "fraction_of_peak": summary(fractions),
-        "build_seconds": round(build_seconds, 1), "first_fit_seconds": round(trace_seconds, 1),
-        "bare_warmup_seconds": round(bare_warmup_seconds, 1), "peak_rss_mb": round(peak, 1), **extra,
+        "kdface_fit_fixed_s": summary(_fixed(results["kdface"], batch_size), "s"),
+        "build_seconds": round(build_seconds, 1), "first_fit_seconds": round(first_fit_seconds, 1), **warm,
     }  # fmt: skip
+    if "bare" in results:
+        bare_rates = [r["rate"] for r in results["bare"]]
+        start = time.perf_counter()
+        trainer.save_backup(model, work / "backup", epoch=0, step=0, extra={})
+        backup_seconds = time.perf_counter() - start
+        task = "landmarks" if method.startswith("kdloss") else "expressions"
+        epoch_steps = max(1, int(EPOCH_IMAGES[task][size] // batch_size))
+        kd_fixed, bare_fixed = _fixed(results["kdface"], batch_size), _fixed(results["bare"], batch_size)
+        row.update({
+            "bare_images_per_s": summary(bare_rates, "images/s"),
+            "kdface_over_bare": ratio_summary(kd_rates, bare_rates),
+            "bare_fit_fixed_s": summary(bare_fixed, "s"),
+            "backup_seconds": round(backup_seconds, 3), "epoch_steps": epoch_steps,
+            "epoch_ratio_estimate": _epoch_ratio(kd_rates, bare_rates, kd_fixed, bare_fixed, backup_seconds,
+                                                 epoch_steps, batch_size),
+        })  # fmt: skip
+    if "pipeline" in results:
+        pipe_rates = [r["rate"] for r in results["pipeline"]]
+        row["pipeline_images_per_s"] = summary(pipe_rates, "images/s")
+        row["pipeline_over_step"] = ratio_summary(pipe_rates, kd_rates)
+    if loop is not None:
+        original_rates = [r["rate"] for r in results["original"]]
+        row["vs_original"] = {
+            "size": size, "image_size": contender.image_size, "batch_size": batch_size,
+            "networks": contender.networks, "notes": contender.notes, "files": len(loop.images),
+            "steps_per_window": {"kdface": steps, "original": original_steps}, "repeats": repeats,
+            "kdface_images_per_s": summary(kd_rates, "images/s"),
+            "original_images_per_s": summary(original_rates, "images/s"),
+            "kdface_over_original": ratio_summary(kd_rates, original_rates),
+        }  # fmt: skip
+    shutil.rmtree(work, ignore_errors=True)
+    row["peak_rss_mb"] = round(peak_rss_mb(), 1)  # before the FLOP count and latencies add their own
+    if "matmul" in results:
+        from bench.flops import training_flops
+
+        flops = training_flops(contender.trained_forward, contender.frozen_forward, contender.image_size)
+        # Achieved FLOP/s as a fraction of the matmul rate measured beside it, per repeat.
+        fractions = [
+            r * flops["train_step"] / m for r, m in zip(kd_rates, results["matmul"], strict=True) if r
+        ]
+        row.update({"flops_per_image": flops, "matmul_n": matmul_n,
+                    "matmul_flops_per_s": summary(results["matmul"], "FLOP/s"),
+                    "fraction_of_peak": summary(fractions)})  # fmt: skip
+    if inference_calls:
+        from bench.inference import latencies
+
+        row["inference"] = latencies(contender, calls=inference_calls, repeats=repeats)
+    return row
+
+
+def _fixed(windows, batch_size) -> list[float]:
+    """Per-``fit`` fixed cost: each window's wall time beyond its steps at its steady rate."""
+    return [w["wall"] - w["steps"] * batch_size / w["rate"] for w in windows if w["rate"]]
 
 
 def _epoch_ratio(kd_rates, bare_rates, kd_fixed, bare_fixed, backup_seconds, epoch_steps, batch_size):
