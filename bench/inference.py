@@ -12,23 +12,25 @@ from bench.harness import quiet_tensorflow, summary
 
 
 def _litert_runner(model, work: Path):
-    """``(predict_on_batch, file bytes)`` of ``model`` converted to LiteRT by ``kdface.export`` (float32,
-    builtin ops; run by ``kdface.io.litert.LiteRTModel`` with as many threads as TensorFlow's intra-op
-    pool), or ``(None, why not)``."""
+    """``(predict_on_batch, file bytes, conversion seconds)`` of ``model`` converted to LiteRT by
+    ``kdface.export`` (float32, builtin ops; run by ``kdface.io.litert.LiteRTModel`` with as many threads
+    as TensorFlow's intra-op pool), or ``(None, why not, None)``."""
     try:
         from kdface.export import convert_litert
         from kdface.io.litert import LiteRTModel
     except ImportError as exc:
-        return None, f"n/a (kdface.export not importable: {exc})"
+        return None, f"n/a (kdface.export not importable: {exc})", None
     from bench.harness import tf_threads
 
     path = work / "model.tflite"
     try:
+        start = time.perf_counter()
         convert_litert(model, path, "none")
+        seconds = round(time.perf_counter() - start, 1)
         runner = LiteRTModel(path, num_threads=tf_threads()["intra_op_effective"])
     except Exception as exc:  # noqa: BLE001 - a model that does not convert is a row saying why
-        return None, f"n/a (conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]})"
-    return runner.predict_on_batch, path.stat().st_size
+        return None, f"n/a (conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]})", None
+    return runner.predict_on_batch, path.stat().st_size, seconds
 
 
 def _latency(fn, calls: int, per: int = 1) -> float:
@@ -56,7 +58,7 @@ def latencies(contender, calls: int = 15, repeats: int = 3) -> dict:
         work = Path(tmp)
         model.save(work / "model.keras")
         keras_bytes = (work / "model.keras").stat().st_size
-        litert, litert_info = _litert_runner(model, work)
+        litert, litert_info, convert_seconds = _litert_runner(model, work)
         ways = {
             "predict_b1": (lambda: model.predict(x1, verbose=0), calls, 1),
             "predict_b32": (lambda: model.predict(x32, batch_size=32, verbose=0), max(2, calls // 5), 32),
@@ -74,6 +76,7 @@ def latencies(contender, calls: int = 15, repeats: int = 3) -> dict:
             for name, (fn, n, per) in ways.items():
                 results[name].append(_latency(fn, n, per))
     row = {"method": contender.method, "size": contender.size, "image_size": s, "networks": contender.networks,
+           "litert_convert_seconds": convert_seconds,
            "params": int(model.count_params()), "keras_bytes": keras_bytes,
            "litert": litert_info if litert is None else f"{litert_info} bytes"}  # fmt: skip
     row.update({f"{name}_ms": summary(values, "ms/face") for name, values in results.items()})
@@ -83,13 +86,14 @@ def latencies(contender, calls: int = 15, repeats: int = 3) -> dict:
 
 
 def inference(method: str, data_root: str, tfds_dir: str, quick: bool = False, sizes=("demo", "paper"),
-              calls: int = 15, repeats: int = 3) -> dict:  # fmt: skip
+              calls: int = 15, repeats: int = 3, speed: dict | None = None) -> dict:  # fmt: skip
     """:func:`latencies` of ``method``'s deployable model at each size, in one process (for
     ``--only inference``; a full run measures them in the train processes instead)."""
     quiet_tensorflow()
     from bench import methods
 
     rows = [
-        latencies(methods.build(method, size, data_root, tfds_dir, quick), calls, repeats) for size in sizes
+        latencies(methods.build(method, size, data_root, tfds_dir, quick, speed), calls, repeats)
+        for size in sizes
     ]
     return {"rows": rows}

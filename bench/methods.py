@@ -63,21 +63,43 @@ def batch_for(method: str, size: str, preset_batch: int, quick: bool) -> int:
     return preset_batch if size == "demo" else PAPER_BATCH[method]
 
 
-def build(method: str, size: str, data_root, tfds_dir, quick: bool = False) -> Contender:
-    """Build ``method``'s compiled model at ``size`` (``demo``/``paper``) on the SynthFaces tree."""
+def run_options(speed: dict | None = None):
+    """kdface's ``RunOptions`` with the speed options (``jit_compile``, ``mixed_precision``,
+    ``steps_per_execution``; docs/speed.md) the suite was asked for; the defaults otherwise."""
+    from kdface.training.trainer import RunOptions
+
+    return RunOptions(**(speed or {}))
+
+
+def build(
+    method: str, size: str, data_root, tfds_dir, quick: bool = False, speed: dict | None = None
+) -> Contender:
+    """Build ``method``'s compiled model at ``size`` (``demo``/``paper``) on the SynthFaces tree, as
+    ``train_run`` does: the strategy, the seeds, the dtype policy of ``--mixed-precision`` (set for the
+    rest of the process: one measurement per process), the method's build, then the speed options."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
+    import keras
+
     from kdface.training import distribute
+    from kdface.training import speed as speed_options
     from kdface.training.trainer import configure_determinism, seed_models
 
+    options = run_options(speed)
     strategy = distribute.make_strategy("auto")  # what open_run does first
     builder = {"kdloss_teacher": _kdloss_teacher, "kdloss_student": _kdloss_student, "fer": _fer,
                "igkd": _igkd, "scn": _scn}[method]  # fmt: skip
     configure_determinism(0, False)
+    policy = speed_options.PRECISION_POLICIES[options.mixed_precision]
+    if policy:
+        keras.mixed_precision.set_global_policy(policy)
     with distribute.scope(strategy):
-        return builder(method, size, data_options(data_root, tfds_dir), quick, seed_models)
+        contender = builder(method, size, data_options(data_root, tfds_dir), quick, seed_models)
+        contender.model = speed_options.apply_speed_options(contender.model, options)
+    contender.notes.append(speed_options.describe(options))
+    return contender
 
 
 # --- landmarks: KD-Loss ------------------------------------------------------------------------------

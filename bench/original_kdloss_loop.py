@@ -155,7 +155,7 @@ def original_loop_for(contender, work) -> OriginalStyleKDLoop:
 
 
 def kdloss_vs_original(size: str, data_root: str, tfds_dir: str, quick: bool = False, window_seconds: float = 2.0,
-                       repeats: int = 3, max_steps: int = 40) -> dict:  # fmt: skip
+                       repeats: int = 3, max_steps: int = 40, speed: dict | None = None) -> dict:  # fmt: skip
     """KD-Loss student images/s: kdface (``trainer.fit`` on ``KDLossDistiller``, the preset's stream:
     live teachers and online augmentation at ``paper``, cached teachers at ``demo``) against
     :class:`OriginalStyleKDLoop` on the same student and teachers, batch, optimizer settings and loss,
@@ -165,5 +165,5 @@ def kdloss_vs_original(size: str, data_root: str, tfds_dir: str, quick: bool = F
     from bench.training import train_step
 
     row = train_step("kdloss_student", size, data_root, tfds_dir, quick, window_seconds, repeats, max_steps,
-                     original_loop=True, contenders=("kdface",))  # fmt: skip
+                     original_loop=True, contenders=("kdface",), speed=speed)  # fmt: skip
     return row["vs_original"]

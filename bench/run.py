@@ -51,13 +51,15 @@ class Settings:
     torch_sizes: tuple
     torch_batch: int
     job_timeout_s: float
+    speed: dict = dataclasses.field(default_factory=dict)  # kdface's speed options for every TF step
 
     @classmethod
-    def make(cls, quick: bool) -> Settings:
+    def make(cls, quick: bool, speed: dict | None = None) -> Settings:
+        speed = speed or {}
         if quick:
-            return cls(True, 2, 0.3, 3, ("demo",), 1024, 3, 512, (500, 5000), 40, 3, (96,), 8, 600)
+            return cls(True, 2, 0.3, 3, ("demo",), 1024, 3, 512, (500, 5000), 40, 3, (96,), 8, 600, speed)
         return cls(False, 3, 2.0, 40, ("demo", "paper"), 4096, 5, 2048, (10_000, 100_000), None, 15, (96, 112), 32,
-                   1800)  # fmt: skip
+                   1800, speed)  # fmt: skip
 
 
 class Suite:
@@ -198,18 +200,18 @@ def _train_benchmark(method: str):
         data = suite.data()
         # When latencies (or the KD-Loss original-loop comparison) are asked for too, they are measured
         # in the train processes: the model is built and traced there already.
-        calls = s.inference_calls if "inference" in suite.selected else 0
         rows = []
         for size in s.sizes:
             print(f"  {method} at {size} size ...", flush=True)
+            calls = s.inference_calls if "inference" in suite.selected and size == s.sizes[-1] else 0
             original = (
                 method == "kdloss_student" and size == s.sizes[-1] and "kdloss_vs_original" in suite.selected
             )
-            rows.append(_safe(lambda size=size, original=original: suite.job(
+            rows.append(_safe(lambda size=size, original=original, calls=calls: suite.job(
                 "training:train_step", method=method, size=size, data_root=data["data_root"],
                 tfds_dir=data["tfds_dir"], quick=s.quick, window_seconds=s.window_s, repeats=s.repeats,
                 max_steps=s.max_steps, matmul_n=s.matmul_n_train, inference_calls=calls,
-                original_loop=original)))  # fmt: skip
+                original_loop=original, speed=s.speed)))  # fmt: skip
             for key, name in (("inference", "inference"), ("vs_original", "kdloss_vs_original")):
                 if key in rows[-1]:
                     suite.folded.setdefault(name, []).append(rows[-1].pop(key))
@@ -236,7 +238,7 @@ for _method in TRAIN_METHODS:
 
 def _memory_columns(row, suite):
     st = row["rss_mb_stages"]
-    return {"images": f"{row['images']:,}", "encoded MB": f"{row['encoded_mb']:.0f}",
+    return {"images": f"{row['images']:,}", "split": row.get("split", ""), "encoded MB": f"{row['encoded_mb']:.0f}",
             "RSS after import / split / stream / epoch MB": " / ".join(f"{st[k]:.0f}" for k in
                                                                        ("after_import", "after_split", "after_stream", "after_epoch")),
             "peak RSS MB": f"{row['peak_rss_mb']:.0f}", "epoch img/s": f"{row['images_per_s']:.0f}",
@@ -244,8 +246,9 @@ def _memory_columns(row, suite):
             "within 10 %": verdict(row.get("peak_over_smallest"), 1.1, at_most=True)}  # fmt: skip
 
 
-@register("memory_vs_data", "peak RSS of building the expression training stream over N encoded JPEGs and "
-          "iterating one epoch, N = 10k and 100k (each in its own process)",
+@register("memory_vs_data", "peak RSS of loading an expression training split of N encoded JPEGs as training "
+          "does (FileBackedSplit), building its training stream and iterating one epoch, N = 10k and 100k "
+          "(each in its own process)",
           "peak RSS at 100k within 10 % of the peak at 10k",
           lambda s, selected: 150 if not s.quick else 20, _memory_columns)  # fmt: skip
 def bench_memory_vs_data(suite: Suite) -> dict:
@@ -271,10 +274,11 @@ def _inference_columns(row, suite):
             ".tflite MB": f"{int(row['litert'].split()[0]) / 2**20:.1f}" if row.get("litert_b1_ms") else "n/a"}  # fmt: skip
 
 
-@register("inference", "latency per face of each method's deployable model: Keras predict at batch 1 and 32, "
+@register("inference", "latency per face of each method's deployable model at the paper size (the demo size "
+          "with --quick): Keras predict at batch 1 and 32, "
           "predict_on_batch and model(x, training=False) at batch 1, LiteRT at batch 1 and 32 (when kdface.export "
           "is importable); parameters, .keras and .tflite bytes", "none (deployment information)",
-          lambda s, selected: sum((10 if f"train_{m}" in selected else 30) * len(s.sizes) for m in TRAIN_METHODS)
+          lambda s, selected: sum(25 if f"train_{m}" in selected else 50 for m in TRAIN_METHODS)
           * (1 if not s.quick else 0.5), _inference_columns)  # fmt: skip
 def bench_inference(suite: Suite) -> dict:
     s = suite.settings
@@ -282,13 +286,14 @@ def bench_inference(suite: Suite) -> dict:
     rows = []
     for method in TRAIN_METHODS:
         measured = [r for r in suite.folded.get("inference", []) if r["method"] == method]
-        if len(measured) == len(s.sizes):  # measured in the train processes of this run
+        if measured:  # measured in the train processes of this run
             rows.extend(measured)
             continue
         print(f"  {method} ...", flush=True)
         result = _safe(lambda method=method: suite.job(
             "inference:inference", method=method, data_root=data["data_root"], tfds_dir=data["tfds_dir"],
-            quick=s.quick, sizes=list(s.sizes), calls=s.inference_calls, repeats=s.repeats))  # fmt: skip
+            quick=s.quick, sizes=[s.sizes[-1]], calls=s.inference_calls, repeats=s.repeats,
+            speed=s.speed))  # fmt: skip
         rows.extend(result.get("rows", [result]))
     return {"rows": rows}
 
@@ -318,7 +323,7 @@ def bench_kdloss_vs_original(suite: Suite) -> dict:
     return {"rows": [_safe(lambda: suite.job(
         "original_kdloss_loop:kdloss_vs_original", size=size, data_root=data["data_root"],
         tfds_dir=data["tfds_dir"], quick=s.quick, window_seconds=s.window_s, repeats=s.repeats,
-        max_steps=s.max_steps))]}  # fmt: skip
+        max_steps=s.max_steps, speed=s.speed))]}  # fmt: skip
 
 
 # --- 6. ResNet-18 / IResNet-18 against PyTorch -----------------------------------------------------------
@@ -344,7 +349,7 @@ def bench_resnet_vs_torch(suite: Suite) -> dict:
         print(f"  {network} ...", flush=True)
         result = _safe(lambda network=network: suite.job(
             "vs_torch:vs_torch", network=network, sizes=list(s.torch_sizes), batch_size=s.torch_batch,
-            window_seconds=s.window_s, repeats=s.repeats, max_steps=s.max_steps))  # fmt: skip
+            window_seconds=s.window_s, repeats=s.repeats, max_steps=s.max_steps, speed=s.speed))  # fmt: skip
         rows.extend(result.get("rows", [result]))
     return {"rows": rows}
 
@@ -407,6 +412,11 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "kdface-bench"),
                         help="scratch folder (SynthFaces data, prepared records), reused between runs")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    speed = parser.add_argument_group("kdface's speed options (docs/speed.md), applied to every TensorFlow step "
+                                      "measured (default: kdface's defaults)")  # fmt: skip
+    speed.add_argument("--jit-compile", action="store_true", help="XLA-compiled steps")
+    speed.add_argument("--mixed-precision", choices=("none", "float16", "bfloat16"), default="none")
+    speed.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--job-args", help=argparse.SUPPRESS)
     parser.add_argument("--job-out", help=argparse.SUPPRESS)
@@ -414,7 +424,10 @@ def main(argv=None) -> int:
     if args.job:
         harness.job_main(args.job, args.job_args, args.job_out)
         return 0
-    settings = Settings.make(args.quick)
+    speed_options = {"jit_compile": args.jit_compile, "mixed_precision": args.mixed_precision,
+                     "steps_per_execution": args.steps_per_execution}  # fmt: skip
+    defaults = {"jit_compile": False, "mixed_precision": "none", "steps_per_execution": 1}
+    settings = Settings.make(args.quick, {k: v for k, v in speed_options.items() if v != defaults[k]})
     if args.list:
         for b in BENCHMARKS.values():
             print(

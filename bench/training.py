@@ -35,25 +35,27 @@ def _step_timer():
     return StepTimer()
 
 
-def _steady_rate(times, batch_size) -> float | None:
+def _steady_rate(times, batch_size, steps_per_call: int = 1) -> float | None:
     """Images/s between the end of the first step and the end of the last (the first step of every
     ``fit`` includes starting the input iterator, so it is left out)."""
     if len(times) < 2 or times[-1] <= times[0]:
         return None
-    return batch_size * (len(times) - 1) / (times[-1] - times[0])
+    return batch_size * steps_per_call * (len(times) - 1) / (times[-1] - times[0])
 
 
-def window_steps(step_seconds: float, window_seconds: float, max_steps: int) -> int:
+def window_steps(step_seconds: float, window_seconds: float, max_steps: int, multiple: int = 1) -> int:
     """Steps in one timed window: about ``window_seconds`` of steady steps after the first, at least 3
-    (2 when a step alone takes more than half a window: one long steady step is measurement enough)."""
+    (2 when a step alone takes more than half a window: one long steady step is measurement enough),
+    rounded up to a multiple of ``multiple`` (``--steps-per-execution``)."""
     least = 2 if step_seconds > window_seconds / 2 else 3
-    return max(least, min(max_steps, 1 + math.ceil(window_seconds / step_seconds)))
+    steps = max(least, min(max_steps, 1 + math.ceil(window_seconds / step_seconds)))
+    return max(2, math.ceil(steps / multiple)) * multiple
 
 
 def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: bool = False,
                window_seconds: float = 2.0, repeats: int = 3, max_steps: int = 40, matmul_n: int = 2048,
                inference_calls: int = 0, original_loop: bool = False,
-               contenders=("matmul", "pipeline", "kdface", "bare")) -> dict:  # fmt: skip
+               contenders=("matmul", "pipeline", "kdface", "bare"), speed: dict | None = None) -> dict:  # fmt: skip
     """Train-step images/s of ``method`` at ``size`` through kdface's real path, the input pipeline alone,
     and a bare Keras ``fit`` of the same compiled model on one in-memory batch; FLOPs; peak RSS.
 
@@ -75,6 +77,8 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
     The contenders run interleaved (matmul, pipeline, kdface, bare, [original], matmul, ...) ``repeats``
     times. With ``inference_calls``, the deployable model's latencies (:func:`bench.inference.latencies`)
     are measured afterwards in the same process (after its peak RSS is read), saving a process start.
+    ``speed``: kdface's speed options (``jit_compile``, ``mixed_precision``, ``steps_per_execution``)
+    applied to the model as ``train_run`` applies them (both fits use them; the default: none).
     """
     tf = quiet_tensorflow()
     from bench import methods
@@ -83,9 +87,10 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
     from kdface.training.trainer import RunDirectory, RunOptions
 
     started = time.perf_counter()
-    contender = methods.build(method, size, data_root, tfds_dir, quick)
+    contender = methods.build(method, size, data_root, tfds_dir, quick, speed)
     build_seconds = time.perf_counter() - started
     model, data, batch_size = contender.model, contender.data, contender.batch_size
+    per_call = int(getattr(model, "steps_per_execution", 1) or 1)  # batch callbacks run once per call
     work = Path(tempfile.mkdtemp(prefix="kdface-bench-train-"))
     runs = iter(range(10**6))
 
@@ -97,7 +102,7 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
                     batches_per_pass=data.batches_per_pass, verbose=0, callbacks=[timer])  # fmt: skip
         wall = time.perf_counter() - start
         shutil.rmtree(run.path, ignore_errors=True)
-        return {"rate": _steady_rate(timer.times, batch_size), "wall": wall, "steps": steps}
+        return {"rate": _steady_rate(timer.times, batch_size, per_call), "wall": wall, "steps": steps}
 
     batch = next(iter(data.stream(0, 0)))
     in_memory = tf.data.Dataset.from_tensors(batch).repeat()
@@ -107,7 +112,7 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
         start = time.perf_counter()
         model.fit(in_memory, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer], shuffle=False)
         wall = time.perf_counter() - start
-        return {"rate": _steady_rate(timer.times, batch_size), "wall": wall, "steps": steps}
+        return {"rate": _steady_rate(timer.times, batch_size, per_call), "wall": wall, "steps": steps}
 
     def pipeline(seconds: float) -> dict:
         iterator = iter(data.stream(0, 0))
@@ -129,14 +134,14 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
 
     # Warm-up: the first fit traces the train step; its second step gives the step time.
     start = time.perf_counter()
-    first = kdface_fit(2)
+    first = kdface_fit(2 * per_call)
     first_fit_seconds = time.perf_counter() - start
     step_seconds = batch_size / first["rate"] if first["rate"] else first_fit_seconds
-    steps = window_steps(step_seconds, window_seconds, max_steps)
+    steps = window_steps(step_seconds, window_seconds, max_steps, per_call)
     warm = {}
     if "bare" in contenders:
         start = time.perf_counter()
-        bare_fit(2)  # the bare fit may retrace for its input
+        bare_fit(2 * per_call)  # the bare fit may retrace for its input
         warm["bare_warmup_seconds"] = round(time.perf_counter() - start, 1)
     original_steps = None
     if loop is not None:
