@@ -178,14 +178,14 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
         backup_seconds = time.perf_counter() - start
         task = "landmarks" if method.startswith("kdloss") else "expressions"
         epoch_steps = max(1, int(EPOCH_IMAGES[task][size] // batch_size))
-        kd_fixed, bare_fixed = _fixed(results["kdface"], batch_size), _fixed(results["bare"], batch_size)
+        bare_fixed = _fixed(results["bare"], batch_size)
         row.update({
             "bare_images_per_s": summary(bare_rates, "images/s"),
             "kdface_over_bare": ratio_summary(kd_rates, bare_rates),
             "bare_fit_fixed_s": summary(bare_fixed, "s"),
             "backup_seconds": round(backup_seconds, 3), "epoch_steps": epoch_steps,
-            "epoch_ratio_estimate": _epoch_ratio(kd_rates, bare_rates, kd_fixed, bare_fixed, backup_seconds,
-                                                 epoch_steps, batch_size),
+            "epoch_ratio_estimate": _epoch_ratio(results["kdface"], results["bare"], backup_seconds, epoch_steps,
+                                                 batch_size),
         })  # fmt: skip
     if "pipeline" in results:
         pipe_rates = [r["rate"] for r in results["pipeline"]]
@@ -226,15 +226,17 @@ def _fixed(windows, batch_size) -> list[float]:
     return [w["wall"] - w["steps"] * batch_size / w["rate"] for w in windows if w["rate"]]
 
 
-def _epoch_ratio(kd_rates, bare_rates, kd_fixed, bare_fixed, backup_seconds, epoch_steps, batch_size):
-    """kdface / bare throughput over a whole epoch of ``epoch_steps`` steps: steady steps plus the
-    per-fit fixed costs (kdface's epoch-end saving among them) plus a backup every 200 steps."""
-    from bench.harness import median
-
-    rk, rb, fk, fb = median(kd_rates), median(bare_rates), median(kd_fixed), median(bare_fixed)
-    if not (rk and rb) or fk is None or fb is None:
-        return None
+def _epoch_ratio(kdface_windows, bare_windows, backup_seconds, epoch_steps, batch_size) -> dict:
+    """kdface / bare throughput over a whole epoch of ``epoch_steps`` steps, per repeat: steady steps plus
+    that repeat's per-fit fixed cost (kdface's epoch-end saving among them) plus a backup every 200 steps
+    (``RunOptions.backup_every``'s default)."""
     images = epoch_steps * batch_size
-    kdface = images / rk + fk + (epoch_steps // 200) * backup_seconds
-    bare = images / rb + fb
-    return round(bare / kdface, 3)
+    ratios = []
+    for kd, bare in zip(kdface_windows, bare_windows, strict=True):
+        if not (kd["rate"] and bare["rate"]):
+            continue
+        kd_fixed = kd["wall"] - kd["steps"] * batch_size / kd["rate"]
+        bare_fixed = bare["wall"] - bare["steps"] * batch_size / bare["rate"]
+        kdface = images / kd["rate"] + kd_fixed + (epoch_steps // 200) * backup_seconds
+        ratios.append((images / bare["rate"] + bare_fixed) / kdface)
+    return summary(ratios, "x")

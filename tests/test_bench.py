@@ -74,6 +74,7 @@ def test_quick_run_writes_the_report(tmp_path):
     assert is_summary(peak["flops_per_s"]) and peak["flops_per_s"]["max"] > 0
     assert peak["peak_flops_per_s"] == pytest.approx(peak["flops_per_s"]["max"], rel=1e-3)
     small, large = report["results"]["memory_vs_data"]["rows"]
+    assert small["split"] == large["split"] == "file_backed"  # what expression training uses
     assert small["images"] < large["images"] and small["peak_rss_mb"] > 0 and large["peak_rss_mb"] > 0
     assert large["peak_over_smallest"] == pytest.approx(large["peak_rss_mb"] / small["peak_rss_mb"], rel=1e-2)
     assert report["targets"]["memory_vs_data"]
