@@ -1,0 +1,1 @@
+"""kdface's speed and memory benchmarks (``python bench/run.py``); see bench/README.md."""
