@@ -56,8 +56,14 @@ def latencies(contender, calls: int = 15, repeats: int = 3) -> dict:
     x32 = rng.random((32, s, s, 3), dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="kdface-bench-infer-") as tmp:
         work = Path(tmp)
-        model.save(work / "model.keras")
+        # As kdface's trainer saves it (SaveDeployable): a compiled deployable model whose optimizer has
+        # been built (after training) carries the optimizer's state in its .keras file.
+        from kdface.training.speed import float32_model
+        from kdface.training.trainer import save_model_atomically
+
+        save_model_atomically(float32_model(model), work / "model.keras")
         keras_bytes = (work / "model.keras").stat().st_size
+        with_optimizer = bool(getattr(model, "optimizer", None) is not None and model.optimizer.built)
         litert, litert_info, convert_seconds = _litert_runner(model, work)
         ways = {
             "predict_b1": (lambda: model.predict(x1, verbose=0), calls, 1),
@@ -77,7 +83,7 @@ def latencies(contender, calls: int = 15, repeats: int = 3) -> dict:
                 results[name].append(_latency(fn, n, per))
     row = {"method": contender.method, "size": contender.size, "image_size": s, "networks": contender.networks,
            "litert_convert_seconds": convert_seconds,
-           "params": int(model.count_params()), "keras_bytes": keras_bytes,
+           "params": int(model.count_params()), "keras_bytes": keras_bytes, "keras_has_optimizer": with_optimizer,
            "litert": litert_info if litert is None else f"{litert_info} bytes"}  # fmt: skip
     row.update({f"{name}_ms": summary(values, "ms/face") for name, values in results.items()})
     row.setdefault("litert_b1_ms", None)

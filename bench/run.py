@@ -266,7 +266,7 @@ def bench_memory_vs_data(suite: Suite) -> dict:
 
 def _inference_columns(row, suite):
     return {"size": f"{row['size']} {row['image_size']} px", "params": f"{row['params'] / 1e6:.2f} M",
-            ".keras MB": f"{row['keras_bytes'] / 2**20:.1f}",
+            ".keras MB": f"{row['keras_bytes'] / 2**20:.1f}" + (" (with optimizer)" if row.get("keras_has_optimizer") else ""),
             "predict b1 ms": fmt(row["predict_b1_ms"]), "predict b32 ms/face": fmt(row["predict_b32_ms"]),
             "predict_on_batch b1 ms": fmt(row["predict_on_batch_b1_ms"]), "model(x) b1 ms": fmt(row["call_b1_ms"]),
             "LiteRT b1 ms": fmt(row["litert_b1_ms"]) if row.get("litert_b1_ms") else row.get("litert", "n/a"),
