@@ -534,12 +534,13 @@ def _strategy_from_context(model: keras.Model, sample_stream):
     resume, as each ``fit`` call loses one), and under MultiWorkerMirroredStrategy its cross-replica
     reduce fails. So kdface builds the model from a separate sample batch itself, then lets ``fit`` find
     the strategy from the active scope, which skips that path; training is distributed the same way.
+    ``sample_stream()`` builds the stream that sample comes from, only when there is a strategy.
     """
     strategy = getattr(model, "_distribute_strategy", None)
     if strategy is None:
         yield
         return
-    sample = next(iter(sample_stream.take(1)))
+    sample = next(iter(sample_stream().take(1)))  # built only here: without a strategy it is never needed
     with strategy.scope():
         model._symbolic_build(data_batch=sample)
         if model.optimizer is not None and not model.optimizer.built:
@@ -676,7 +677,7 @@ def fit(
     def stream_at(epoch: int, batch: int):
         return train_stream(*divmod(epoch * steps_per_epoch + batch, per_pass))
 
-    with _strategy_from_context(model, stream_at(start_epoch, skip)):
+    with _strategy_from_context(model, lambda: stream_at(start_epoch, skip)):
         if skip and epoch < epochs:  # finish the interrupted epoch first
             backup.batch_offset = guard.batch_offset = skip
             # A backup from a session with other --steps-per-execution may leave a remainder that is not a
