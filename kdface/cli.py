@@ -156,13 +156,15 @@ def add_config_arguments(parser, config_cls, role: str | None = None, dataset_ch
             from kdface.backbones import backbone_names
 
             choices = backbone_names()
-        kwargs = dict(default=default, help=help_text.strip(), required=field.metadata.get("required", False))
+        kwargs = dict(default=default, help=help_text.strip(), required=field.metadata.get("required", False),
+                      dest=field.name)  # fmt: skip
+        flags = field.metadata.get("flags") or (_flag(field.name),)
         if kind is bool and field.name.startswith("no_"):  # a negative switch (--no-kd): on or absent
-            group.add_argument(_flag(field.name), action="store_true", **kwargs)
+            group.add_argument(*flags, action="store_true", **kwargs)
         elif kind is bool:
-            group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, **kwargs)
+            group.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
         else:
-            group.add_argument(_flag(field.name), type=kind, choices=choices, **kwargs)
+            group.add_argument(*flags, type=kind, choices=choices, **kwargs)
 
 
 def config_from_args(config_cls, args):

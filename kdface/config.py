@@ -25,15 +25,19 @@ def option(
     roles=None,
     required: bool = False,  # noqa: A002
     backbone: bool = False,
+    flags: tuple[str, ...] = (),
 ):
     """A config field with its CLI description.
 
     ``choices``: the values a flag takes; ``roles``: the training roles (``"teacher"``, ``"student"``)
     whose CLI shows the flag (all when ``None``); ``required``: the flag must be given; ``backbone``:
-    the value names a registered backbone (:func:`kdface.backbones.backbone_names`).
+    the value names a registered backbone (:func:`kdface.backbones.backbone_names`); ``flags``: the
+    flag names when they differ from ``--<field-name>`` (the first is the one shown; the others are
+    accepted aliases, e.g. an older name).
     """
     metadata = {"help": help, "choices": tuple(choices) if choices else None,
-                "roles": tuple(roles) if roles else None, "required": required, "backbone": backbone}  # fmt: skip
+                "roles": tuple(roles) if roles else None, "required": required, "backbone": backbone,
+                "flags": tuple(flags)}  # fmt: skip
     return dataclasses.field(default=default, metadata=metadata)
 
 

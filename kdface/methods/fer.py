@@ -43,6 +43,7 @@ class FERConfig(ExpressionConfig):
         None,
         "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert`, "
         "or a trained kdface model (.keras) whose backbone is taken",
+        flags=("--backbone-weights", "--weights"),
     )
     masked_view: bool = option(
         False, "train on each image's clean and randomly erased view (IGKD's inputs, no distillation)"
@@ -50,7 +51,7 @@ class FERConfig(ExpressionConfig):
 
     def check_inputs(self) -> None:
         super().check_inputs()
-        check_backbone_weights(self.weights, self.backbone, "--weights")
+        check_backbone_weights(self.weights, self.backbone, "--backbone-weights")
 
 
 @keras.saving.register_keras_serializable("kdface")

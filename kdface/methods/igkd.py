@@ -72,7 +72,8 @@ class IGKDConfig(ExpressionConfig):
     s_checkpoint: str | None = option(
         None,
         "student backbone weights: an .npz from `python -m kdface.convert resnet` "
-        "(resnet18_msceleb), or a trained kdface model (.keras)",
+        "(resnet18_msceleb), or a trained kdface model (.keras, e.g. a face-id backbone)",
+        flags=("--s-checkpoint", "--backbone-weights"),
     )
     teacher_lr_factor: float = option(
         0.1, "teacher backbone learning rate, as a factor of --learning-rate (1e-4 / 1e-3)"

@@ -92,6 +92,7 @@ class KDLossConfig(LandmarkConfig):
         None,
         "backbone initialisation: none (scratch, as the paper), 'imagenet' (needs "
         "internet), or a weights file",
+        flags=("--backbone-weights", "--weights"),
     )
     bn_momentum: float | None = option(
         None,
@@ -119,7 +120,7 @@ class KDLossConfig(LandmarkConfig):
     def check_inputs(self) -> None:
         super().check_inputs()
         backbone = self.teacher_backbone if self.teacher else self.student_backbone  # the role's network
-        check_backbone_weights(self.weights, backbone, "--weights")
+        check_backbone_weights(self.weights, backbone, "--backbone-weights")
         if not self.teacher and not self.no_kd:
             for which in TEACHERS:
                 path = getattr(self, which)

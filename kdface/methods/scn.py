@@ -101,6 +101,7 @@ class SCNConfig(ExpressionConfig):
         "backbone initialisation: none (scratch), an .npz from `python -m kdface.convert "
         "resnet|iresnet` (e.g. resnet18_msceleb / ijba_res18_naive, ArcFace IResNet-18), or a "
         "trained kdface model (.keras) whose backbone is taken",
+        flags=("--backbone-weights", "--weights"),
     )
     margin: float | None = option(
         None,
@@ -125,7 +126,7 @@ class SCNConfig(ExpressionConfig):
 
     def check_inputs(self) -> None:
         super().check_inputs()
-        check_backbone_weights(self.weights, self.backbone, "--weights")
+        check_backbone_weights(self.weights, self.backbone, "--backbone-weights")
 
     def validate(self) -> None:
         super().validate()
@@ -288,7 +289,7 @@ class SCN(keras.Model):
 def build_scn(config: SCNConfig, num_classes: int, labels) -> SCN:
     if config.weights is not None and not Path(config.weights).is_file():
         raise RunError(
-            f"--weights {config.weights} does not exist (convert a PyTorch checkpoint with "
+            f"--backbone-weights {config.weights} does not exist (convert a PyTorch checkpoint with "
             "`python -m kdface.convert resnet|iresnet`)"
         )
     model = SCN(build_scn_network(config, num_classes), len(labels), config.margin, config.beta,

@@ -46,3 +46,24 @@ class GroupAdam(keras.optimizers.Adam):
 
     def get_config(self):
         return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
+
+
+class CoupledSGD(keras.optimizers.SGD):
+    """SGD (momentum, Nesterov) with coupled L2 weight decay on every trainable variable: PyTorch's
+    ``SGD(params, lr, momentum, nesterov=True, weight_decay=wd)`` as F-SKD and A-SKD train, BatchNorm,
+    PReLU and the margin head's class centres included (``wd * w`` added to the gradient).
+
+    Keras folds the learning rate into the velocity (``v = m v - lr g``) where torch keeps it outside
+    (``b = m b + g``): identical while the rate is constant, slightly different just after a drop."""
+
+    def __init__(self, learning_rate=0.1, *, momentum=0.9, nesterov=True, coupled_weight_decay=0.0, **kwargs):
+        super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
+        self.coupled_weight_decay = float(coupled_weight_decay)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.coupled_weight_decay:
+            gradient = gradient + self.coupled_weight_decay * keras.ops.cast(variable, gradient.dtype)
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}

@@ -33,6 +33,9 @@ class TrainingData:
     mode: str  # "min" or "max"
     skipped: list
     card: dict  # task fields of the model card (class names, crop, points, ...)
+    # which epoch's model is published: "best" (by ``monitor``) or "last" (the originals' choice where
+    # they select none, e.g. F-SKD: no split is held out to select on)
+    publish: str = "best"
 
 
 def check_inputs(config, out: Path, run_dir) -> None:
@@ -109,7 +112,7 @@ def train_run(
     model_card = {"method": method, "role": role, "dataset": config.dataset, **data.card,
                   "config": dataclasses.asdict(config), **(card or {}), "train_seconds": round(result.seconds, 1),
                   "speed": speed.card_fields(options), "run_dir": str(run.path), **extra}  # fmt: skip
-    publish(run, out, model_card)
+    publish(run, out, model_card, which=data.publish)
     return out
 
 

@@ -747,11 +747,14 @@ def prepare_built_model(model: keras.Model, run: RunDirectory) -> keras.Model:
     return model
 
 
-def publish(run: RunDirectory, out: Path, card: dict) -> None:
-    """Copy the run's best model to ``out`` (atomically) with its model card beside it (chief only)."""
+def publish(run: RunDirectory, out: Path, card: dict, which: str = "best") -> None:
+    """Copy the run's best (or, ``which="last"``, last) model to ``out`` (atomically) with its model card
+    beside it (chief only)."""
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     if not run.chief:
         return
-    best = run.path / "best.keras"
+    best = run.path / f"{which}.keras"
     if not best.exists():
         best = run.path / "last.keras"
     with atomic_path(out) as tmp:
