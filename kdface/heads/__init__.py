@@ -2,14 +2,17 @@
 
 * :func:`linear_head`: a classifier ``Dense`` initialised like torch's ``nn.Linear`` kernel (what the
   expression methods use: ``fer``'s classifier, IGKD's and SCN's heads);
-* :func:`landmark_head`: KD-Loss's regressor head, ``(Dropout) -> Dense(2N)`` named ``landmarks``.
+* :func:`landmark_head`: KD-Loss's regressor head, ``(Dropout) -> Dense(2N)`` named ``landmarks``;
+* :class:`MarginHead`: the CosFace / ArcFace margin classifier of face recognition (:mod:`kdface.heads.margin`).
 """
 
 from __future__ import annotations
 
 import keras
 
-__all__ = ["landmark_head", "linear_head", "torch_bias_init", "torch_linear_init"]
+from kdface.heads.margin import MarginHead
+
+__all__ = ["MarginHead", "landmark_head", "linear_head", "torch_bias_init", "torch_linear_init"]
 
 
 def torch_linear_init():

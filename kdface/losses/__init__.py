@@ -21,6 +21,7 @@ from kdface.losses.kd_loss import (
     main_loss,
     main_loss_elementwise,
 )
+from kdface.losses.recognition import arcface_logits, cosface_logits, cosine_logits, cosine_matrix
 from kdface.losses.scn import (
     SCNTerms,
     high_group_size,
@@ -30,6 +31,16 @@ from kdface.losses.scn import (
     scn_rank_regularization,
     scn_relabel,
     scn_weighted_cross_entropy,
+)
+from kdface.losses.similarity import (
+    attention_map,
+    attention_similarity_loss,
+    attention_transfer_loss,
+    feature_similarity_loss,
+    fitnet_loss,
+    flat_cosine,
+    logit_kd_loss,
+    rkd_loss,
 )
 
 __all__ = [
@@ -58,4 +69,16 @@ __all__ = [
     "scn_rank_regularization",
     "scn_relabel",
     "scn_weighted_cross_entropy",
+    "arcface_logits",
+    "cosface_logits",
+    "cosine_logits",
+    "cosine_matrix",
+    "attention_map",
+    "attention_similarity_loss",
+    "attention_transfer_loss",
+    "feature_similarity_loss",
+    "fitnet_loss",
+    "flat_cosine",
+    "logit_kd_loss",
+    "rkd_loss",
 ]

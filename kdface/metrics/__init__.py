@@ -15,6 +15,19 @@ from kdface.metrics.landmarks import (
     plot_ced,
     summarize,
 )
+from kdface.metrics.verification import (
+    RocCurve,
+    VerificationResult,
+    best_threshold,
+    cmc_ranks,
+    plot_roc,
+    roc_curve_points,
+    tar_at_far,
+    threshold_grid,
+    verification_10_fold,
+    verification_accuracy,
+    verification_folds,
+)
 
 __all__ = [
     "auc",
@@ -28,4 +41,15 @@ __all__ = [
     "plot_weight_histograms",
     "summarize",
     "summarize_classification",
+    "RocCurve",
+    "VerificationResult",
+    "best_threshold",
+    "cmc_ranks",
+    "plot_roc",
+    "roc_curve_points",
+    "tar_at_far",
+    "threshold_grid",
+    "verification_10_fold",
+    "verification_accuracy",
+    "verification_folds",
 ]
