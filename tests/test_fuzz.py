@@ -11,8 +11,8 @@ removal and swapping), plus random bytes, some behind a valid magic header.
 Case counts: the ``ci`` profile (default; tests/conftest.py) runs 200 derandomized cases per test
 (150 for each of the two image tests, where TensorFlow decodes every case): per reader, .pts 400,
 WFLW 600 (400 lines, 200 annotation files), COFW .mat v5 400 (200 mutated, 200 random), v7.3 200,
-COFW folder 200, images 300, verification .bin 600, annotation paths 200. The long run, with fresh
-random cases every time::
+COFW folder 200, images 300, verification .bin 600, RecordIO 600 (.rec 200, .idx 200, random 200),
+train.list 200, annotation paths 200. The long run, with fresh random cases every time::
 
     KDFACE_FUZZ_PROFILE=long KDFACE_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_fuzz.py
 
@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 from kdface.data import validation
 from kdface.errors import DataFormatError, UnsafeFileError
 from kdface.tasks.landmarks import cofw, w300, wflw
-from kdface.tasks.recognition import verification_bin
+from kdface.tasks.recognition import casia, recordio, verification_bin
 
 DOCUMENTED = (DataFormatError, UnsafeFileError)
 
@@ -541,6 +541,78 @@ _OBJECTS = st.recursive(
 @given(obj=_OBJECTS, protocol=st.sampled_from((2, 4)))
 def test_fuzz_bin_random_structures(workdir, obj, protocol):
     _read_bin(_write(workdir / "structure.bin", pickle.dumps(obj, protocol=protocol)))
+
+
+# ------------------------------------------------------------------------------------ RecordIO .rec/.idx
+
+
+def _recordio_seed() -> tuple[bytes, str]:
+    """An InsightFace-style pair: meta, 3 images (one split in 2 parts by an aligned magic word), 2
+    identity records."""
+    items = [
+        (0, _encode(".jpg", random_image(8, 8, 0))),
+        (0, b"\xff\xd8xx" + struct.pack("<I", recordio.MAGIC) + b"tail"),
+        (2, _encode(".png", random_image(8, 8, 1))),
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        rec, idx = recordio.write_recordio(Path(folder) / "t.rec", Path(folder) / "t.idx", items)
+        return rec.read_bytes(), idx.read_text()
+
+
+REC_SEED, IDX_SEED = _recordio_seed()
+
+
+def _read_recordio(rec: Path, idx: Path):
+    def read():
+        with recordio.RecordIOReader(rec, idx) as reader:
+            images = list(reader)
+            assert len(images) == len(reader) == reader.meta[0] - 1
+            return images
+
+    images = _documented_or_result(read)
+    for label, data in images or []:
+        assert type(label) is int and label >= 0 and type(data) is bytes and data
+
+
+@given(data=mutated_bytes(REC_SEED))
+def test_fuzz_recordio_rec_mutations(workdir, data):
+    _read_recordio(_write(workdir / "m.rec", data), _write(workdir / "m.idx", IDX_SEED.encode()))
+
+
+@given(data=mutated_text(IDX_SEED))
+def test_fuzz_recordio_idx_mutations(workdir, data):
+    _read_recordio(_write(workdir / "i.rec", REC_SEED), _write(workdir / "i.idx", data))
+
+
+@given(
+    rec=st.one_of(
+        st.binary(max_size=512),
+        st.binary(max_size=256).map(lambda b: struct.pack("<I", recordio.MAGIC) + b),
+    ),
+    idx=st.one_of(st.just(IDX_SEED.encode()), st.binary(max_size=64)),
+)
+def test_fuzz_recordio_random_bytes(workdir, rec, idx):
+    _read_recordio(_write(workdir / "r.rec", rec), _write(workdir / "r.idx", idx))
+
+
+# ------------------------------------------------------------------------------------ train.list
+
+TRAIN_LIST_SEED = "".join(
+    f"/data/x/faces_webface_112x112/image/{label:06d}/{key:08d}.jpg  {label}\n"
+    for key, label in enumerate((0, 0, 1, 2), start=1)
+)
+
+
+@given(data=mutated_text(TRAIN_LIST_SEED), bad=st.sampled_from((None, "skip")))
+def test_fuzz_train_list(workdir, data, bad):
+    root = os.path.normpath("/data/image")
+    listed = _documented_or_result(
+        lambda: casia.read_train_list(_write(workdir / "train.list", data), root, bad=bad)
+    )
+    if listed is not None:
+        assert len(listed) >= 1 and listed.num_classes == int(listed.labels.max()) + 1
+        for path, _ in listed.items:
+            assert os.path.normpath(path).startswith(root + os.sep), path
 
 
 # ------------------------------------------------------------------------------------ annotation paths

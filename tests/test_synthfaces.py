@@ -268,9 +268,16 @@ def test_metadata_masks_pairs_and_disjoint_identities(tiny_root):
         for key in ("identity", "roll", "yaw", "scale", "shift_x", "light_azimuth", "occluder"):
             assert neutral[key] == expressive[key]
     # identity folders
+    # identity folders: train identities under identities/, held-out ones under identities_test/
+    train_ids, _ = sf.identity_split(cfg)
     folders = sorted(p.name for p in (tiny_root / "identities").iterdir())
-    assert folders == [f"{i:05d}" for i in range(cfg.num_identity_folders)]
-    assert len(list((tiny_root / "identities/00000").glob("*.jpg"))) == cfg.images_per_identity
+    assert folders == [f"{i:05d}" for i in train_ids if i < cfg.num_identity_folders]
+    held_out = sorted(p.name for p in (tiny_root / "identities_test").iterdir())
+    assert held_out == [f"{i:05d}" for i in sf.held_out_folder_identities(cfg)] and len(held_out) >= 2
+    for folder in (tiny_root / "identities" / folders[0], tiny_root / "identities_test" / held_out[0]):
+        assert len(list(folder.glob("*.jpg"))) == cfg.images_per_identity
+    assert ids("identities", "train") == {str(int(f)) for f in folders}
+    assert ids("identities", "test") == {str(int(f)) for f in held_out}
 
 
 def test_generate_is_deterministic_across_workers_and_skips_when_done(tiny_root, tmp_path):

@@ -41,19 +41,25 @@ On-disk layout (``generate``)
     <root>/rafdb/metadata.csv
     <root>/rafdb/rafdb_occlusion_list.txt     RAN Occlusion-RAF-DB format, CRLF: "test_0003_aligned 3 4"
                                               = occluded test image, RAF label 0..6, OCCLUDER_TYPES index
-    <root>/identities/00012/000.jpg                                        CASIA-WebFace style 112x112
-    <root>/masks/identities/00012/000.png                                  occluded images only
+    <root>/identities/00012/000.jpg               CASIA-WebFace style 112x112, train identities only
+    <root>/identities_test/00003/000.jpg          the held-out (test) identities' folders
+    <root>/masks/identities/00012/000.png, masks/identities_test/...       occluded images only
+    <root>/verification/synthface.bin             InsightFace verification .bin of held-out identities:
+                                                  10 folds, each P/20 same then P/20 different pairs
+    <root>/verification/synthface_pairs.csv       pair, fold, left, right, issame, left/right identity
     <root>/metadata.csv          one row per image of every tree
     <root>/landmarks.npz         paths, (N, 68, 2) landmarks (kdface pixels), (N, 68) occlusion flags
     <root>/synthfaces.json       the config; written last, marks a complete run
 
-Test identities (300W common/challenging, RAF-DB test) are disjoint from train identities. RAF-DB
+Test identities (300W common/challenging, RAF-DB test, identities_test/, the verification pairs) are
+disjoint from train identities (a folder reader of identities/ sees train identities only). RAF-DB
 test images are occluded more often (``rafdb_test_occlusion_fraction``, default 0.5) than the rest
 (``occlusion_fraction``), so that the occlusion list, SynthFaces' Occlusion-RAF-DB, is large enough.
 Everything is deterministic: each image's random stream is seeded from ``(seed, tree, index)``,
 so the bytes do not depend on the number of worker processes.
 
-CLI: ``python -m kdface.data.synthfaces --out datasets/synthfaces --preset demo``.
+CLI: ``python -m kdface.data.synthfaces --out datasets/synthfaces --preset demo`` (``faceid``: the
+face-identification preset, see :meth:`SynthFacesConfig.faceid`).
 
 Modules
 -------
@@ -65,7 +71,7 @@ drawing), :mod:`.person` (drawing the person), :mod:`.occluders`, :mod:`.render`
 """
 
 from kdface.data.synthfaces.cli import main
-from kdface.data.synthfaces.config import SynthFacesConfig, identity_split
+from kdface.data.synthfaces.config import SynthFacesConfig, held_out_folder_identities, identity_split
 from kdface.data.synthfaces.geometry import face_landmarks
 from kdface.data.synthfaces.occluders import landmark_occlusion
 from kdface.data.synthfaces.params import (
@@ -80,7 +86,9 @@ from kdface.data.synthfaces.params import (
 from kdface.data.synthfaces.params import HAIR_STYLES as HAIR_STYLES
 from kdface.data.synthfaces.params import NEUTRAL as NEUTRAL
 from kdface.data.synthfaces.params import Color as Color
+from kdface.data.synthfaces.plan import IDENTITY_TREES as IDENTITY_TREES
 from kdface.data.synthfaces.plan import W300_FOLDERS as W300_FOLDERS
+from kdface.data.synthfaces.plan import VerificationPair, plan_verification_pairs
 from kdface.data.synthfaces.plan import _job_params as _job_params
 from kdface.data.synthfaces.plan import _plan as _plan
 from kdface.data.synthfaces.render import render_face
@@ -88,6 +96,8 @@ from kdface.data.synthfaces.sampling import sample_expression, sample_identity, 
 from kdface.data.synthfaces.writers import GENERATOR_VERSION, generate
 from kdface.data.synthfaces.writers import METADATA_COLUMNS as METADATA_COLUMNS
 from kdface.data.synthfaces.writers import OCCLUSION_LIST as OCCLUSION_LIST
+from kdface.data.synthfaces.writers import VERIFICATION_BIN as VERIFICATION_BIN
+from kdface.data.synthfaces.writers import VERIFICATION_PAIRS_CSV as VERIFICATION_PAIRS_CSV
 
 # The "X as X" imports above are re-exports outside __all__ (importable from here as from the former
 # single module): the on-disk format's constants and the plan steps tests use to re-render an image.
@@ -100,12 +110,15 @@ __all__ = [
     "Identity",
     "Pose",
     "SynthFacesConfig",
+    "VerificationPair",
     "face_landmarks",
     "generate",
+    "held_out_folder_identities",
     "identity_split",
     "landmark_occlusion",
     "main",
     "mirror_params",
+    "plan_verification_pairs",
     "render_face",
     "sample_expression",
     "sample_identity",

@@ -1,4 +1,4 @@
-"""The generator's command line: ``python -m kdface.data.synthfaces --out DIR --preset tiny|demo|full``."""
+"""The generator's command line: ``python -m kdface.data.synthfaces --out DIR --preset tiny|demo|full|faceid``."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = ArgumentParser(
         prog="python -m kdface.data.synthfaces",
-        description="Generate the SynthFaces dataset (300W / RAF-DB / identity-folder trees).",
+        description="Generate the SynthFaces dataset (300W / RAF-DB / identity-folder trees, verification pairs).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     demo = SynthFacesConfig.demo()
     parser.add_argument("--out", default="datasets/synthfaces", help="output root directory")
-    parser.add_argument("--preset", default="demo", choices=("demo", "tiny", "full"), help="size preset")
+    parser.add_argument(
+        "--preset", default="demo", choices=("demo", "tiny", "full", "faceid"), help="size preset"
+    )
     overridable = [
         ("--seed", int, "seed", "random seed"),
         ("--num-identities", int, "num_identities", "number of identities"),
@@ -32,8 +34,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--w300-challenging", int, "w300_challenging", "300W challenging-test images"),
         ("--rafdb-train", int, "rafdb_train", "RAF-DB train images"),
         ("--rafdb-test", int, "rafdb_test", "RAF-DB test images"),
-        ("--num-identity-folders", int, "num_identity_folders", "identities/ folders"),
-        ("--images-per-identity", int, "images_per_identity", "images per identities/ folder"),
+        ("--num-identity-folders", int, "num_identity_folders", "identities 0..N-1 that get a folder"),
+        ("--images-per-identity", int, "images_per_identity", "images per identity folder"),
+        (
+            "--test-identity-fraction",
+            float,
+            "test_identity_fraction",
+            "fraction of held-out identities (identities_test/, verification pairs)",
+        ),
+        ("--identity-size", int, "identity_size", "identity-folder image size (px)"),
+        (
+            "--verification-pairs",
+            int,
+            "verification_pairs",
+            "verification/synthface.bin pairs (multiple of 20)",
+        ),
         ("--occlusion-fraction", float, "occlusion_fraction", "fraction of occluded images"),
         (
             "--rafdb-test-occlusion-fraction",

@@ -12,13 +12,19 @@ from functools import lru_cache
 
 import numpy as np
 
-from kdface.data.synthfaces.config import SynthFacesConfig, identity_split
+from kdface.data.synthfaces.config import (
+    VERIFICATION_FOLDS,
+    SynthFacesConfig,
+    held_out_folder_identities,
+    identity_split,
+)
 from kdface.data.synthfaces.geometry import face_landmarks
 from kdface.data.synthfaces.params import NEUTRAL, OCCLUDER_TYPES, Expression, FaceParams, Identity
 from kdface.data.synthfaces.sampling import (
     _SPLIT_CODES,
     _TAG_EXPR,
     _TAG_LABELS,
+    _TAG_PAIRS,
     _TAG_SCENE,
     _TAG_SPLIT,
     _TREE_CODES,
@@ -33,6 +39,8 @@ W300_FOLDERS = {
     "common": (("lfpw/testset", 224), ("helen/testset", 330)),
     "challenging": (("ibug", 1),),
 }
+# identity folders: train identities, held-out (test) identities
+IDENTITY_TREES = {False: "identities", True: "identities_test"}
 
 
 @dataclass(frozen=True)
@@ -233,22 +241,32 @@ def _plan_rafdb_split(
     return label_lines
 
 
+def identity_image_rel(identity: int, k: int, test: bool) -> str:
+    """Where image ``k`` of an identity folder goes: ``identities/`` (train) or ``identities_test/``."""
+    return f"{IDENTITY_TREES[test]}/{identity:05d}/{k:03d}.jpg"
+
+
 def _plan_identity_folders(jobs: list[_Job], config: SynthFacesConfig, test_ids: list[int]) -> None:
-    """Identity folders (CASIA-WebFace style, ArcFace-like framing): folder ``n`` holds identity ``n``."""
+    """Identity folders (CASIA-WebFace style, ArcFace-like framing): folder ``n`` holds identity ``n``,
+    under ``identities/`` for a train identity and ``identities_test/`` for a held-out one, so that a
+    folder reader of ``identities/`` sees train identities only. (Before generator 1.2.0 both lived
+    under ``identities/``; the images themselves are unchanged: the job order and streams are.)"""
     isz = config.identity_size
     k_scale = isz / 112.0
     test_set = set(test_ids)
     labels = _labels(config, "identities", "all", config.num_identity_folders * config.images_per_identity)
     for n_id in range(config.num_identity_folders):
+        test = n_id in test_set
         for k in range(config.images_per_identity):
+            image_rel = identity_image_rel(n_id, k, test)
             _add_job(
                 jobs,
                 config,
                 tree="identities",
-                split="test" if n_id in test_set else "train",
+                split="test" if test else "train",
                 subset="casia",
-                image_rel=f"identities/{n_id:05d}/{k:03d}.jpg",
-                mask_rel=f"masks/identities/{n_id:05d}/{k:03d}.png",
+                image_rel=image_rel,
+                mask_rel=f"masks/{image_rel[:-4]}.png",
                 identity=n_id,
                 expression=labels[n_id * config.images_per_identity + k],
                 width=isz,
@@ -260,6 +278,63 @@ def _plan_identity_folders(jobs: list[_Job], config: SynthFacesConfig, test_ids:
                 occlusion_fraction=config.occlusion_fraction,
                 harsh=0.3,
             )
+
+
+@dataclass(frozen=True)
+class VerificationPair:
+    fold: int
+    left: str  # image path relative to the SynthFaces root
+    right: str
+    issame: bool
+    left_identity: int
+    right_identity: int
+
+
+def plan_verification_pairs(config: SynthFacesConfig) -> list[VerificationPair]:
+    """``config.verification_pairs`` pairs of held-out identities' images, fold after fold.
+
+    Each fold is ``P/20`` same-identity pairs followed by ``P/20`` different-identity pairs (the
+    order LFW's and AgeDB's folds have). A same pair is two distinct images of one held-out identity,
+    a different pair one image each of two held-out identities, all drawn uniformly from a stream of
+    ``(seed, pairs tag)``. A pair already drawn is redrawn (up to 20 times; only a config with very
+    few held-out images repeats pairs). Train identities never appear.
+    """
+    if not config.verification_pairs:
+        return []
+    held = held_out_folder_identities(config)
+    rng = np.random.default_rng([int(config.seed), _TAG_PAIRS])
+    n_images = config.images_per_identity
+    half = config.verification_pairs // (2 * VERIFICATION_FOLDS)
+    seen: set[tuple] = set()
+
+    def draw(same: bool) -> tuple[int, int, int, int]:
+        if same:
+            ident = held[int(rng.integers(len(held)))]
+            a, b = (int(v) for v in rng.choice(n_images, 2, replace=False))
+            return ident, a, ident, b
+        i, j = (held[int(v)] for v in rng.choice(len(held), 2, replace=False))
+        return i, int(rng.integers(n_images)), j, int(rng.integers(n_images))
+
+    pairs = []
+    for fold in range(VERIFICATION_FOLDS):
+        for same in [True] * half + [False] * half:
+            for _ in range(20):
+                li, lk, ri, rk = draw(same)
+                key = tuple(sorted(((li, lk), (ri, rk))))
+                if key not in seen:
+                    break
+            seen.add(key)
+            pairs.append(
+                VerificationPair(
+                    fold=fold,
+                    left=identity_image_rel(li, lk, True),
+                    right=identity_image_rel(ri, rk, True),
+                    issame=same,
+                    left_identity=li,
+                    right_identity=ri,
+                )
+            )
+    return pairs
 
 
 def _fit_in_image(params: FaceParams, expressions: Sequence[Expression], margin: float) -> FaceParams:

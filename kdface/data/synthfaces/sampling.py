@@ -12,6 +12,7 @@ _TAG_SPLIT = 2
 _TAG_LABELS = 3
 _TAG_SCENE = 4
 _TAG_EXPR = 5
+_TAG_PAIRS = 6  # verification pairs of held-out identities
 _TREE_CODES = {"300w": 1, "rafdb": 2, "identities": 3}
 _SPLIT_CODES = {"train": 1, "common": 2, "challenging": 3, "test": 4, "all": 5}
 

@@ -22,13 +22,15 @@ import numpy as np
 from kdface.data.synthfaces.config import SynthFacesConfig, identity_split
 from kdface.data.synthfaces.occluders import landmark_occlusion
 from kdface.data.synthfaces.params import EXPRESSION_NAMES, OCCLUDER_TYPES
-from kdface.data.synthfaces.plan import _Job, _job_params, _plan
+from kdface.data.synthfaces.plan import _Job, _job_params, _plan, plan_verification_pairs
 from kdface.data.synthfaces.render import render_face
 from kdface.errors import ForeignFolderError
 from kdface.io.atomic import write_bytes, write_text
 from kdface.tasks.landmarks.w300 import write_pts
 
-GENERATOR_VERSION = "1.1.0"  # 1.1.0: rafdb_occlusion_list.txt, rafdb_test_occlusion_fraction
+GENERATOR_VERSION = "1.2.0"
+# 1.1.0: rafdb_occlusion_list.txt, rafdb_test_occlusion_fraction. 1.2.0: held-out identities move from
+# identities/ to identities_test/ (same images), verification/synthface.bin + synthface_pairs.csv.
 OCCLUSION_LIST = "rafdb_occlusion_list.txt"  # under rafdb/; codes are OCCLUDER_TYPES indices (1..5)
 METADATA_COLUMNS = (
     "path",
@@ -56,7 +58,10 @@ METADATA_COLUMNS = (
     "generator_version",
 )
 # everything generate writes under root: what _clear_previous may remove before a new run
-_OUTPUTS = ("300w", "rafdb", "identities", "masks", "metadata.csv", "landmarks.npz", "synthfaces.json")
+_OUTPUTS = (
+    *("300w", "rafdb", "identities", "identities_test", "verification", "masks"),
+    *("metadata.csv", "landmarks.npz", "synthfaces.json"),
+)
 _MARKER = "synthfaces.json"
 _IN_PROGRESS = ".synthfaces-in-progress"
 
@@ -196,6 +201,7 @@ def generate(
     workers = _default_workers(len(jobs)) if workers is None else max(1, int(workers))
     rows, lms, occ = _render_jobs(jobs, int(config.seed), root, workers, progress, start)
     _write_rafdb_lists(root, rows, label_lines)
+    _write_verification(root, config)
     _atomic_write(root / "metadata.csv", _csv_bytes(rows, METADATA_COLUMNS))
     buf = io.BytesIO()
     np.savez_compressed(buf, paths=np.array([r["path"] for r in rows]), landmarks=lms, occluded=occ)
@@ -259,6 +265,37 @@ def _write_rafdb_lists(root: Path, rows: list[dict], label_lines: list[str]) -> 
     _atomic_write(root / "rafdb" / OCCLUSION_LIST, "".join(occlusion_lines).encode())
 
 
+VERIFICATION_BIN = "verification/synthface.bin"
+VERIFICATION_PAIRS_CSV = "verification/synthface_pairs.csv"
+VERIFICATION_COLUMNS = ("pair", "fold", "left", "right", "issame", "left_identity", "right_identity")
+
+
+def _write_verification(root: Path, config: SynthFacesConfig) -> None:
+    """``verification/synthface.bin`` (InsightFace format: a pickle of (2P encoded JPEGs, P bools),
+    the very bytes of the ``identities_test/`` files) and ``synthface_pairs.csv`` naming each pair's
+    images, fold and identities. Nothing when ``config.verification_pairs`` is 0."""
+    from kdface.tasks.recognition.verification_bin import write_bin
+
+    pairs = plan_verification_pairs(config)
+    if not pairs:
+        return
+    cache: dict[str, bytes] = {}
+
+    def image(rel: str) -> bytes:
+        if rel not in cache:
+            cache[rel] = (root / rel).read_bytes()
+        return cache[rel]
+
+    images = [image(rel) for p in pairs for rel in (p.left, p.right)]
+    write_bin(root / VERIFICATION_BIN, images, [p.issame for p in pairs])
+    rows = [
+        {"pair": i, "fold": p.fold, "left": p.left, "right": p.right, "issame": int(p.issame),
+         "left_identity": p.left_identity, "right_identity": p.right_identity}
+        for i, p in enumerate(pairs)
+    ]  # fmt: skip
+    _atomic_write(root / VERIFICATION_PAIRS_CSV, _csv_bytes(rows, VERIFICATION_COLUMNS))
+
+
 def _summary(config: SynthFacesConfig, rows: list[dict], workers: int, start: float) -> dict:
     """The synthfaces.json record: config, generator version, counts and timing."""
     counts: dict[str, int] = {}
@@ -272,6 +309,7 @@ def _summary(config: SynthFacesConfig, rows: list[dict], workers: int, start: fl
         "num_images": len(rows),
         "num_occluded": int(sum(1 for r in rows if r["occluder"] != "none")),
         "num_pairs": len({r["pair_id"] for r in rows if r["pair_id"]}),
+        "verification_pairs": config.verification_pairs,
         "identity_split": dict(zip(("train", "test"), identity_split(config), strict=True)),
         "seconds": round(time.time() - start, 2),
         "workers": workers,
