@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fixtures import random_image
 
-from kdface.data import low_resolution as lowres
+from kdface.data import resolution as lowres
 from kdface.data import synthfaces as sf
 from kdface.data.validation import BadSamples
 from kdface.errors import ConfigError, DataFormatError, UnsafeFileError

@@ -107,7 +107,7 @@ def evaluate(model_paths, args) -> dict:
     images = {}
     if curves:
         plot = out_dir / "roc.png"
-        plot_roc({k: (np.asarray(v["fpr"]), np.asarray(v["tpr"])) for k, v in curves.items()}, plot)
+        plot_roc(curves, plot, title=f"ROC ({', '.join(sorted({r['dataset'] for r in rows}))})")
         images["ROC"] = plot.name
     write_json(out_dir / "report.json", results)
     columns = [

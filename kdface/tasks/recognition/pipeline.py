@@ -11,7 +11,7 @@ Both are RGB float32 in ``[0, 1]``. The only augmentation is a horizontal flip w
 the HR/LR pair alike, in each original's order (spec ``fskd_lowres_fr.md`` §2.1-2.2): F-SKD v1 degrades
 then flips, A-SKD flips then degrades (with nearest sampling the two differ: the top-left pixel of a
 block is another pixel after a flip). The resolution is drawn per sample
-(:func:`kdface.data.low_resolution.draw_down_sizes` semantics), so a batch mixes resolutions.
+(:func:`kdface.data.resolution.draw_down_sizes` semantics), so a batch mixes resolutions.
 
 Randomness is stateless, from ``(epoch seed, position in the epoch)``: a resumed run sees the same
 batches (:mod:`kdface.data.streams`).
@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from kdface.data.low_resolution import low_resolution, low_resolution_tf, resolution_ladder
+from kdface.data.resolution import low_resolution, low_resolution_tf, resolution_ladder
 from kdface.data.streams import epoch_stream
 
 DEGRADATIONS = ("nearest", "askd", "random", "linear")

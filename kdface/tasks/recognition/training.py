@@ -20,11 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kdface.backbones import backbone_entry, check_backbone_weights, create_backbone
+from kdface.backbones import check_backbone_weights, create_backbone
+from kdface.backbones.registry import backbone_entry
 from kdface.backbones.contract import BACKBONE_OUTPUTS
 from kdface.config import ExperimentConfig, option
 from kdface.errors import ConfigError, DataFormatError
-from kdface.heads.margin import MarginHead
+from kdface.heads.margin import MARGIN_DEFAULTS, MarginHead
 from kdface.io.atomic import atomic_path
 from kdface.tasks.recognition.pipeline import DEGRADATIONS, FLIP_ORDERS, Resolution, identity_training_stream
 from kdface.tasks.recognition.sources import check_identity_inputs, identity_datasets, load_identity_split
@@ -42,7 +43,6 @@ PRESETS = {
     "demo": dict(image_size=64, batch_size=64, epochs=10, learning_rate=0.1, weight_decay=5e-4,
                  backbone="iresnet18", head="pool", margin="cosface"),
 }  # fmt: skip
-MARGIN_DEFAULTS = {"cosface": (30.0, 0.25), "arcface": (32.0, 0.5), "softmax": (30.0, 0.0)}
 ATTENTION = {"ir": "none", "cbam": {"fskd": "cbam_fskd", "askd": "cbam_askd"}}
 
 
@@ -276,9 +276,10 @@ def nested_backbone(saved: keras.Model, source) -> keras.Model:
 def step_schedule(config: RecognitionConfig, steps_per_epoch: int):
     """Piecewise-constant learning rate: ``learning_rate`` x 0.1 at each milestone of the run's steps."""
     total = steps_per_epoch * config.epochs
-    bounds = sorted({max(1, int(round(f * total))) for f in _fraction_list(config.lr_milestones)})
-    values = [config.learning_rate * 0.1**k for k in range(len(bounds) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
+    drops = sorted({max(1, int(round(f * total))) for f in _fraction_list(config.lr_milestones)})
+    values = [config.learning_rate * 0.1**k for k in range(len(drops) + 1)]
+    # Keras keeps a value up to and including its boundary: step ``drop`` (0-based) is the first at the lower rate
+    return keras.optimizers.schedules.PiecewiseConstantDecay([d - 1 for d in drops], values)
 
 
 def sgd(config: RecognitionConfig, steps_per_epoch: int) -> CoupledSGD:
