@@ -9,6 +9,11 @@ normalisation is a layer inside it) whose output is a dict with the keys :data:`
 * ``"stage1"`` .. ``"stage4"``: the four stage outputs, shallow to deep (``stage4`` is the same map as
   ``feature_map``).
 
+A backbone may add more keys. Those with attention (IResNet ``attention="cbam_fskd"|"cbam_askd"``) add
+two maps per block, ``"attention/<block>/channel"`` ``(B, C)`` and ``"attention/<block>/spatial"``
+``(B, H, W, 1)``, outputs of the same graph; :func:`attention_maps` returns them in block order and
+:func:`attention_blocks` names the blocks (both empty for a backbone without attention).
+
 Callers take outputs by key (``backbone(images)["embedding"]``) and widths from
 :func:`embedding_size` / :func:`feature_channels` / :func:`backbone_spec`, never by position.
 """
@@ -16,6 +21,7 @@ Callers take outputs by key (``backbone(images)["embedding"]``) and widths from
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import keras
 
@@ -111,3 +117,46 @@ def set_bn_momentum(model: keras.Model, momentum) -> None:
     for layer in leaf_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = float(momentum)
+
+
+# --- attention maps: optional extra outputs (F-SKD / A-SKD CBAM backbones) --------------------------------
+ATTENTION_PREFIX = "attention/"
+ATTENTION_KINDS = ("channel", "spatial")
+
+
+def attention_key(block: str, kind: str) -> str:
+    """The output key of ``block``'s ``kind`` map: ``"attention/layer1.0/channel"``."""
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"attention kind must be one of {ATTENTION_KINDS}, got {kind!r}")
+    return f"{ATTENTION_PREFIX}{block}/{kind}"
+
+
+def _natural(text: str):
+    """Sort key reading digit runs as numbers, so ``layer3.10`` comes after ``layer3.9``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def attention_blocks(model_or_outputs) -> list[str]:
+    """The blocks (e.g. ``"layer1.0"``) whose attention maps a backbone outputs, in network order;
+    ``[]`` for a backbone without attention. Takes a backbone or its output dict; a block with only
+    one of the two maps is a ``ValueError``."""
+    outputs = model_or_outputs if isinstance(model_or_outputs, dict) else _outputs(model_or_outputs, ())
+    kinds: dict[str, set] = {}
+    for key in outputs:
+        if isinstance(key, str) and key.startswith(ATTENTION_PREFIX):
+            block, _, kind = key[len(ATTENTION_PREFIX) :].rpartition("/")
+            kinds.setdefault(block, set()).add(kind)
+    incomplete = sorted(b for b, k in kinds.items() if k != set(ATTENTION_KINDS))
+    if incomplete:
+        raise ValueError(
+            f"attention outputs come in pairs {ATTENTION_KINDS} per block; blocks {incomplete} do not"
+        )
+    return sorted(kinds, key=_natural)
+
+
+def attention_maps(outputs: dict) -> list[tuple]:
+    """``[(channel, spatial), ...]`` in block order from a backbone's output dict (what a model call
+    returned, or ``model.output``); ``[]`` for a backbone without attention. Shapes ``(B, C)`` and
+    ``(B, H, W, 1)``; which quantity they hold (post-sigmoid gates or pre-sigmoid logits) is the
+    backbone's (:mod:`kdface.backbones.iresnet`)."""
+    return [tuple(outputs[attention_key(b, k)] for k in ATTENTION_KINDS) for b in attention_blocks(outputs)]

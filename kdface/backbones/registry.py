@@ -108,7 +108,8 @@ def create_backbone(
     ``.weights.h5``/``.h5``); a missing path is a ``FileNotFoundError``. ``bn_momentum`` sets every
     BatchNormalization's momentum (``None``: the network's own). ``name`` names the model (default
     ``backbone``). ``kwargs`` are the backbone's options (``stride_on`` for ResNets; ``head``,
-    ``dropout``, ``normalization`` for IResNets).
+    ``dropout``, ``normalization``, ``attention``, ``features_scale`` for IResNets; list them with
+    ``backbone_entry(name).options()``).
     """
     entry = backbone_entry(backbone)
     options = entry.options()

@@ -2,11 +2,13 @@
 
 Converts a torchvision-named ResNet-18/50 checkpoint (``torch.save`` file, pickled dict of NumPy
 arrays, or ``.npz``) to an ``.npz`` that ``kdface.backbones.create_backbone("resnet18", image_size=...,
-weights=...)`` loads (likewise ``iresnet`` for insightface IResNets);
+weights=...)`` loads (likewise ``iresnet`` for insightface IResNets, F-SKD's and A-SKD's CBAM ones included);
 see :mod:`kdface.convert.torch_resnet`. Errors print one ``error:`` line and exit with status 2.
 """
 
 from __future__ import annotations
+
+import argparse
 
 from kdface.cli import ArgumentParser, HelpFormatter, add_verbose_argument, quiet_tensorflow, run_cli
 
@@ -45,9 +47,17 @@ def _iresnet(args) -> None:
 
     _check(args)
     report = convert(args.checkpoint, args.depth, args.out, fmt=args.format, arch="iresnet",
-                     image_size=args.image_size, drop_fc=args.drop_fc)  # fmt: skip
-    fc = "fc dropped" if args.drop_fc else f"fc for {args.image_size} px input"
-    _print_report(report, f"IResNet-{args.depth} backbone, {fc}")
+                     image_size=args.image_size, drop_fc=args.drop_fc, attention=args.attention,
+                     head=args.head, features_scale=args.features_scale, layout=args.layout)  # fmt: skip
+    if args.head == "pool":
+        head = "pool head"
+    else:
+        head = "fc dropped" if args.drop_fc else f"fc for {args.image_size} px input"
+    build = f"attention={args.attention!r}, head={args.head!r}"
+    if args.head == "fc" and report.features_scale:
+        build += ", features_scale=True"
+    _print_report(report, f"IResNet-{args.depth} backbone, attention {args.attention}, {head}")
+    print(f"build it with create_backbone('iresnet{args.depth}', image_size=..., weights=..., {build})")
 
 
 def main(argv=None) -> None:
@@ -85,9 +95,10 @@ def main(argv=None) -> None:
     )
     iresnet = commands.add_parser(
         "iresnet",
-        help="insightface IResNet-18/34/50/100 checkpoint -> kdface .npz",
-        description="Convert an insightface (arcface_torch) IResNet checkpoint to kdface weights (strict: every "
-        "backbone tensor, the embedding fc and BatchNorm1d included, matched exactly once).",
+        help="insightface / F-SKD / A-SKD IResNet-18/34/50/100 checkpoint -> kdface .npz",
+        description="Convert an insightface (arcface_torch) IResNet checkpoint, or an F-SKD / A-SKD (Face_Pytorch "
+        "layout) one with or without CBAM, to kdface weights (strict: every backbone tensor, the embedding fc "
+        "and BatchNorm1d included, matched exactly once).",
         formatter_class=HelpFormatter,
     )
     iresnet.add_argument("--depth", type=int, choices=(18, 34, 50, 100), required=True)
@@ -99,6 +110,16 @@ def main(argv=None) -> None:
                          help="input size the model will be built for (the embedding fc's width depends on it)")  # fmt: skip
     iresnet.add_argument("--drop-fc", action="store_true",
                          help="leave the embedding fc out (it keeps its initialisation), for another input size")  # fmt: skip
+    iresnet.add_argument("--attention", default="none", choices=("none", "cbam_fskd", "cbam_askd"),
+                         help="the blocks' attention: none (--mode ir), F-SKD's CBAM or A-SKD's (Face_Pytorch's)")  # fmt: skip
+    iresnet.add_argument("--head", default="fc", choices=("fc", "pool"),
+                         help="embedding head: fc (BN-dropout-fc-BN, 'Option E') or pool (F-SKD v1's 'Option A', no weights)")  # fmt: skip
+    iresnet.add_argument("--layout", default="auto", choices=("auto", "insightface", "face_pytorch"),
+                         help="the checkpoint's names: insightface/F-SKD, or Face_Pytorch/A-SKD "
+                         "(input_layer, res_layer, shortcut_layer, output_layer); auto: from the names")  # fmt: skip
+    iresnet.add_argument("--features-scale", action=argparse.BooleanOptionalAction, default=None,
+                         help="the fc head's BatchNorm1d gamma is trainable (A-SKD) rather than fixed at 1 "
+                         "(insightface, F-SKD); default: trainable for the face_pytorch layout only")  # fmt: skip
     for command in (resnet, iresnet):
         add_verbose_argument(command)
     args = parser.parse_args(argv)

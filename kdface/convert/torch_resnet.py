@@ -7,6 +7,10 @@ Commands (need ``torch`` for ``.pth`` files; ``torch`` is a development dependen
         --out models/pretrained/resnet18_msceleb.npz
     python -m kdface.convert iresnet --depth 18 --checkpoint ms1mv3_arcface_r18/backbone.pth \\
         --out models/pretrained/iresnet18_arcface.npz [--image-size 112 | --drop-fc]
+    python -m kdface.convert iresnet --depth 50 --attention cbam_fskd --head pool \\
+        --checkpoint fskd_teacher/last_net.ckpt --out models/pretrained/fskd_cbam_r50.npz
+    python -m kdface.convert iresnet --depth 50 --attention cbam_askd \\
+        --checkpoint askd_teacher/last_net.ckpt --out models/pretrained/askd_cbam_r50.npz
 
 then ``create_backbone("resnet18", image_size=..., weights=...)`` (or ``build_resnet(18, weights=...)`` /
 ``build_iresnet(18, weights=...)``). It prints how many
@@ -18,7 +22,37 @@ on the input size, so ``--image-size`` must be the size the model will be built 
 ``--drop-fc`` leaves it out (recorded in the ``.npz``; it then keeps its initialisation, as SCN's
 third-party code does for 224 px input). PReLU ``weight`` (C,) -> ``alpha`` (1, 1, C); Linear
 ``weight`` (out, in) -> ``kernel`` (in, out). ``features.weight`` is frozen at 1 in insightface and
-fixed at 1 here (``scale=False``): the checkpoint's must be all ones.
+fixed at 1 here (``scale=False``): the checkpoint's must be all ones (A-SKD trains it: ``--features-scale``,
+the default for its layout, keeps it and the model is built with ``features_scale=True``).
+
+F-SKD / A-SKD backbones (spec ``fskd_lowres_fr.md`` §1; ``--attention`` must be the one the model is
+built with, ``--head`` too: F-SKD v1's ``pool`` head has no weights):
+
+* F-SKD (gist-ailab/feature-similarity-KD ``backbone/iresnet.py``): insightface's module names, plus with
+  ``--mode cbam`` (``--attention cbam_fskd``) each block's ``attention`` CBAM:
+  ``layer1.0.attention.ChannelGate.mlp.1`` / ``.mlp.3`` (Linear, weight and bias),
+  ``layer1.0.attention.SpatialGate.spatial.conv`` (7x7, no bias) and ``.spatial.bn`` (BatchNorm); the Keras
+  layers have these names. Later F-SKD students' ``hint_layer1..4`` and QualNet's ``conv_bridge`` are not
+  part of the backbone: dropped and reported;
+* A-SKD (gist-ailab/teaching-where-to-look ``model/backbone.py`` ``CBAMResNet``, ``--attention cbam_askd``)
+  and Face_Pytorch (``backbone/cbam.py`` ``CBAMResNet_IR``, whose CBAM sits inside ``res_layer`` as
+  ``res_layer.6`` / ``res_layer.7``) use another layout, renamed by :func:`face_pytorch_name`:
+  ``input_layer.0/1/2`` -> ``conv1``/``bn1``/``prelu``; ``layer1.0.res_layer.0..5`` ->
+  ``bn1``/``conv1``/``bn2``/``prelu``/``conv2``/``bn3``; ``shortcut_layer.0/1`` -> ``downsample.0/1``;
+  ``res_layer.6.shared_mlp.*`` -> ``channel_layer.shared_mlp.*`` and ``res_layer.7.conv`` ->
+  ``spatial_layer.conv`` (A-SKD's own names, kept); ``output_layer.0/3/4`` -> ``bn2``/``fc``/``features``.
+  ``--layout auto`` picks it when a name starts with ``input_layer.`` or holds ``.res_layer.``.
+
+How the names were checked: the torch modules were read from the originals (feature-similarity-KD
+``backbone/iresnet.py`` at 6732259 and ``face_recognition/backbone/iresnet.py`` at b55561a;
+teaching-where-to-look ``model/backbone.py`` at 2227f30; Face_Pytorch ``backbone/cbam.py`` at 00e1da2),
+rebuilt in ``tests/test_iresnet_cbam.py`` with those module names and random weights, and their
+``state_dict()`` converted and compared output by output (embedding, stages, every map). F-SKD's
+``backbone/attention.py`` was not available to read: its names are those of the CBAM it is (Jongchan
+Park's ``MODELS/cbam.py``: ``ChannelGate.mlp`` = Flatten, Linear, ReLU, Linear; ``SpatialGate.spatial`` =
+``BasicConv`` with ``conv`` and ``bn`` momentum 0.01, the spec's description), held as ``attention`` by
+``IBasicBlock``. A real checkpoint whose names differ fails with the list of names, never silently.
+No released checkpoint was converted (F-SKD lists none; A-SKD's are on OneDrive, out of reach here).
 
 Inputs (the format is chosen from the suffix, or ``--format``):
 
@@ -67,6 +101,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -83,6 +118,26 @@ FORMATS = ("auto", "torch", "pickle", "npz")
 STRIP_PREFIXES = ("module.",)
 DROPPED_PREFIXES = ("fc.", "feature.")
 DROPPED_SUFFIXES = (".num_batches_tracked",)
+# not backbone tensors in F-SKD checkpoints: later students' hint layers, QualNet's bridge conv
+IRESNET_DROPPED_PREFIXES = ("hint_layer", "conv_bridge.")
+LAYOUTS = ("auto", "insightface", "face_pytorch")
+_FP_STEM = {"0": "conv1", "1": "bn1", "2": "prelu"}
+_FP_RES = {"0": "bn1", "1": "conv1", "2": "bn2", "3": "prelu", "4": "conv2", "5": "bn3"}
+_FP_OUT = {"0": "bn2", "3": "fc", "4": "features"}
+_FP_PATTERNS = (
+    (re.compile(r"input_layer\.([012])\.(.+)"), lambda m: f"{_FP_STEM[m[1]]}.{m[2]}"),
+    (re.compile(r"(layer\d+\.\d+)\.res_layer\.([0-5])\.(.+)"), lambda m: f"{m[1]}.{_FP_RES[m[2]]}.{m[3]}"),
+    (
+        re.compile(r"(layer\d+\.\d+)\.res_layer\.6\.(shared_mlp\..+)"),
+        lambda m: f"{m[1]}.channel_layer.{m[2]}",
+    ),
+    (re.compile(r"(layer\d+\.\d+)\.res_layer\.7\.(conv\..+)"), lambda m: f"{m[1]}.spatial_layer.{m[2]}"),
+    (
+        re.compile(r"(layer\d+\.\d+)\.shortcut_layer\.([01])\.(.+)"),
+        lambda m: f"{m[1]}.downsample.{m[2]}.{m[3]}",
+    ),
+    (re.compile(r"output_layer\.([034])\.(.+)"), lambda m: f"{_FP_OUT[m[1]]}.{m[2]}"),
+)
 _BN_TORCH = dict(zip(("weight", "bias", "running_mean", "running_var"), BN_VARIABLES, strict=True))
 
 
@@ -102,6 +157,7 @@ class ConversionReport:
     matched: int
     dropped: list[str]
     out: str | None = None
+    features_scale: bool | None = None  # IResNet fc head: the BatchNorm1d gamma kept (trainable)
 
     def summary(self) -> str:
         text = f"{self.source}: matched {self.matched} tensors"
@@ -182,6 +238,26 @@ def read_state_dict(path, fmt: str = "auto") -> dict[str, np.ndarray]:
     return as_state_dict(obj, path)
 
 
+def face_pytorch_name(name: str) -> str:
+    """A Face_Pytorch / A-SKD ``CBAMResNet`` tensor name as kdface's (insightface's) IResNet name, e.g.
+    ``layer2.0.res_layer.4.weight`` -> ``layer2.0.conv2.weight``; names of no known module come back
+    unchanged (the strict check then lists them)."""
+    for pattern, rename in _FP_PATTERNS:
+        if m := pattern.fullmatch(name):
+            return rename(m)
+    return name
+
+
+def detect_layout(names) -> str:
+    """``"face_pytorch"`` when a (``module.``-stripped) name is Face_Pytorch's, else ``"insightface"``."""
+    for name in names:
+        while name.startswith(STRIP_PREFIXES):
+            name = name[name.index(".") + 1 :]
+        if name.startswith("input_layer.") or ".res_layer." in name:
+            return "face_pytorch"
+    return "insightface"
+
+
 def split_state_dict(state_dict, dropped_prefixes=DROPPED_PREFIXES):
     """Strip ``module.`` prefixes and separate the head/bookkeeping tensors: ``(kept, dropped names)``."""
     kept, dropped = {}, []
@@ -251,16 +327,29 @@ def _as_torch_shape(shape, kind):
 
 
 def to_keras_arrays(
-    model, state_dict, source="<state dict>", dropped_prefixes=DROPPED_PREFIXES, skip_layers=()
+    model, state_dict, source="<state dict>", dropped_prefixes=DROPPED_PREFIXES, skip_layers=(), rename=None
 ):
     """Map a torch state dict onto ``model``'s variables, strictly (``skip_layers``: Keras layers left
-    out on purpose, e.g. the IResNet ``fc`` with ``--drop-fc``).
+    out on purpose, e.g. the IResNet ``fc`` with ``--drop-fc``; ``rename``: a function from the
+    checkpoint's names to the model's torch names, e.g. :func:`face_pytorch_name`).
 
     Returns ``(arrays keyed "<layer>/<variable>", dropped torch names)``; raises
-    :class:`DataFormatError` (naming ``source``) listing missing, unexpected and wrong-shape names.
+    :class:`DataFormatError` (naming ``source``) listing missing, unexpected and wrong-shape names
+    (an unexpected renamed tensor is shown with its checkpoint name).
     """
     state_dict = as_state_dict(state_dict, source)
     kept, dropped = split_state_dict(state_dict, dropped_prefixes)
+    original = {name: name for name in kept}
+    if rename is not None:
+        renamed = {}
+        for name, value in kept.items():
+            new = rename(name)
+            if new in renamed:
+                raise DataFormatError(
+                    source, f"one tensor per name; {name!r} and {original[new]!r} both map to {new!r}"
+                )
+            renamed[new], original[new] = value, name
+        kept = renamed
     targets = torch_names(model, skip_layers)
     arrays, wrong = {}, []
     for name in fixed_gammas(model):
@@ -268,7 +357,9 @@ def to_keras_arrays(
             value = np.asarray(kept.pop(name))
             if not np.allclose(value, 1.0):
                 wrong.append(
-                    f"{name} must be all ones (the model fixes it at 1), got mean {value.mean():.4g}"
+                    f"{name} must be all ones (the model fixes it at 1), got mean {value.mean():.4g} "
+                    "(a trainable BatchNorm1d, as A-SKD's: convert with --features-scale and build with "
+                    "features_scale=True)"
                 )
             else:
                 dropped.append(name)
@@ -280,7 +371,9 @@ def to_keras_arrays(
             continue
         arrays[key] = np.ascontiguousarray(value)
     missing = sorted(set(targets) - set(kept))
-    unexpected = sorted(set(kept) - set(targets))
+    unexpected = sorted(
+        n if original[n] == n else f"{original[n]} (as {n})" for n in set(kept) - set(targets)
+    )
     if missing or unexpected or wrong:
         what = f"the {len(targets)} backbone tensors of {model.name} (after dropping heads)"
         raise DataFormatError(source, mismatch_message(what, missing, unexpected, wrong))
@@ -297,14 +390,24 @@ def load_into(
     return ConversionReport(str(source), matched, dropped)
 
 
-def iresnet_tensor_count(depth: int, drop_fc: bool = False) -> int:
-    """Backbone tensors of an insightface IResNet (``num_batches_tracked`` and the fixed
-    ``features.weight`` not counted): IResNet-18 has 155 (153 with ``--drop-fc``)."""
+# tensors of one block's CBAM: F-SKD 2 Linears (weight, bias) + conv + BatchNorm; A-SKD three convs
+_CBAM_TENSORS = {"none": 0, "cbam_fskd": 2 * 2 + 1 + 4, "cbam_askd": 3}
+
+
+def iresnet_tensor_count(
+    depth: int, drop_fc: bool = False, attention: str = "none", head: str = "fc", features_scale: bool = False
+) -> int:
+    """Backbone tensors of an insightface IResNet (``num_batches_tracked`` and a fixed
+    ``features.weight`` not counted): IResNet-18 has 155 (153 with ``--drop-fc``); IResNet-50 with
+    F-SKD's CBAM and pool head 602 (386 + 24 blocks x 9, no head)."""
     blocks = sum(IRESNET_DEPTHS[depth])
     convs = 1 + 2 * blocks + 4  # stem, two per block, one downsample per stage (all stride 2)
-    batchnorms = 1 + 3 * blocks + 4 + 1  # stem, three per block, downsamples, bn2
+    batchnorms = 1 + 3 * blocks + 4  # stem, three per block, downsamples
     prelus = 1 + blocks
-    return 1 * convs + 4 * batchnorms + prelus + (0 if drop_fc else 2) + 3  # features: beta, mean, var
+    count = convs + 4 * batchnorms + prelus + blocks * _CBAM_TENSORS[attention]
+    if head == "fc":  # bn2, fc (weight, bias), features (beta, mean, var; gamma when trainable)
+        count += 4 + (0 if drop_fc else 2) + (4 if features_scale else 3)
+    return count
 
 
 def check_out(out, drop_fc: bool = False) -> Path:
@@ -329,29 +432,48 @@ def check_out(out, drop_fc: bool = False) -> Path:
 
 
 def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "auto", arch: str = "resnet",
-            image_size: int = 112, drop_fc: bool = False) -> ConversionReport:  # fmt: skip
+            image_size: int = 112, drop_fc: bool = False, attention: str = "none", head: str = "fc",
+            features_scale: bool | None = None, layout: str = "auto") -> ConversionReport:  # fmt: skip
     """Read ``checkpoint``, check it against a ResNet-``depth`` (torchvision) or IResNet-``depth``
     (insightface, ``arch="iresnet"``) backbone and write ``out`` (``.npz``, or Keras ``.weights.h5``)
     atomically. For an IResNet, ``image_size`` fixes the embedding fc's width (112: 512 x 7 x 7);
-    ``drop_fc`` leaves the fc out (recorded in the file), for use at another input size."""
+    ``drop_fc`` leaves the fc out (recorded in the file), for use at another input size; ``attention``
+    and ``head`` are :func:`~kdface.backbones.iresnet.build_iresnet`'s (the model the weights are for);
+    ``layout`` the checkpoint's names (``"auto"``: see :func:`detect_layout`); ``features_scale``
+    ``None``: trainable for the Face_Pytorch (A-SKD) layout, fixed at 1 otherwise."""
     depth = int(depth)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if arch == "iresnet" and drop_fc and head != "fc":
+        from kdface.errors import ConfigError
+
+        raise ConfigError(f"--drop-fc applies to --head fc only (head {head!r} has no fc)")
     out = check_out(out, drop_fc)
     if arch == "resnet":
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"unknown ResNet depth {depth}; known: {sorted(RESNET_DEPTHS)}")
         model = build_resnet(depth, image_size=None, stride_on=stride_on)
         prefixes, expected, dropped_layers = DROPPED_PREFIXES, expected_tensor_count(depth), []
+        state_dict, rename = read_state_dict(checkpoint, fmt), None
     elif arch == "iresnet":
         if depth not in IRESNET_DEPTHS:
             raise ValueError(f"unknown IResNet depth {depth}; known: {sorted(IRESNET_DEPTHS)}")
-        model = build_iresnet(depth, image_size=image_size)
+        state_dict = read_state_dict(checkpoint, fmt)
+        layout = detect_layout(state_dict) if layout == "auto" else layout
+        if layout == "face_pytorch" and attention == "cbam_fskd":
+            raise DataFormatError(checkpoint, "F-SKD's CBAM names for --attention cbam_fskd",
+                                  got="Face_Pytorch / A-SKD names (input_layer, res_layer): --attention cbam_askd")  # fmt: skip
+        rename = face_pytorch_name if layout == "face_pytorch" else None
+        features_scale = (layout == "face_pytorch") if features_scale is None else bool(features_scale)
+        model = build_iresnet(depth, image_size=image_size, head=head, attention=attention,
+                              features_scale=features_scale)  # fmt: skip
         # insightface's fc is the embedding layer, part of the backbone: kept unless --drop-fc
-        prefixes = ("fc.",) if drop_fc else ()
-        expected, dropped_layers = iresnet_tensor_count(depth, drop_fc), (["fc"] if drop_fc else [])
+        prefixes = IRESNET_DROPPED_PREFIXES + (("fc.", "output_layer.3.") if drop_fc else ())
+        expected = iresnet_tensor_count(depth, drop_fc, attention, head, features_scale)
+        dropped_layers = ["fc"] if drop_fc else []
     else:
         raise ValueError(f"arch must be 'resnet' or 'iresnet', got {arch!r}")
-    state_dict = read_state_dict(checkpoint, fmt)
-    arrays, dropped = to_keras_arrays(model, state_dict, checkpoint, prefixes, dropped_layers)
+    arrays, dropped = to_keras_arrays(model, state_dict, checkpoint, prefixes, dropped_layers, rename)
     if len(arrays) != expected:  # the Keras model and the torch layout disagree: a kdface bug
         raise AssertionError(f"{model.name}: mapped {len(arrays)} tensors, expected {expected}")
     if out.name.endswith(".weights.h5"):
@@ -368,4 +490,5 @@ def convert(checkpoint, depth: int, out, *, stride_on: str = "3x3", fmt: str = "
         extra = {DROPPED_KEY: np.array(dropped_layers)} if dropped_layers else {}
         with atomic_path(out) as tmp:
             np.savez(tmp, **arrays, **extra)
-    return ConversionReport(str(checkpoint), len(arrays), dropped, str(out))
+    scale = features_scale if arch == "iresnet" and head == "fc" else None
+    return ConversionReport(str(checkpoint), len(arrays), dropped, str(out), scale)
