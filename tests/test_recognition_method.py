@@ -180,8 +180,9 @@ def test_teacher_student_and_verification_end_to_end(tmp_path):
     from kdface.data import synthfaces
 
     data = tmp_path / "synthfaces"
-    synthfaces.generate(data, synthfaces.SynthFacesConfig.tiny(w300_train=0, w300_common=0, w300_challenging=0,
-                                                               rafdb_train=0, rafdb_test=0))  # fmt: skip
+    synthfaces.generate(
+        data, synthfaces.SynthFacesConfig.tiny(w300_train=0, w300_common=0, w300_challenging=0)
+    )
     common = ["--dataset", "synthface", "--data-dir", data, "--tfds-dir", tmp_path / "tfds", "--image-size", "32",
               "--batch-size", "4", "--epochs", "2", "--backbone", "iresnet18"]  # fmt: skip
     teacher = tmp_path / "models" / "teacher.keras"

@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from kdface.backbones import check_backbone_weights, create_backbone
-from kdface.backbones.registry import backbone_entry
 from kdface.backbones.contract import BACKBONE_OUTPUTS
+from kdface.backbones.registry import backbone_entry
 from kdface.config import ExperimentConfig, option
 from kdface.errors import ConfigError, DataFormatError
 from kdface.heads.margin import MARGIN_DEFAULTS, MarginHead
@@ -120,7 +120,10 @@ class RecognitionConfig(ExperimentConfig):
         "18/47,28/47,36/47,44/47",
         "learning rate x0.1 at these fractions of the run (v1: 18k/28k/36k/44k of 47k)",
     )
-    bn_momentum: float = option(0.9, "BatchNorm moving-average momentum (torch's 0.1 = Keras 0.9)")
+    bn_momentum: float | None = option(
+        None, "BatchNorm moving-average momentum for every layer (unset: the network's own, torch's: iResNet 0.9, "
+        "the F-SKD CBAM's spatial BN 0.99)",
+    )  # fmt: skip
     val_fraction: float = option(
         0.0, "fraction of the training images held out for best-epoch selection (0: publish the last epoch, "
         "as the originals)",
