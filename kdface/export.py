@@ -192,6 +192,9 @@ def face_images(dataset: str, split: str, *, task: str, card: dict, image_size: 
     from kdface.tasks.expressions.sources import expression_datasets
     from kdface.tasks.landmarks.sources import datasets as landmark_datasets
 
+    if task == "recognition":
+        return _recognition_images(dataset, split, image_size=image_size, count=count, spread=spread,
+                                   data_dir=data_dir, tfds_dir=tfds_dir, on_bad_sample=on_bad_sample)  # fmt: skip
     known = {"landmarks": landmark_datasets(), "expressions": expression_datasets()}
     order = sorted(known, key=lambda name: name != task)
     pipeline_task = next((name for name in order if dataset in known[name]), None)
@@ -229,6 +232,45 @@ def face_images(dataset: str, split: str, *, task: str, card: dict, image_size: 
 
         view = f"expression evaluation view (face box, resize, centre crop), {image_size} px"
     return FaceImages(pipeline_task, dataset, split, source, batches, view)
+
+
+def _recognition_images(
+    dataset, split, *, image_size, count, spread, data_dir, tfds_dir, on_bad_sample
+) -> FaceImages:
+    """Aligned face crops for an embedding model: the training identities (``split="train"``: int8
+    calibration never sees the pairs it is compared on), else the verification set's pair images."""
+    import tensorflow as tf
+
+    from kdface.tasks.recognition.pipeline import identity_eval_dataset
+    from kdface.tasks.recognition.sources import identity_datasets, load_identity_split, load_verification
+
+    if split == "train" and dataset in identity_datasets():
+        source = load_identity_split(dataset, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
+        n = len(source.labels)
+        index = np.arange(n)
+        if count is not None:
+            index = index[:: max(1, n // count)][:count] if spread else index[:count]
+        read = source.store.reader()
+        ds = identity_eval_dataset(lambda i: read(tf.gather(tf.constant(index), i)), source.labels[index],
+                                   image_size=image_size, batch_size=COMPARE_BATCH)  # fmt: skip
+
+        def batches():
+            for images, labels in ds:
+                yield images.numpy(), {"label": labels.numpy()}
+
+        return FaceImages(
+            "recognition", dataset, "train", source, batches, f"training identities, {image_size} px"
+        )
+    pairs = load_verification(dataset, data_dir, image_size)
+    images = pairs.images if count is None else pairs.images[:count]
+
+    def batches():
+        for i in range(0, len(images), COMPARE_BATCH):
+            yield images[i : i + COMPARE_BATCH].astype(np.float32) / 255.0, {}
+
+    return FaceImages(
+        "recognition", dataset, "pairs", pairs, batches, f"verification pair images, {image_size} px"
+    )
 
 
 def calibration_images(images: FaceImages, count: int) -> np.ndarray:
@@ -600,6 +642,8 @@ def _default_test_split(dataset: str, task: str) -> str:
     from kdface.tasks.expressions.sources import EXPRESSION_TEST_SPLITS
     from kdface.tasks.landmarks.sources import TEST_SPLITS
 
+    if task == "recognition":
+        return "pairs"
     tables = [TEST_SPLITS, EXPRESSION_TEST_SPLITS]
     if task == "expressions":
         tables.reverse()

@@ -210,3 +210,15 @@ def test_teacher_student_and_verification_end_to_end(tmp_path):
     assert [r["size"] for r in rows] == [32, 8] and all(0 <= r["accuracy"] <= 100 for r in rows)
     assert len(rows[0]["fold_accuracies"]) == 10
     assert "Recognition evaluation" in (out / "report.md").read_text() and (out / "roc.png").is_file()
+
+    # the embedding model ships: int8 LiteRT calibrated on training identities, compared on the pairs
+    exported = tmp_path / "models" / "teacher_int8.tflite"
+    log = run_script("-m", "kdface.export", "--model", teacher, "--format", "litert", "--quantize", "int8",
+                     "--data-dir", data, "--tfds-dir", tmp_path / "tfds", "--out", exported, "--calibration-count", "16",
+                     "--latency-runs", "2", cwd=ROOT)  # fmt: skip
+    record = json.loads(exported.with_suffix(".export.json").read_text())
+    assert record["calibration"]["split"] == "train" and record["comparison"]["metric"] == "cosine"
+    assert record["comparison"]["count"] == 40  # tiny: 20 pairs
+    test_cli.main(["--model", str(exported), "--data-dir", str(data), "--out", str(tmp_path / "test_tflite")])
+    tflite_rows = json.loads((tmp_path / "test_tflite" / "report.json").read_text())["teacher_int8"]["rows"]
+    assert [r["size"] for r in tflite_rows] == [32]
