@@ -111,7 +111,7 @@ def test_config_rejects_a_down_size_that_does_not_divide_the_image():
     from kdface.errors import ConfigError
     from kdface.tasks.recognition.training import RecognitionConfig
 
-    with pytest.raises(ConfigError, match="must divide the image size 64"):
+    with pytest.raises(ConfigError, match="must divide the image size 32"):
         RecognitionConfig(down_size=12).resolved("teacher")
     with pytest.raises(ConfigError, match="lr-milestones"):
         RecognitionConfig(lr_milestones="0.5,0.2").resolved("teacher")

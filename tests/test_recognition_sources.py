@@ -41,7 +41,8 @@ def test_casia_recordio_through_the_builder(tmp_path):
     split = _load(root, tmp_path)
     assert split.num_classes == 3 and len(split.labels) == 5 and not split.skipped
     images, labels = _decoded_labels(split)
-    by_key = dict(zip(split.keys.tolist(), zip(images, labels, strict=True), strict=True))
+    keys = [k.decode() for k in split.keys.tolist()]
+    by_key = dict(zip(keys, zip(images, labels, strict=True), strict=True))
     for key, (label, data) in enumerate(items, start=1):
         assert by_key[f"rec/{key:09d}"] == (data, label)
 
@@ -71,7 +72,8 @@ def test_casia_train_list_and_folders_and_a_bad_image(tmp_path):
         _load(folders, tmp_path)
     split = _load(folders, tmp_path, policy="skip")
     assert len(split.skipped) == 1 and "2.jpg" in split.skipped[0]["path"]
-    assert dict(zip(split.keys.tolist(), split.labels.tolist(), strict=True)) == {"a/1.jpg": 0, "b/1.jpg": 1}
+    keys = [k.decode() for k in split.keys.tolist()]
+    assert dict(zip(keys, split.labels.tolist(), strict=True)) == {"a/1.jpg": 0, "b/1.jpg": 1}
 
 
 def test_identity_holdout_keeps_every_identity_in_training():

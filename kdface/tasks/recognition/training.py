@@ -320,6 +320,8 @@ class FaceRecognizer(keras.Model):
         self.built = True
 
     def call(self, images, training=False):
+        if isinstance(images, dict):  # a student's {"hr", "lr"} inputs: the student sees the LR view
+            images = images["lr"]
         return self.backbone(images, training=training)["embedding"]
 
     def _logits(self, embedding, labels):
