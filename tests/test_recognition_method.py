@@ -165,11 +165,29 @@ def test_face_id_backbone_loads_into_another_method_and_a_mismatch_is_named(tmp_
     model.train_on_batch(np.random.default_rng(0).random((4, 32, 32, 3), np.float32), np.arange(4))
     path = tmp_path / "faceid.keras"
     model.deploy_model.save(path)
-    loaded = create_backbone("resnet18", image_size=64, weights=str(path))  # another method's size
+    from kdface.methods.fer import FERConfig, build_classifier
+
+    # an expression classifier at its own size, initialised from the face-id backbone (--backbone-weights)
+    config = FERConfig(weights=str(path), image_size=64).resolved()
+    classifier = build_classifier(config, num_classes=7)
+    (loaded,) = [layer for layer in classifier.layers if isinstance(layer, keras.Model)]
     for a, b in zip(backbone.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(DataFormatError, match="missing"):
         create_backbone("resnet50", image_size=32, weights=str(path))
+
+
+def test_askd_refuses_a_teacher_without_cbam(tmp_path):
+    from kdface.errors import ConfigError
+    from kdface.methods.askd import ASKDConfig, train_student
+
+    teacher = tmp_path / "teacher.keras"
+    teacher.write_bytes(b"not read: the card decides")
+    teacher.with_suffix(".json").write_text(
+        json.dumps({"task": "recognition", "architecture": {"attention": "none"}})
+    )
+    with pytest.raises(ConfigError, match="has no CBAM"):
+        train_student(ASKDConfig(teacher=str(teacher)))
 
 
 # --- end to end ----------------------------------------------------------------------------------------
