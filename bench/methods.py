@@ -278,7 +278,7 @@ def _fskd_teacher(method, size, options, quick, seed_models):
     return Contender(method, size, config, model, data, config.batch_size, config.image_size,
                      f"CBAM-{config.backbone} + {config.margin} head ({data.num_classes} identities)",
                      _family(config.backbone), forward, [],
-                     [f"HR (--down-size 0), flip, {config.resolution().choices} px"])  # fmt: skip
+                     [f"HR view (--down-size 0), {config.image_size} px"])  # fmt: skip
 
 
 def _fskd_student(method, size, options, quick, seed_models):
@@ -310,7 +310,8 @@ def _fskd_student(method, size, options, quick, seed_models):
     trained = [("student + margin head",
                 lambda x: model.head(tf.cast(backbone(x, training=True)["embedding"], tf.float32)))]  # fmt: skip
     frozen = [("teacher", lambda x: teacher(x, training=False))]
-    notes = [f"multi-resolution (--down-size 1: {config.resolution().choices} px, {config.degradation}), "
+    notes = ["multi-resolution view (--down-size 1: "
+             f"{'/'.join(map(str, config.resolution().choices))} px, {config.degradation} down-then-up), "
              f"F-SKD weight {config.distill_weight:g}, teacher {config.backbone} run live on the HR view"]  # fmt: skip
     return Contender(method, size, config, model, data, config.batch_size, config.image_size,
                      f"CBAM-{config.backbone} student + frozen CBAM-{config.backbone} teacher",
