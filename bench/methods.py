@@ -281,6 +281,25 @@ def _fskd_teacher(method, size, options, quick, seed_models):
                      [f"HR view (--down-size 0), {config.image_size} px"])  # fmt: skip
 
 
+def _with_batch_statistics(network, images):
+    """``network`` with each BatchNorm's moving statistics set to those of one training-mode pass over
+    ``images``, as a trained teacher has statistics of its data. An untrained network runs in inference
+    mode on mean 0 / variance 1, and a deep iResNet's activations then grow without bound (an untrained
+    iResNet-50 reaches ~1e18 at stage 4), where the F-SKD cosines overflow and the first step is NaN."""
+    import keras
+
+    from kdface.backbones.contract import leaf_layers
+
+    norms = [layer for layer in leaf_layers(network) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0  # moving statistics := this batch's
+    network(images, training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+    return network
+
+
 def _fskd_student(method, size, options, quick, seed_models):
     import tensorflow as tf
 
@@ -296,12 +315,13 @@ def _fskd_student(method, size, options, quick, seed_models):
 
     # train_student.py --method fskd --down-size 1 (train_lowres_student's build). The student config is
     # what resolve_student makes of a CBAM teacher of the preset's backbone; the teacher (a .keras file
-    # there, loaded frozen) is an untrained network of the same architecture: it costs the same.
+    # there, loaded frozen) is an untrained network of the same architecture (it costs the same) with the
+    # BatchNorm statistics of one HR batch.
     config = _recognition_config(StudentConfig, method, size, options, quick, teacher="(untrained, built here)",
                                  down_size=1, distill_weight=FSKD_WEIGHT).resolved("student")  # fmt: skip
     data = training_data(config, pairs=True)
     seed_models(config.seed + 1)
-    teacher = build_backbone(config)
+    teacher = _with_batch_statistics(build_backbone(config), next(iter(data.stream(0, 0)))[0]["hr"])
     seed_models(config.seed)
     backbone = build_backbone(config)
     model = LowResolutionDistiller(backbone, margin_head(config, data.num_classes), teacher, FSKD,
