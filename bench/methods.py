@@ -3,8 +3,9 @@
 The methods' ``train_*`` functions build their compiled model in a closure handed to
 :func:`kdface.training.train_run` (``build(data, run)``), which the suite cannot call without training.
 :func:`build` repeats those few lines per method, calling the same public build functions
-(``build_teacher``/``build_student``, ``build_classifier``, ``build_igkd``, ``build_scn``) and the same
-optimizers, on the task's ``training_data(config, ...)`` over a SynthFaces tree. Keep it in step with
+(``build_teacher``/``build_student``, ``build_classifier``, ``build_igkd``, ``build_scn``, the recognition
+task's ``build_backbone``/``margin_head``) and the same optimizers, on the task's ``training_data(config,
+...)`` over a SynthFaces tree (recognition: its own identity-folder tree, :func:`identities_config`). Keep it in step with
 ``kdface/methods/*.py`` (bench/README.md lists the library hook that would remove the copy).
 
 Sizes: ``demo`` is each method's demo preset (its image size and batch); ``paper`` is the paper preset's
@@ -23,9 +24,17 @@ METHODS = {
     "fer": "plain expression classifier (ResNet-18, cross-entropy)",
     "igkd": "IGKD: teacher and ResNet-18 student trained jointly, clean + erased views",
     "scn": "SCN: ResNet-18, importance weights, rank regularisation, relabelling",
+    "fskd_teacher": "F-SKD HR teacher (CBAM-iResNet, CosFace head, SGD)",
+    "fskd_student": "F-SKD multi-resolution student (CBAM-iResNet) against a frozen teacher of its architecture",
 }
-# The paper presets' batches (KD-Loss 70, expressions 64) do not fit a CPU step in seconds.
-PAPER_BATCH = {"kdloss_teacher": 16, "kdloss_student": 16, "fer": 32, "igkd": 16, "scn": 32}
+TASKS = {"kdloss_teacher": "landmarks", "kdloss_student": "landmarks", "fer": "expressions", "igkd": "expressions",
+         "scn": "expressions", "fskd_teacher": "recognition", "fskd_student": "recognition"}  # fmt: skip
+# The paper presets' batches (KD-Loss 70, expressions 64, recognition 256) do not fit a CPU step in seconds.
+PAPER_BATCH = {"kdloss_teacher": 16, "kdloss_student": 16, "fer": 32, "igkd": 16, "scn": 32, "fskd_teacher": 16,
+               "fskd_student": 16}  # fmt: skip
+# Deployable models the inference benchmark measures: F-SKD's student is its teacher's network (same
+# backbone, same embedding model), so one row stands for both.
+INFERENCE_METHODS = ("kdloss_teacher", "kdloss_student", "fer", "igkd", "scn", "fskd_teacher")
 QUICK_BATCH = 8
 SIZES = ("demo", "paper")
 
@@ -55,6 +64,12 @@ class Contender:
 
 def data_options(data_root, tfds_dir) -> dict:
     return {"dataset": "synthface", "data_dir": str(data_root), "tfds_dir": str(tfds_dir)}
+
+
+def data_root_for(method: str, data: dict) -> str:
+    """The SynthFaces tree ``method`` trains on, from :func:`prepare_data`'s result (recognition methods
+    have their own identity-folder tree)."""
+    return data["identities_root"] if TASKS[method] == "recognition" else data["data_root"]
 
 
 def batch_for(method: str, size: str, preset_batch: int, quick: bool) -> int:
@@ -90,7 +105,7 @@ def build(
     options = run_options(speed)
     strategy = distribute.make_strategy("auto")  # what open_run does first
     builder = {"kdloss_teacher": _kdloss_teacher, "kdloss_student": _kdloss_student, "fer": _fer,
-               "igkd": _igkd, "scn": _scn}[method]  # fmt: skip
+               "igkd": _igkd, "scn": _scn, "fskd_teacher": _fskd_teacher, "fskd_student": _fskd_student}[method]  # fmt: skip
     configure_determinism(0, False)
     policy = speed_options.PRECISION_POLICIES[options.mixed_precision]
     if policy:
@@ -229,6 +244,100 @@ def _scn(method, size, options, quick, seed_models):
                      [f"augment {config.augment_style}"])  # fmt: skip
 
 
+# --- recognition: F-SKD ------------------------------------------------------------------------------
+
+
+def _recognition_config(cls, method, size, options, quick, **extra):
+    from kdface.tasks.recognition.training import PRESETS
+
+    batch = batch_for(method, size, PRESETS[size]["batch_size"], quick)
+    # The F-SKD demo (make demo-fskd) and paper teachers are CBAM-iResNets (--mode cbam, the F-SKD CBAM).
+    return cls(preset=size, batch_size=batch, mode="cbam", cbam="fskd", **options, **extra)
+
+
+def _fskd_teacher(method, size, options, quick, seed_models):
+    import tensorflow as tf
+
+    from kdface.tasks.recognition.training import (
+        FaceRecognizer,
+        RecognitionConfig,
+        build_backbone,
+        margin_head,
+        sgd,
+        training_data,
+    )
+
+    # train_teacher.py --method fskd --mode cbam --down-size 0: the HR teacher (train_recognizer's build).
+    config = _recognition_config(RecognitionConfig, method, size, options, quick, down_size=0)
+    config = config.resolved("teacher")
+    data = training_data(config)
+    seed_models(config.seed)
+    model = FaceRecognizer(build_backbone(config), margin_head(config, data.num_classes))
+    model.compile(optimizer=sgd(config, data.steps_per_epoch))
+    forward = [("network + margin head", lambda x: model.head(tf.cast(model(x, training=True), tf.float32)))]
+    return Contender(method, size, config, model, data, config.batch_size, config.image_size,
+                     f"CBAM-{config.backbone} + {config.margin} head ({data.num_classes} identities)",
+                     _family(config.backbone), forward, [],
+                     [f"HR view (--down-size 0), {config.image_size} px"])  # fmt: skip
+
+
+def _with_batch_statistics(network, images):
+    """``network`` with each BatchNorm's moving statistics set to those of one training-mode pass over
+    ``images``, as a trained teacher has statistics of its data. An untrained network runs in inference
+    mode on mean 0 / variance 1, and a deep iResNet's activations then grow without bound (an untrained
+    iResNet-50 reaches ~1e18 at stage 4), where the F-SKD cosines overflow and the first step is NaN."""
+    import keras
+
+    from kdface.backbones.contract import leaf_layers
+
+    norms = [layer for layer in leaf_layers(network) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0  # moving statistics := this batch's
+    network(images, training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+    return network
+
+
+def _fskd_student(method, size, options, quick, seed_models):
+    import tensorflow as tf
+
+    from kdface.methods.fskd import FSKD, FSKD_WEIGHT
+    from kdface.tasks.recognition.training import (
+        LowResolutionDistiller,
+        StudentConfig,
+        build_backbone,
+        margin_head,
+        sgd,
+        training_data,
+    )
+
+    # train_student.py --method fskd --down-size 1 (train_lowres_student's build). The student config is
+    # what resolve_student makes of a CBAM teacher of the preset's backbone; the teacher (a .keras file
+    # there, loaded frozen) is an untrained network of the same architecture (it costs the same) with the
+    # BatchNorm statistics of one HR batch.
+    config = _recognition_config(StudentConfig, method, size, options, quick, teacher="(untrained, built here)",
+                                 down_size=1, distill_weight=FSKD_WEIGHT).resolved("student")  # fmt: skip
+    data = training_data(config, pairs=True)
+    seed_models(config.seed + 1)
+    teacher = _with_batch_statistics(build_backbone(config), next(iter(data.stream(0, 0)))[0]["hr"])
+    seed_models(config.seed)
+    backbone = build_backbone(config)
+    model = LowResolutionDistiller(backbone, margin_head(config, data.num_classes), teacher, FSKD,
+                                   config.distill_weight)  # fmt: skip
+    model.compile(optimizer=sgd(config, data.steps_per_epoch))
+    trained = [("student + margin head",
+                lambda x: model.head(tf.cast(backbone(x, training=True)["embedding"], tf.float32)))]  # fmt: skip
+    frozen = [("teacher", lambda x: teacher(x, training=False))]
+    notes = ["multi-resolution view (--down-size 1: "
+             f"{'/'.join(map(str, config.resolution().choices))} px, {config.degradation} down-then-up), "
+             f"F-SKD weight {config.distill_weight:g}, teacher {config.backbone} run live on the HR view"]  # fmt: skip
+    return Contender(method, size, config, model, data, config.batch_size, config.image_size,
+                     f"CBAM-{config.backbone} student + frozen CBAM-{config.backbone} teacher",
+                     _family(config.backbone), trained, frozen, notes)  # fmt: skip
+
+
 # --- the data the contenders train on ------------------------------------------------------------------
 
 
@@ -244,9 +353,23 @@ def synthfaces_config(quick: bool):
     )
 
 
+def identities_config(quick: bool):
+    """The recognition methods' SynthFaces tree: a small ``faceid`` (identity folders of 112 px crops,
+    the training identities x ``images_per_identity``; no 300W images, the fewest RAF-DB images the
+    config allows). The stream is endless; a pass needs a few batches at the largest batch (64)."""
+    from kdface.data.synthfaces import SynthFacesConfig
+
+    if quick:  # 13 training identities x 4 images
+        return SynthFacesConfig.faceid(num_identities=16, num_identity_folders=16, images_per_identity=4,
+                                       verification_pairs=20, rafdb_train=26, rafdb_test=6)  # fmt: skip
+    # 48 training identities x 8 images = 384 (6 batches of 64)
+    return SynthFacesConfig.faceid(num_identities=60, num_identity_folders=60, images_per_identity=8,
+                                   verification_pairs=20, rafdb_train=96, rafdb_test=24)  # fmt: skip
+
+
 def prepare_data(root, quick: bool = False) -> dict:
-    """Generate the SynthFaces tree (a no-op when it is there) and prepare its TFDS records once, so the
-    measurement processes find them ready."""
+    """Generate the SynthFaces trees (a no-op when they are there) and prepare their TFDS records once, so
+    the measurement processes find them ready."""
     import time
 
     from kdface.data import synthfaces
@@ -259,5 +382,11 @@ def prepare_data(root, quick: bool = False) -> dict:
 
     landmarks = load_landmark_split("synthface", "train", data_root, root / "tfds")
     expressions = load_expression_split("synthface", "train", data_root, root / "tfds")
+    identities_root = synthfaces.generate(root / "synthfaces-faceid", identities_config(quick))
+    from kdface.tasks.recognition.sources import load_identity_split
+
+    identities = load_identity_split("synthface", identities_root, root / "tfds")
     return {"data_root": str(data_root), "tfds_dir": str(root / "tfds"), "w300_train": landmarks.size,
-            "rafdb_train": expressions.size, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+            "rafdb_train": expressions.size, "identities_root": str(identities_root),
+            "identities_train": len(identities.labels), "identities": identities.num_classes,
+            "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip

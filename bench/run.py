@@ -29,8 +29,9 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and ``kdface`` 
 
 from bench import harness  # noqa: E402
 from bench.harness import JobError  # noqa: E402
+from bench.methods import INFERENCE_METHODS, METHODS, data_root_for  # noqa: E402
 
-TRAIN_METHODS = ("kdloss_teacher", "kdloss_student", "fer", "igkd", "scn")
+TRAIN_METHODS = tuple(METHODS)  # kdloss_teacher, kdloss_student, fer, igkd, scn, fskd_teacher, fskd_student
 
 
 @dataclasses.dataclass
@@ -170,6 +171,8 @@ TRAIN_ESTIMATE_S = {
     "fer": {"demo": 25, "paper": 45},
     "igkd": {"demo": 47, "paper": 170},
     "scn": {"demo": 32, "paper": 65},
+    "fskd_teacher": {"demo": 35, "paper": 100},  # measured at load average ~1.5: 134 s for both sizes
+    "fskd_student": {"demo": 45, "paper": 120},  # 165 s
 }
 FLOPS_TARGET = {"resnet": 0.5, "mobilenet": 0.2}  # of the measured fp32 matmul peak, training at batch 32
 
@@ -195,8 +198,6 @@ def _train_columns(row, suite):
 
 
 def _train_benchmark(method: str):
-    from bench.methods import METHODS
-
     def run(suite: Suite) -> dict:
         s = suite.settings
         data = suite.data()
@@ -205,10 +206,11 @@ def _train_benchmark(method: str):
         rows = []
         for size in s.sizes:
             print(f"  {method} at {size} size ...", flush=True)
-            calls = s.inference_calls if "inference" in suite.selected and size == s.sizes[-1] else 0
+            calls = (s.inference_calls if "inference" in suite.selected and size == s.sizes[-1]
+                     and method in INFERENCE_METHODS else 0)  # fmt: skip
             original = method == "kdloss_student" and "kdloss_vs_original" in suite.selected
             rows.append(_safe(lambda size=size, original=original, calls=calls: suite.job(
-                "training:train_step", method=method, size=size, data_root=data["data_root"],
+                "training:train_step", method=method, size=size, data_root=data_root_for(method, data),
                 tfds_dir=data["tfds_dir"], quick=s.quick, window_seconds=s.window_s, repeats=s.repeats,
                 max_steps=s.max_steps, matmul_n=s.matmul_n_train, inference_calls=calls,
                 original_loop=original, speed=s.speed)))  # fmt: skip
@@ -278,20 +280,20 @@ def _inference_columns(row, suite):
           "with --quick): Keras predict at batch 1 and 32, "
           "predict_on_batch and model(x, training=False) at batch 1, LiteRT at batch 1 and 32 (when kdface.export "
           "is importable); parameters, .keras and .tflite bytes", "none (deployment information)",
-          lambda s, selected: sum(20 if f"train_{m}" in selected else 45 for m in TRAIN_METHODS)
-          * (1 if not s.quick else 0.5), _inference_columns)  # fmt: skip
+          lambda s, selected: sum((20 if f"train_{m}" in selected else 45) * (2 if m.startswith("fskd") else 1)
+                                  for m in INFERENCE_METHODS) * (1 if not s.quick else 0.5), _inference_columns)  # fmt: skip
 def bench_inference(suite: Suite) -> dict:
     s = suite.settings
     data = suite.data()
     rows = []
-    for method in TRAIN_METHODS:
+    for method in INFERENCE_METHODS:
         measured = [r for r in suite.folded.get("inference", []) if r["method"] == method]
         if measured:  # measured in the train processes of this run
             rows.extend(measured)
             continue
         print(f"  {method} ...", flush=True)
         result = _safe(lambda method=method: suite.job(
-            "inference:inference", method=method, data_root=data["data_root"], tfds_dir=data["tfds_dir"],
+            "inference:inference", method=method, data_root=data_root_for(method, data), tfds_dir=data["tfds_dir"],
             quick=s.quick, sizes=[s.sizes[-1]], calls=s.inference_calls, repeats=s.repeats,
             speed=s.speed))  # fmt: skip
         rows.extend(result.get("rows", [result]))

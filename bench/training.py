@@ -14,10 +14,13 @@ from pathlib import Path
 from bench.harness import interleave, peak_rss_mb, quiet_tensorflow, ratio_summary, summary, tf_threads
 
 # Images in one training epoch of the datasets each size stands for: the SynthFaces demo tree for
-# ``demo``, the real datasets for ``paper`` (300W train 3148, RAF-DB train 12271), less the validation
-# share kdface holds out. Used to spread the per-epoch costs (saving, backups, fit start) over an epoch.
+# ``demo`` (recognition: the ``faceid`` tree, 400 training identities x 16), the real datasets for
+# ``paper`` (300W train 3148, RAF-DB train 12271, CASIA-WebFace 490,623 as insightface packs it), less
+# the validation share kdface holds out (none for recognition). Used to spread the per-epoch costs
+# (saving, backups, fit start) over an epoch.
 EPOCH_IMAGES = {"landmarks": {"demo": 2000 * 0.95, "paper": 3148 * 0.95},
-                "expressions": {"demo": 1500 * 0.9, "paper": 12271 * 0.9}}  # fmt: skip
+                "expressions": {"demo": 1500 * 0.9, "paper": 12271 * 0.9},
+                "recognition": {"demo": 400 * 16, "paper": 490_623}}  # fmt: skip
 
 
 def _step_timer():
@@ -176,7 +179,7 @@ def train_step(method: str, size: str, data_root: str, tfds_dir: str, quick: boo
         start = time.perf_counter()
         trainer.save_backup(model, work / "backup", epoch=0, step=0, extra={})
         backup_seconds = time.perf_counter() - start
-        task = "landmarks" if method.startswith("kdloss") else "expressions"
+        task = methods.TASKS[method]
         epoch_steps = max(1, int(EPOCH_IMAGES[task][size] // batch_size))
         bare_fixed = _fixed(results["bare"], batch_size)
         row.update({

@@ -42,13 +42,26 @@ def test_summary_interleave_and_formatting():
 
 def test_every_benchmark_is_registered_with_a_target_and_select_takes_patterns():
     expected = {"matmul_peak", "memory_vs_data", "inference", "kdloss_vs_original", "resnet_vs_torch"}
-    expected |= {f"train_{m}" for m in ("kdloss_teacher", "kdloss_student", "fer", "igkd", "scn")}
+    methods = ("kdloss_teacher", "kdloss_student", "fer", "igkd", "scn", "fskd_teacher", "fskd_student")
+    expected |= {f"train_{m}" for m in methods}
     assert set(BENCHMARKS) == expected
     assert all(b.target and b.measures for b in BENCHMARKS.values())
     assert select(["inference", "train_*", "matmul_peak"])[:2] == ["matmul_peak", "train_kdloss_teacher"]
-    assert select(["inference", "train_*"])[-1] == "inference" and len(select(["train_*"])) == 5
+    assert select(["inference", "train_*"])[-1] == "inference" and len(select(["train_*"])) == 7
+    assert select(["train_fskd*"]) == ["train_fskd_teacher", "train_fskd_student"]
     with pytest.raises(SystemExit, match="no benchmark matches"):
         select(["nonsense"])
+
+
+def test_every_method_has_a_task_a_paper_batch_and_valid_data():
+    from bench import methods
+
+    assert set(methods.TASKS) == set(methods.PAPER_BATCH) == set(methods.METHODS)
+    assert set(methods.INFERENCE_METHODS) <= set(methods.METHODS)
+    for quick in (True, False):  # the recognition tree's SynthFaces config (no TensorFlow, no files)
+        methods.identities_config(quick).validate()
+    assert methods.data_root_for("fskd_student", {"identities_root": "a", "data_root": "b"}) == "a"
+    assert methods.data_root_for("fer", {"identities_root": "a", "data_root": "b"}) == "b"
 
 
 @pytest.mark.slow
