@@ -124,6 +124,9 @@ FSKD_TEACHER := models/teachers/synthface_fskd_teacher.keras
 # teacher trains 5 epochs; every low-resolution network the same 2 epochs (FSKD_LR_EPOCHS), seed 0.
 FSKD_SIZES := 8 1
 FSKD_LR_EPOCHS := 2
+# `make demo-fskd SEEDS="0 1 2"` repeats the demo per seed and aggregates (kdface.seeds: mean ± std, and a
+# gain counts as shown only when it exceeds the seed spread)
+SEEDS ?= 0
 
 demo-fskd: $(STAMP)
 	start=$$(date +%s)
@@ -131,28 +134,43 @@ demo-fskd: $(STAMP)
 	export PYTHONUNBUFFERED=1
 	$(call STAGE,SynthFaces identities (the faceid preset, generated once))
 	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/faceid --preset faceid
-	$(call STAGE,HR teacher: CBAM-iResNet-18 + CosFace on 32 px identities)
-	$(PY) train_teacher.py --method fskd --mode cbam --down-size 0 --dataset synthface --preset $(PRESET) \
-	    --run-dir $(FSKD_DEMO)/teacher --out $(FSKD_TEACHER) $(RESUME)
-	models=(--model $(FSKD_TEACHER))
-	for d in $(FSKD_SIZES); do
-	    $(call STAGE,--down-size $$d: the same network without distillation)
-	    $(PY) train_teacher.py --method fskd --mode cbam --down-size $$d --dataset synthface --preset $(PRESET) \
-	        --epochs $(FSKD_LR_EPOCHS) --run-dir $(FSKD_DEMO)/nokd_$$d --out models/students/synthface_nokd_$$d.keras $(RESUME)
-	    $(call STAGE,--down-size $$d: F-SKD student)
-	    $(PY) train_student.py --method fskd --teacher $(FSKD_TEACHER) --down-size $$d --dataset synthface \
-	        --preset $(PRESET) --epochs $(FSKD_LR_EPOCHS) --run-dir $(FSKD_DEMO)/fskd_$$d --out models/students/synthface_fskd_$$d.keras $(RESUME)
-	    $(call STAGE,--down-size $$d: A-SKD student)
-	    $(PY) train_student.py --method askd --teacher $(FSKD_TEACHER) --down-size $$d --dataset synthface \
-	        --preset $(PRESET) --epochs $(FSKD_LR_EPOCHS) --run-dir $(FSKD_DEMO)/askd_$$d --out models/students/synthface_askd_$$d.keras $(RESUME)
-	    models+=(--model models/students/synthface_nokd_$$d.keras --model models/students/synthface_fskd_$$d.keras \
-	             --model models/students/synthface_askd_$$d.keras)
+	reports=()
+	for seed in $(SEEDS); do
+	    # seed 0 keeps the single-seed layout; other seeds go to seed<N>/ and name their models _s<N>
+	    if [ "$$seed" = 0 ]; then dir=$(FSKD_DEMO); sfx=""; else dir=$(FSKD_DEMO)/seed$$seed; sfx=_s$$seed; fi
+	    teacher=models/teachers/synthface_fskd_teacher$$sfx.keras
+	    $(call STAGE,seed $$seed: HR teacher: CBAM-iResNet-18 + CosFace on 32 px identities)
+	    $(PY) train_teacher.py --method fskd --mode cbam --down-size 0 --dataset synthface --preset $(PRESET) \
+	        --seed $$seed --run-dir $$dir/teacher --out $$teacher $(RESUME)
+	    models=(--model $$teacher)
+	    for d in $(FSKD_SIZES); do
+	        $(call STAGE,seed $$seed: --down-size $$d: the same network without distillation)
+	        $(PY) train_teacher.py --method fskd --mode cbam --down-size $$d --dataset synthface --preset $(PRESET) \
+	            --epochs $(FSKD_LR_EPOCHS) --seed $$seed --run-dir $$dir/nokd_$$d \
+	            --out models/students/synthface_nokd_$$d$$sfx.keras $(RESUME)
+	        $(call STAGE,seed $$seed: --down-size $$d: F-SKD student)
+	        $(PY) train_student.py --method fskd --teacher $$teacher --down-size $$d --dataset synthface \
+	            --preset $(PRESET) --epochs $(FSKD_LR_EPOCHS) --seed $$seed --run-dir $$dir/fskd_$$d \
+	            --out models/students/synthface_fskd_$$d$$sfx.keras $(RESUME)
+	        $(call STAGE,seed $$seed: --down-size $$d: A-SKD student)
+	        $(PY) train_student.py --method askd --teacher $$teacher --down-size $$d --dataset synthface \
+	            --preset $(PRESET) --epochs $(FSKD_LR_EPOCHS) --seed $$seed --run-dir $$dir/askd_$$d \
+	            --out models/students/synthface_askd_$$d$$sfx.keras $(RESUME)
+	        models+=(--model models/students/synthface_nokd_$$d$$sfx.keras \
+	                 --model models/students/synthface_fskd_$$d$$sfx.keras --model models/students/synthface_askd_$$d$$sfx.keras)
+	    done
+	    $(call STAGE,seed $$seed: verification of held-out identities at 32/16/8/4 px -> $$dir/report.md)
+	    $(PY) test.py --dataset synthface --out $$dir --down-size 32 --down-size 16 --down-size 8 \
+	        --down-size 4 "$${models[@]}"
+	    reports+=(--report $$seed=$$dir/report.json)
 	done
-	$(call STAGE,verification of held-out identities at 32/16/8/4 px -> $(FSKD_DEMO)/report.md)
-	$(PY) test.py --dataset synthface --out $(FSKD_DEMO) --down-size 32 --down-size 16 --down-size 8 \
-	    --down-size 4 "$${models[@]}"
+	if [ $(words $(SEEDS)) -gt 1 ]; then
+	    $(call STAGE,seeds $(SEEDS): mean ± std and the claims -> $(FSKD_DEMO)/report_seeds.md)
+	    $(PY) -m kdface.seeds "$${reports[@]}" --out $(FSKD_DEMO)/report_seeds.md \
+	        $(foreach d,$(FSKD_SIZES),--compare synthface_fskd_$(d)=synthface_nokd_$(d) --compare synthface_askd_$(d)=synthface_nokd_$(d))
+	fi
 	echo "" >> $(FSKD_DEMO)/report.md
-	echo "Demo wall time (make demo-fskd, $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(FSKD_DEMO)/report.md
+	echo "Demo wall time (make demo-fskd SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(FSKD_DEMO)/report.md
 
 clean-demo:
 	rm -rf $(DEMO) $(IGKD_DEMO) $(SCN_DEMO) $(FSKD_DEMO) models/teachers/synthface_* models/students/synthface_*

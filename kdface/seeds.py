@@ -1,0 +1,222 @@
+"""Results over several seeds: mean ± std of every figure, and whether a method's gain over its baseline
+is shown (larger than the seed spread) or not.
+
+``python -m kdface.seeds --report 0=runs/demo-fskd/report.json --report runs/demo-fskd/seed1/report.json
+... --compare synthface_fskd_8=synthface_nokd_8 --out runs/demo-fskd/report_seeds.md``
+
+Each ``report.json`` is one seed's ``test.py`` report (any task). Model names lose a trailing ``_s<seed>``
+(``synthface_fskd_8_s1`` and ``synthface_fskd_8`` are one model over seeds) and a ``synthface_`` prefix
+in the table. The rule for a claim "method beats baseline" on one figure:
+
+* gain = mean(method) - mean(baseline), signed so that positive is better (lower is better for NME and
+  failure rate);
+* spread = the larger of the two sample standard deviations over seeds (ddof 1);
+* **shown** when gain > spread and at least 2 seeds were run; otherwise "not shown" (a gain within the
+  seed-to-seed variation, or a single seed) or "reversed" (the baseline is better by more than the spread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from kdface.errors import DataFormatError
+
+LOWER_IS_BETTER = {"nme", "failure_rate"}
+_SEED_SUFFIX = re.compile(r"_s(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedRecord:
+    """One figure of one model at one place (a split, a test resolution) from one seed's run."""
+
+    seed: int
+    model: str
+    where: str
+    metric: str
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Aggregate:
+    model: str
+    where: str
+    metric: str
+    values: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    method: str
+    baseline: str
+    where: str
+    metric: str
+    gain: float  # positive: the method is better
+    spread: float
+    n: int
+    verdict: str  # "shown", "not shown" or "reversed"
+
+
+def model_key(name: str) -> str:
+    """The model over seeds: ``synthface_fskd_8_s2`` -> ``synthface_fskd_8``."""
+    return _SEED_SUFFIX.sub("", name)
+
+
+def aggregate(records: Iterable[SeedRecord]) -> list[Aggregate]:
+    """Group by (model, where, metric), in first-seen order; one value per seed (a repeat is an error)."""
+    groups: dict[tuple, dict[int, float]] = {}
+    for r in records:
+        values = groups.setdefault((r.model, r.where, r.metric), {})
+        if r.seed in values:
+            raise ValueError(f"two values for seed {r.seed} of {r.model} {r.where} {r.metric}")
+        values[r.seed] = float(r.value)
+    return [
+        Aggregate(m, w, k, tuple(v[s] for s in sorted(v)), tuple(sorted(v)))
+        for (m, w, k), v in groups.items()
+    ]
+
+
+def compare(aggregates: list[Aggregate], method: str, baseline: str) -> list[Claim]:
+    """The claim "``method`` beats ``baseline``" on every (where, metric) both have, seed sets equal."""
+    by_key = {(a.model, a.where, a.metric): a for a in aggregates}
+    claims = []
+    for a in aggregates:
+        if a.model != method or (baseline, a.where, a.metric) not in by_key:
+            continue
+        b = by_key[(baseline, a.where, a.metric)]
+        if a.seeds != b.seeds:
+            raise ValueError(
+                f"{method} and {baseline} ran different seeds ({a.seeds} vs {b.seeds}) at {a.where}"
+            )
+        sign = -1.0 if a.metric in LOWER_IS_BETTER else 1.0
+        gain = sign * (a.mean - b.mean)
+        spread = max(a.std, b.std)
+        if a.n >= 2 and gain > spread:
+            verdict = "shown"
+        elif a.n >= 2 and -gain > spread:
+            verdict = "reversed"
+        else:
+            verdict = "not shown"
+        claims.append(Claim(method, baseline, a.where, a.metric, gain, spread, a.n, verdict))
+    return claims
+
+
+def records_from_report(report: dict, seed: int) -> list[SeedRecord]:
+    """The figures of one ``test.py`` report.json: recognition rows (accuracy per test side),
+    expression splits (accuracy, mean class accuracy) and landmark splits (NME, failure rate, AUC)."""
+    out = []
+    for name, result in report.items():
+        model = model_key(name)
+        if "rows" in result:  # recognition
+            for row in result["rows"]:
+                where = f"{row['size']} px" + (" cross" if row.get("cross_resolution") else "")
+                out.append(SeedRecord(seed, model, where, "accuracy", row["accuracy"]))
+        for split, summary in (result.get("splits") or {}).items():
+            for metric in ("accuracy", "mean_class_accuracy", "nme", "failure_rate", "auc"):
+                if isinstance(summary.get(metric), int | float):
+                    out.append(SeedRecord(seed, model, split, metric, summary[metric]))
+    return out
+
+
+def read_report(path, seed: int | None = None) -> list[SeedRecord]:
+    """``path``'s records; the seed comes from ``seed`` or a ``seed<N>`` folder in the path."""
+    path = Path(path)
+    if seed is None:
+        found = [int(m.group(1)) for part in path.parts if (m := re.fullmatch(r"seed(\d+)", part))]
+        if not found:
+            raise DataFormatError(path, "a report.json inside a seed<N> folder (or pass its seed)")
+        seed = found[-1]
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(path, "a test.py report.json", got=str(exc)[:120]) from None
+    return records_from_report(report, seed)
+
+
+def _short(model: str) -> str:
+    return model.removeprefix("synthface_")
+
+
+def markdown(aggregates: list[Aggregate], claims: list[Claim]) -> str:
+    seeds = sorted({s for a in aggregates for s in a.seeds})
+    lines = [f"# Over seeds {', '.join(map(str, seeds))}", "",
+             "mean ± sample std over seeds (n = number of seeds).", "",
+             "| model | where | metric | mean ± std | n | per seed |", "|---|---|---|---|---:|---|"]  # fmt: skip
+    for a in aggregates:
+        per_seed = ", ".join(f"{v:.2f}" for v in a.values)
+        lines.append(
+            f"| {_short(a.model)} | {a.where} | {a.metric} | {a.mean:.2f} ± {a.std:.2f} | {a.n} | {per_seed} |"
+        )
+    if claims:
+        lines += ["", "## Claims", "", "A gain is **shown** when it exceeds the larger seed std of the two models "
+                  "(and 2+ seeds ran); otherwise not shown (or reversed).", "",
+                  "| method | baseline | where | metric | gain | spread | n | verdict |",
+                  "|---|---|---|---|---:|---:|---:|---|"]  # fmt: skip
+        for c in claims:
+            lines.append(f"| {_short(c.method)} | {_short(c.baseline)} | {c.where} | {c.metric} | {c.gain:+.2f} | "
+                         f"{c.spread:.2f} | {c.n} | {c.verdict} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    from kdface.cli import ArgumentParser, HelpFormatter, run_cli
+
+    parser = ArgumentParser(prog="python -m kdface.seeds", description=__doc__.split("\n")[0],
+                            formatter_class=HelpFormatter)  # fmt: skip
+    parser.add_argument(
+        "--report", action="append", required=True, help="a seed's report.json (in a seed<N> folder)"
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="METHOD=BASELINE",
+        help="model names without the seed suffix, e.g. synthface_fskd_8=synthface_nokd_8",
+    )
+    parser.add_argument("--out", help="markdown file to write (default: print)")
+    args = parser.parse_args(argv)
+
+    def run():
+        records = []
+        for spec in args.report:
+            seed, sep, path = spec.partition("=")
+            records += read_report(path, int(seed)) if sep and seed.isdigit() else read_report(spec)
+        aggregates = aggregate(records)
+        claims = []
+        for pair in args.compare:
+            method, sep, baseline = pair.partition("=")
+            if not sep:
+                raise DataFormatError("--compare", "METHOD=BASELINE", got=pair)
+            claims += compare(aggregates, method, baseline)
+        text = markdown(aggregates, claims)
+        if args.out:
+            from kdface.io.atomic import write_text
+
+            write_text(args.out, text)
+            print(f"wrote {args.out}")
+        else:
+            print(text)
+
+    run_cli(run)
+
+
+if __name__ == "__main__":
+    main()
