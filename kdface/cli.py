@@ -150,7 +150,7 @@ def add_config_arguments(parser, config_cls, role: str | None = None, dataset_ch
         choices = field.metadata.get("choices")
         if field.name == "preset":
             choices = sorted(config_cls.PRESETS)
-        elif field.name == "dataset" and dataset_choices:
+        elif field.name == "dataset" and dataset_choices and not choices:  # a config may narrow its task's
             choices = sorted(dataset_choices)
         elif field.metadata.get("backbone"):
             from kdface.backbones import backbone_names

@@ -65,7 +65,10 @@ class RecognitionConfig(ExperimentConfig):
 
     PRESETS: ClassVar[dict] = PRESETS
 
-    dataset: str = option("synthface", "identity folders: synthface (generated here) or casia-webface")
+    dataset: str = option(
+        "synthface", "identity folders: synthface (generated here) or casia-webface (verification sets are "
+        "for test.py)", choices=("casia-webface", "synthface"),
+    )  # fmt: skip
     data_dir: str | None = option(
         None, "raw dataset folder (SynthFaces: generated there; default datasets/synthfaces/faceid)"
     )
