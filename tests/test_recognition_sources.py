@@ -123,3 +123,15 @@ def test_tinyface_rank_k_identification(tmp_path):
     result = identify_tinyface(model, tmp_path / "tinyface", 8)
     assert result["probes"] == 3 and result["gallery"] == 4
     assert result["cmc"][1] == pytest.approx(100.0) and result["cmc"][20] == pytest.approx(100.0)
+
+
+def test_test_sizes_default_to_the_ladder_and_refuse_what_nearest_cannot_make():
+    from kdface.errors import ConfigError
+    from kdface.tasks.recognition.evaluation import evaluation_sizes
+
+    card = {"resolution": {"sizes": [4, 8, 16, 32], "degradation": "nearest"}}
+    assert evaluation_sizes(None, card, 32) == [32, 16, 8, 4]
+    assert evaluation_sizes([112, 8], card, 32) == [32, 8]  # a side above the model's is its full size
+    with pytest.raises(ConfigError, match="--down-size 12: nearest down-then-up needs a side that divides"):
+        evaluation_sizes([12], card, 32)
+    assert evaluation_sizes([12], {"resolution": {"degradation": "linear"}}, 32) == [12]

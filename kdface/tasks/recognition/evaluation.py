@@ -41,6 +41,23 @@ def default_sizes(card: dict, image_size: int) -> list[int]:
     return sorted({int(s) for s in sizes}, reverse=True)
 
 
+def evaluation_sizes(requested, card: dict, image_size: int) -> list[int]:
+    """The sides to test at: ``--down-size`` values (capped at the model's size), else the card's ladder.
+    A side that the model's down-then-up degradation cannot make is a :class:`ConfigError`."""
+    from kdface.errors import ConfigError
+
+    degradation = card.get("resolution", {}).get("degradation", "nearest")
+    sizes = [min(int(s), image_size) for s in requested] if requested else default_sizes(card, image_size)
+    if degradation in ("nearest", "askd"):
+        bad = [s for s in sizes if image_size % s]
+        if bad:
+            raise ConfigError(
+                f"--down-size {bad[0]}: {degradation} down-then-up needs a side that divides the model's image "
+                f"size {image_size}, e.g. {image_size}, {image_size // 2}, {image_size // 4}, {image_size // 8}"
+            )
+    return sizes
+
+
 def verify(model, pairs, *, size: int, degradation: str, cross: bool = False) -> dict:
     """One verification row: the fold accuracies, TAR@FAR and the ROC points at side ``size``."""
     left, right = pairs.images[0::2], pairs.images[1::2]
@@ -87,12 +104,12 @@ def evaluate(model_paths, args) -> dict:
             rows.append({"model": name, "dataset": dataset, "size": image_size,
                          **{f"rank{k}": v for k, v in results[name]["cmc"].items()}})  # fmt: skip
             continue
+        sizes = evaluation_sizes(args.down_size, card, image_size)  # before any work: a side it cannot be tested at
         pairs = load_verification(dataset, args.data_dir, image_size)
         degradation = card.get("resolution", {}).get("degradation", "nearest")
-        sizes = args.down_size or default_sizes(card, image_size)
         results[name] = {"model": str(model_path), "dataset": dataset, "rows": []}
         for size in sizes:
-            row = verify(model, pairs, size=min(int(size), image_size), degradation=degradation,
+            row = verify(model, pairs, size=size, degradation=degradation,
                          cross=args.cross_resolution)  # fmt: skip
             curves[f"{name} {row['size']}px"] = row.pop("roc")
             results[name]["rows"].append(row)
