@@ -104,7 +104,9 @@ def evaluate(model_paths, args) -> dict:
             rows.append({"model": name, "dataset": dataset, "size": image_size,
                          **{f"rank{k}": v for k, v in results[name]["cmc"].items()}})  # fmt: skip
             continue
-        sizes = evaluation_sizes(args.down_size, card, image_size)  # before any work: a side it cannot be tested at
+        sizes = evaluation_sizes(
+            args.down_size, card, image_size
+        )  # before any work: a side it cannot be tested at
         pairs = load_verification(dataset, args.data_dir, image_size)
         degradation = card.get("resolution", {}).get("degradation", "nearest")
         results[name] = {"model": str(model_path), "dataset": dataset, "rows": []}
