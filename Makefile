@@ -1,9 +1,13 @@
 # make demo: SynthFaces -> two teachers -> KD and no-KD students -> evaluation -> runs/demo/report.md
+# make pretrain: SynthFaces identities -> face-id ResNet-18 (once) -> models/pretrained/ (the start of demo-igkd and demo-scn)
 # make demo-igkd: SynthFaces -> ResNet-18 baseline on clean + erased views; clean teacher -> IGKD -> test + occluded -> runs/demo-igkd/report.md
-# make demo-scn: SynthFaces with 10/20/30 % flipped labels -> ResNet-18 CE vs SCN, same budget and seed -> runs/demo-scn/report.md
+# make demo-scn: SynthFaces with 20/30 % flipped labels -> ResNet-18 CE vs SCN, same budget and seed -> runs/demo-scn/report.md
+# every demo: SEEDS="0 1 2" repeats it per seed and writes <demo>/report_seeds.md (mean ± std, claims)
 # make demo-fskd: SynthFaces identities -> CBAM-iResNet-18 HR teacher -> 1/4-resolution and multi-resolution students with F-SKD, A-SKD and no KD -> runs/demo-fskd/report.md
 # make test: lint + the whole test suite (what CI runs)
 PYTHON ?= python3
+# the checkout (the demos can run in another folder: make -f /path/Makefile -C DIR demo)
+ROOT := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kdface-installed
@@ -14,13 +18,13 @@ PRESET := demo
 RESUME := --resume
 STAGE = printf '\n==== %s ====\n' "$(1)"
 
-.PHONY: demo demo-igkd demo-scn demo-fskd test test-fast lint format clean-demo
+.PHONY: pretrain demo demo-igkd demo-scn demo-fskd test test-fast lint format clean-demo
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): $(ROOT)requirements.txt $(ROOT)pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -r $(ROOT)requirements.txt
+	$(PY) -m pip install -q --no-deps -e $(ROOT)
 	touch $(STAMP)
 
 # Two workers, each taking whole test files (module fixtures are built once); the slowest tests are listed.
@@ -42,80 +46,157 @@ format: $(STAMP)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
+# --- what every demo shares -------------------------------------------------------------------------------
+# `make demo-* SEEDS="0 1 2"` repeats a demo per seed and aggregates (kdface.seeds: mean ± std, and a gain
+# counts as shown only when it exceeds the seed spread) into <demo>/report_seeds.md. Seed 0 keeps the
+# single-seed layout; seed N runs in <demo>/seed<N>/ and names its models *_s<N>.
+SEEDS ?= 0
+SEED_LAYOUT = if [ "$$seed" = 0 ]; then dir=$(1); sfx=""; else dir=$(1)/seed$$seed; sfx=_s$$seed; fi
+# the generator preset of the demo data (CI runs the demos end to end on `tiny`)
+SYNTH_PRESET ?= $(PRESET)
+FACEID_SYNTH_PRESET ?= faceid
+# extra flags for every training command (CI: --epochs 1 --steps-per-epoch 2)
+TRAIN_FLAGS ?=
+AGGREGATE = if [ $(words $(SEEDS)) -gt 1 ]; then \
+	    $(call STAGE,seeds $(SEEDS): mean ± std and the claims -> $(1)/report_seeds.md); \
+	    $(PY) -m kdface.seeds "$${reports[@]}" --out $(1)/report_seeds.md $(2); fi
+
+# The expression papers start from face-pretrained networks (MS-Celeb-1M, VGGFace2), which cannot be
+# downloaded here: `make pretrain` trains a ResNet-18 on the SynthFaces identities (face-id, CosFace,
+# 96 px, the expression demos' size) once, and demo-igkd and demo-scn start every network from it.
+# FACE_START=none trains them from scratch instead (the earlier demos).
+PRETRAINED := models/pretrained/synthface_faceid_resnet18.keras
+PRETRAIN_EPOCHS ?= 12
+FACE_START ?= $(PRETRAINED)
+PRETRAIN_PREREQ := $(if $(filter $(PRETRAINED),$(FACE_START)),pretrain)
+START_FLAGS := $(if $(filter none,$(FACE_START)),,--backbone-weights $(FACE_START))
+
+pretrain: $(STAMP)
+	export PYTHONUNBUFFERED=1
+	$(call STAGE,SynthFaces identities (the faceid preset, generated once))
+	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/faceid --preset $(FACEID_SYNTH_PRESET)
+	$(call STAGE,face-id pretraining: ResNet-18 + CosFace on 96 px identities -> $(PRETRAINED))
+	$(PY) $(ROOT)train_teacher.py --method face-id --backbone resnet18 --image-size 96 --epochs $(PRETRAIN_EPOCHS) \
+	    --run-dir runs/pretrain/faceid_resnet18 --out $(PRETRAINED) $(TRAIN_FLAGS) $(RESUME)
+	if [ ! -f runs/pretrain/report.json ] || [ $(PRETRAINED) -nt runs/pretrain/report.json ]; then
+	    $(call STAGE,verification of held-out identities -> runs/pretrain/report.md)
+	    $(PY) $(ROOT)test.py --dataset synthface --out runs/pretrain --model $(PRETRAINED)
+	fi
+
+# --- KD-Loss (landmarks): trained from scratch, as the original ---------------------------------------------
 demo: $(STAMP)
 	start=$$(date +%s)
 	mkdir -p $(DEMO)
 	export PYTHONUNBUFFERED=1
-	$(call STAGE,1/6 SynthFaces dataset (generated once))
-	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(PRESET)
-	$(call STAGE,2/6 Tough-Teacher (hard landmarks))
-	$(PY) train_teacher.py --method kdloss --teacher tough --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/tough $(RESUME)
-	$(call STAGE,3/6 Tolerant-Teacher (ASM soft landmarks))
-	$(PY) train_teacher.py --method kdloss --teacher tolerant --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/tolerant $(RESUME)
-	$(call STAGE,4/6 student with KD-Loss)
-	$(PY) train_student.py --method kdloss --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/student_kd \
-	    --tough models/teachers/synthface_tough.keras --tolerant models/teachers/synthface_tolerant.keras $(RESUME)
-	$(call STAGE,5/6 the same student without distillation (plain L2))
-	$(PY) train_student.py --method kdloss --dataset synthface --preset $(PRESET) --run-dir $(DEMO)/student_no_kd --no-kd $(RESUME)
-	$(call STAGE,6/6 evaluation of the four models -> $(DEMO)/report.md)
-	$(PY) test.py --dataset synthface --out $(DEMO) \
-	    --model models/students/synthface_kd.keras --model models/students/synthface_no_kd.keras \
-	    --model models/teachers/synthface_tough.keras --model models/teachers/synthface_tolerant.keras
+	$(call STAGE,SynthFaces dataset (generated once))
+	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(SYNTH_PRESET)
+	reports=()
+	for seed in $(SEEDS); do
+	    $(call SEED_LAYOUT,$(DEMO))
+	    tough=models/teachers/synthface_tough$$sfx.keras; tolerant=models/teachers/synthface_tolerant$$sfx.keras
+	    $(call STAGE,seed $$seed: 1/5 Tough-Teacher (hard landmarks))
+	    $(PY) $(ROOT)train_teacher.py --method kdloss --teacher tough --dataset synthface --preset $(PRESET) \
+	        --seed $$seed --run-dir $$dir/tough --out $$tough $(TRAIN_FLAGS) $(RESUME)
+	    $(call STAGE,seed $$seed: 2/5 Tolerant-Teacher (ASM soft landmarks))
+	    $(PY) $(ROOT)train_teacher.py --method kdloss --teacher tolerant --dataset synthface --preset $(PRESET) \
+	        --seed $$seed --run-dir $$dir/tolerant --out $$tolerant $(TRAIN_FLAGS) $(RESUME)
+	    $(call STAGE,seed $$seed: 3/5 student with KD-Loss)
+	    $(PY) $(ROOT)train_student.py --method kdloss --dataset synthface --preset $(PRESET) --seed $$seed \
+	        --run-dir $$dir/student_kd --tough $$tough --tolerant $$tolerant \
+	        --out models/students/synthface_kd$$sfx.keras $(TRAIN_FLAGS) $(RESUME)
+	    $(call STAGE,seed $$seed: 4/5 the same student without distillation (plain L2))
+	    $(PY) $(ROOT)train_student.py --method kdloss --dataset synthface --preset $(PRESET) --seed $$seed \
+	        --run-dir $$dir/student_no_kd --no-kd --out models/students/synthface_no_kd$$sfx.keras $(TRAIN_FLAGS) $(RESUME)
+	    $(call STAGE,seed $$seed: 5/5 evaluation of the four models -> $$dir/report.md)
+	    $(PY) $(ROOT)test.py --dataset synthface --out $$dir \
+	        --model models/students/synthface_kd$$sfx.keras --model models/students/synthface_no_kd$$sfx.keras \
+	        --model $$tough --model $$tolerant
+	    reports+=(--report $$seed=$$dir/report.json)
+	done
+	$(call AGGREGATE,$(DEMO),--compare synthface_kd=synthface_no_kd)
 	echo "" >> $(DEMO)/report.md
-	echo "Demo wall time (make demo, $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(DEMO)/report.md
+	echo "Demo wall time (make demo SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(DEMO)/report.md
 
+# --- IGKD (occluded expressions): every network starts from the face-pretrained ResNet-18 -----------------
 IGKD_DEMO := runs/demo-igkd
+# every network of the demo trains IGKD_EPOCHS epochs from the face-pretrained start (IGKD's ramps reach full
+# weight at epoch 4, as the original's)
+IGKD_EPOCHS ?= 4
+IGKD_FLAGS ?= --epochs $(IGKD_EPOCHS)
 
-demo-igkd: $(STAMP)
+demo-igkd: $(STAMP) $(PRETRAIN_PREREQ)
 	start=$$(date +%s)
 	mkdir -p $(IGKD_DEMO)
 	export PYTHONUNBUFFERED=1
-	$(call STAGE,1/5 SynthFaces dataset (generated once))
-	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(PRESET)
-	$(call STAGE,2/5 baseline: ResNet-18 with cross-entropy on clean + erased views)
-	$(PY) train_teacher.py --method fer --masked-view --dataset synthface --preset $(PRESET) \
-	    --run-dir $(IGKD_DEMO)/baseline --out models/students/synthface_resnet18_masked_baseline.keras $(RESUME)
-	$(call STAGE,3/5 clean-image teacher that IGKD starts from)
-	$(PY) train_teacher.py --method fer --dataset synthface --preset $(PRESET) \
-	    --run-dir $(IGKD_DEMO)/teacher --out models/teachers/synthface_fer_resnet18.keras $(RESUME)
-	$(call STAGE,4/5 IGKD: teacher and student trained jointly)
-	$(PY) train_student.py --method igkd --dataset synthface --preset $(PRESET) --run-dir $(IGKD_DEMO)/igkd \
-	    --t-checkpoint models/teachers/synthface_fer_resnet18.keras --out models/students/synthface_igkd.keras $(RESUME)
-	$(call STAGE,5/5 evaluation on the test and occluded splits -> $(IGKD_DEMO)/report.md)
-	$(PY) test.py --dataset synthface --out $(IGKD_DEMO) --model models/teachers/synthface_fer_resnet18.keras \
-	    --model models/students/synthface_resnet18_masked_baseline.keras --model models/students/synthface_igkd.keras
+	$(call STAGE,SynthFaces dataset (generated once))
+	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(SYNTH_PRESET)
+	reports=()
+	for seed in $(SEEDS); do
+	    $(call SEED_LAYOUT,$(IGKD_DEMO))
+	    baseline=models/students/synthface_resnet18_masked_baseline$$sfx.keras
+	    teacher=models/teachers/synthface_fer_resnet18$$sfx.keras; igkd=models/students/synthface_igkd$$sfx.keras
+	    $(call STAGE,seed $$seed: 1/4 baseline: ResNet-18 with cross-entropy on clean + erased views)
+	    $(PY) $(ROOT)train_teacher.py --method fer --masked-view --dataset synthface --preset $(PRESET) --seed $$seed \
+	        $(START_FLAGS) --run-dir $$dir/baseline --out $$baseline $(IGKD_FLAGS) $(TRAIN_FLAGS) $(RESUME)
+	    $(call STAGE,seed $$seed: 2/4 clean-image teacher that IGKD starts from)
+	    $(PY) $(ROOT)train_teacher.py --method fer --dataset synthface --preset $(PRESET) --seed $$seed \
+	        $(START_FLAGS) --run-dir $$dir/teacher --out $$teacher $(IGKD_FLAGS) $(TRAIN_FLAGS) $(RESUME)
+	    $(call STAGE,seed $$seed: 3/4 IGKD: teacher and student trained jointly)
+	    $(PY) $(ROOT)train_student.py --method igkd --dataset synthface --preset $(PRESET) --seed $$seed \
+	        --t-checkpoint $$teacher $(START_FLAGS) --run-dir $$dir/igkd --out $$igkd \
+	        $(IGKD_FLAGS) $(TRAIN_FLAGS) $(RESUME)
+	    $(call STAGE,seed $$seed: 4/4 evaluation on the test and occluded splits -> $$dir/report.md)
+	    $(PY) $(ROOT)test.py --dataset synthface --out $$dir --model $$teacher --model $$baseline --model $$igkd
+	    reports+=(--report $$seed=$$dir/report.json)
+	done
+	$(call AGGREGATE,$(IGKD_DEMO),--compare synthface_igkd=synthface_resnet18_masked_baseline)
 	echo "" >> $(IGKD_DEMO)/report.md
-	echo "Demo wall time (make demo-igkd, $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(IGKD_DEMO)/report.md
+	echo "Demo wall time (make demo-igkd SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(IGKD_DEMO)/report.md
 
+# --- SCN (label noise): both methods start from the face-pretrained ResNet-18 -------------------------------
 SCN_DEMO := runs/demo-scn
-NOISE_LEVELS := 10 20 30
+# the noise levels of the claim (SCN beats cross-entropy at 20 and 30 %); NOISE_LEVELS="10 20 30" adds 10 %
+NOISE_LEVELS ?= 20 30
+# 5 epochs from the face-pretrained start, relabelling from epoch 3 (the preset's 8 / 5 were for scratch)
+SCN_EPOCHS ?= 5
+SCN_FLAGS ?= --relabel-epoch 3
 
-# Both methods see the same noisy labels (--noise-seed 0), SCN's augmentation, no class balancing,
-# the SCN demo preset's 8 epochs and --seed 0.
-demo-scn: $(STAMP)
+# Within a seed both methods see the same noisy labels (--noise-seed = the seed), SCN's augmentation, no
+# class balancing and the same epochs (SCN_EPOCHS).
+demo-scn: $(STAMP) $(PRETRAIN_PREREQ)
 	start=$$(date +%s)
 	mkdir -p $(SCN_DEMO)
 	export PYTHONUNBUFFERED=1
 	$(call STAGE,SynthFaces dataset (generated once))
-	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(PRESET)
-	models=()
-	for p in $(NOISE_LEVELS); do
-	    noise=$$(printf '0.%02d' $$p)
-	    $(call STAGE,$$p % label noise: ResNet-18 with plain cross-entropy)
-	    $(PY) train_teacher.py --method fer --dataset synthface --preset $(PRESET) --epochs 8 --augment-style scn \
-	        --no-balanced-sampler --label-noise $$noise --run-dir $(SCN_DEMO)/ce_noise$$p \
-	        --out models/teachers/synthface_ce_noise$$p.keras $(RESUME)
-	    $(call STAGE,$$p % label noise: SCN)
-	    $(PY) train_teacher.py --method scn --dataset synthface --preset $(PRESET) --label-noise $$noise \
-	        --run-dir $(SCN_DEMO)/scn_noise$$p --out models/teachers/synthface_scn_noise$$p.keras $(RESUME)
-	    models+=(--model models/teachers/synthface_ce_noise$$p.keras --model models/teachers/synthface_scn_noise$$p.keras)
+	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(SYNTH_PRESET)
+	reports=()
+	for seed in $(SEEDS); do
+	    $(call SEED_LAYOUT,$(SCN_DEMO))
+	    models=(); runs=()
+	    for p in $(NOISE_LEVELS); do
+	        noise=$$(printf '0.%02d' $$p)
+	        $(call STAGE,seed $$seed: $$p % label noise: ResNet-18 with plain cross-entropy)
+	        $(PY) $(ROOT)train_teacher.py --method fer --dataset synthface --preset $(PRESET) --augment-style scn \
+	            --epochs $(SCN_EPOCHS) --no-balanced-sampler --label-noise $$noise --noise-seed $$seed --seed $$seed \
+	            $(START_FLAGS) --run-dir $$dir/ce_noise$$p \
+	            --out models/teachers/synthface_ce_noise$$p$$sfx.keras $(TRAIN_FLAGS) $(RESUME)
+	        $(call STAGE,seed $$seed: $$p % label noise: SCN)
+	        $(PY) $(ROOT)train_teacher.py --method scn --dataset synthface --preset $(PRESET) --epochs $(SCN_EPOCHS) --label-noise $$noise \
+	            --noise-seed $$seed --seed $$seed $(START_FLAGS) --run-dir $$dir/scn_noise$$p \
+	            --out models/teachers/synthface_scn_noise$$p$$sfx.keras $(SCN_FLAGS) $(TRAIN_FLAGS) $(RESUME)
+	        models+=(--model models/teachers/synthface_ce_noise$$p$$sfx.keras --model models/teachers/synthface_scn_noise$$p$$sfx.keras)
+	        runs+=($$dir/scn_noise$$p)
+	        reports+=(--label-report $$seed=$$dir/scn_noise$$p/label_report.json)
+	    done
+	    $(call STAGE,seed $$seed: evaluation on the test split -> $$dir/report.md)
+	    $(PY) $(ROOT)test.py --dataset synthface --split test --out $$dir "$${models[@]}"
+	    { echo ""; echo "## SCN label reports (training set, final model)"; echo ""
+	      $(PY) -c "import sys; from kdface.methods.scn import label_reports_markdown as t; print(t(sys.argv[1:]))" \
+	          "$${runs[@]}"; } >> $$dir/report.md
+	    reports+=(--report $$seed=$$dir/report.json)
 	done
-	$(call STAGE,evaluation on the test split -> $(SCN_DEMO)/report.md)
-	$(PY) test.py --dataset synthface --split test --out $(SCN_DEMO) "$${models[@]}"
-	{ echo ""; echo "## SCN label reports (training set, final model)"; echo ""
-	  $(PY) -c "import sys; from kdface.methods.scn import label_reports_markdown as t; print(t(sys.argv[1:]))" \
-	      $(foreach p,$(NOISE_LEVELS),$(SCN_DEMO)/scn_noise$(p)); } >> $(SCN_DEMO)/report.md
-	echo "Demo wall time (make demo-scn, $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(SCN_DEMO)/report.md
+	$(call AGGREGATE,$(SCN_DEMO),$(foreach p,$(NOISE_LEVELS),--compare synthface_scn_noise$(p)=synthface_ce_noise$(p)))
+	echo "Demo wall time (make demo-scn SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(SCN_DEMO)/report.md
 
 FSKD_DEMO := runs/demo-fskd
 FSKD_TEACHER := models/teachers/synthface_fskd_teacher.keras
@@ -124,51 +205,43 @@ FSKD_TEACHER := models/teachers/synthface_fskd_teacher.keras
 # teacher trains 5 epochs; every low-resolution network the same 2 epochs (FSKD_LR_EPOCHS), seed 0.
 FSKD_SIZES := 8 1
 FSKD_LR_EPOCHS := 2
-# `make demo-fskd SEEDS="0 1 2"` repeats the demo per seed and aggregates (kdface.seeds: mean ± std, and a
-# gain counts as shown only when it exceeds the seed spread)
-SEEDS ?= 0
 
 demo-fskd: $(STAMP)
 	start=$$(date +%s)
 	mkdir -p $(FSKD_DEMO)
 	export PYTHONUNBUFFERED=1
 	$(call STAGE,SynthFaces identities (the faceid preset, generated once))
-	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/faceid --preset faceid
+	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/faceid --preset $(FACEID_SYNTH_PRESET)
 	reports=()
 	for seed in $(SEEDS); do
-	    # seed 0 keeps the single-seed layout; other seeds go to seed<N>/ and name their models _s<N>
-	    if [ "$$seed" = 0 ]; then dir=$(FSKD_DEMO); sfx=""; else dir=$(FSKD_DEMO)/seed$$seed; sfx=_s$$seed; fi
+	    $(call SEED_LAYOUT,$(FSKD_DEMO))
 	    teacher=models/teachers/synthface_fskd_teacher$$sfx.keras
 	    $(call STAGE,seed $$seed: HR teacher: CBAM-iResNet-18 + CosFace on 32 px identities)
-	    $(PY) train_teacher.py --method fskd --mode cbam --down-size 0 --dataset synthface --preset $(PRESET) \
-	        --seed $$seed --run-dir $$dir/teacher --out $$teacher $(RESUME)
+	    $(PY) $(ROOT)train_teacher.py --method fskd --mode cbam --down-size 0 --dataset synthface --preset $(PRESET) \
+	        --seed $$seed --run-dir $$dir/teacher --out $$teacher $(TRAIN_FLAGS) $(RESUME)
 	    models=(--model $$teacher)
 	    for d in $(FSKD_SIZES); do
 	        $(call STAGE,seed $$seed: --down-size $$d: the same network without distillation)
-	        $(PY) train_teacher.py --method fskd --mode cbam --down-size $$d --dataset synthface --preset $(PRESET) \
+	        $(PY) $(ROOT)train_teacher.py --method fskd --mode cbam --down-size $$d --dataset synthface --preset $(PRESET) \
 	            --epochs $(FSKD_LR_EPOCHS) --seed $$seed --run-dir $$dir/nokd_$$d \
-	            --out models/students/synthface_nokd_$$d$$sfx.keras $(RESUME)
+	            --out models/students/synthface_nokd_$$d$$sfx.keras $(TRAIN_FLAGS) $(RESUME)
 	        $(call STAGE,seed $$seed: --down-size $$d: F-SKD student)
-	        $(PY) train_student.py --method fskd --teacher $$teacher --down-size $$d --dataset synthface \
+	        $(PY) $(ROOT)train_student.py --method fskd --teacher $$teacher --down-size $$d --dataset synthface \
 	            --preset $(PRESET) --epochs $(FSKD_LR_EPOCHS) --seed $$seed --run-dir $$dir/fskd_$$d \
-	            --out models/students/synthface_fskd_$$d$$sfx.keras $(RESUME)
+	            --out models/students/synthface_fskd_$$d$$sfx.keras $(TRAIN_FLAGS) $(RESUME)
 	        $(call STAGE,seed $$seed: --down-size $$d: A-SKD student)
-	        $(PY) train_student.py --method askd --teacher $$teacher --down-size $$d --dataset synthface \
+	        $(PY) $(ROOT)train_student.py --method askd --teacher $$teacher --down-size $$d --dataset synthface \
 	            --preset $(PRESET) --epochs $(FSKD_LR_EPOCHS) --seed $$seed --run-dir $$dir/askd_$$d \
-	            --out models/students/synthface_askd_$$d$$sfx.keras $(RESUME)
+	            --out models/students/synthface_askd_$$d$$sfx.keras $(TRAIN_FLAGS) $(RESUME)
 	        models+=(--model models/students/synthface_nokd_$$d$$sfx.keras \
 	                 --model models/students/synthface_fskd_$$d$$sfx.keras --model models/students/synthface_askd_$$d$$sfx.keras)
 	    done
 	    $(call STAGE,seed $$seed: verification of held-out identities at 32/16/8/4 px -> $$dir/report.md)
-	    $(PY) test.py --dataset synthface --out $$dir --down-size 32 --down-size 16 --down-size 8 \
+	    $(PY) $(ROOT)test.py --dataset synthface --out $$dir --down-size 32 --down-size 16 --down-size 8 \
 	        --down-size 4 "$${models[@]}"
 	    reports+=(--report $$seed=$$dir/report.json)
 	done
-	if [ $(words $(SEEDS)) -gt 1 ]; then
-	    $(call STAGE,seeds $(SEEDS): mean ± std and the claims -> $(FSKD_DEMO)/report_seeds.md)
-	    $(PY) -m kdface.seeds "$${reports[@]}" --out $(FSKD_DEMO)/report_seeds.md \
-	        $(foreach d,$(FSKD_SIZES),--compare synthface_fskd_$(d)=synthface_nokd_$(d) --compare synthface_askd_$(d)=synthface_nokd_$(d))
-	fi
+	$(call AGGREGATE,$(FSKD_DEMO),$(foreach d,$(FSKD_SIZES),--compare synthface_fskd_$(d)=synthface_nokd_$(d) --compare synthface_askd_$(d)=synthface_nokd_$(d)))
 	echo "" >> $(FSKD_DEMO)/report.md
 	echo "Demo wall time (make demo-fskd SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(FSKD_DEMO)/report.md
 

@@ -4,7 +4,10 @@ is shown (larger than the seed spread) or not.
 ``python -m kdface.seeds --report 0=runs/demo-fskd/report.json --report runs/demo-fskd/seed1/report.json
 ... --compare synthface_fskd_8=synthface_nokd_8 --out runs/demo-fskd/report_seeds.md``
 
-Each ``report.json`` is one seed's ``test.py`` report (any task). Model names lose a trailing ``_s<seed>``
+Each ``report.json`` is one seed's ``test.py`` report (any task); ``--label-report SEED=run/label_report.json``
+adds an SCN run's label report (importance AUC, labels restored and corrupted by relabelling) under the
+run folder's name, with its two claims: the AUC beats chance (0.5) and relabelling restores more
+flipped labels than it corrupts clean ones (net > 0). Model names lose a trailing ``_s<seed>``
 (``synthface_fskd_8_s1`` and ``synthface_fskd_8`` are one model over seeds) and a ``synthface_`` prefix
 in the table. The rule for a claim "method beats baseline" on one figure:
 
@@ -13,6 +16,9 @@ in the table. The rule for a claim "method beats baseline" on one figure:
 * spread = the larger of the two sample standard deviations over seeds (ddof 1);
 * **shown** when gain > spread and at least 2 seeds were run; otherwise "not shown" (a gain within the
   seed-to-seed variation, or a single seed) or "reversed" (the baseline is better by more than the spread).
+
+A claim against a fixed value (an AUC above chance) uses the same rule with the value as the baseline
+(spread: the model's own std).
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ import numpy as np
 
 from kdface.errors import DataFormatError
 
-LOWER_IS_BETTER = {"nme", "failure_rate"}
+LOWER_IS_BETTER = {"nme", "failure_rate", "clean_made_wrong", "label_errors_left"}
+LABEL_REPORT_WHERE = "training labels"
+# the SCN claims a label report carries: (metric, value to beat, how the value is named)
+LABEL_REPORT_CLAIMS = (("importance_auc", 0.5, "chance (0.5)"), ("net_restored", 0.0, "0"))
 _SEED_SUFFIX = re.compile(r"_s(\d+)$")
 
 
@@ -109,14 +118,54 @@ def compare(aggregates: list[Aggregate], method: str, baseline: str) -> list[Cla
         sign = -1.0 if a.metric in LOWER_IS_BETTER else 1.0
         gain = sign * (a.mean - b.mean)
         spread = max(a.std, b.std)
-        if a.n >= 2 and gain > spread:
-            verdict = "shown"
-        elif a.n >= 2 and -gain > spread:
-            verdict = "reversed"
-        else:
-            verdict = "not shown"
-        claims.append(Claim(method, baseline, a.where, a.metric, gain, spread, a.n, verdict))
+        claims.append(
+            Claim(method, baseline, a.where, a.metric, gain, spread, a.n, _verdict(gain, spread, a.n))
+        )
     return claims
+
+
+def _verdict(gain: float, spread: float, n: int) -> str:
+    if n >= 2 and gain > spread:
+        return "shown"
+    if n >= 2 and -gain > spread:
+        return "reversed"
+    return "not shown"
+
+
+def compare_to_value(
+    aggregates: list[Aggregate], model: str, metric: str, value: float, name: str
+) -> list[Claim]:
+    """The claim "``model``'s ``metric`` beats ``value``" (named ``name``) wherever ``model`` has it."""
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    return [
+        Claim(
+            model,
+            name,
+            a.where,
+            metric,
+            sign * (a.mean - value),
+            a.std,
+            a.n,
+            _verdict(sign * (a.mean - value), a.std, a.n),
+        )
+        for a in aggregates
+        if a.model == model and a.metric == metric
+    ]
+
+
+def records_from_label_report(report: dict, seed: int, model: str) -> list[SeedRecord]:
+    """An SCN ``label_report.json`` (:func:`kdface.methods.scn.label_report`) as records of ``model``."""
+    try:
+        figures = {
+            "importance_auc": report["importance_auc_clean_over_flipped"],
+            "flipped_restored": report["flipped_restored"],
+            "clean_made_wrong": report["clean_changed_to_wrong"],
+            "net_restored": report["flipped_restored"] - report["clean_changed_to_wrong"],
+            "label_errors_left": report["final_label_errors"],
+        }
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an SCN label report (missing {exc})") from None
+    return [SeedRecord(seed, model, LABEL_REPORT_WHERE, k, v) for k, v in figures.items() if v is not None]
 
 
 def records_from_report(report: dict, seed: int) -> list[SeedRecord]:
@@ -136,19 +185,32 @@ def records_from_report(report: dict, seed: int) -> list[SeedRecord]:
     return out
 
 
-def read_report(path, seed: int | None = None) -> list[SeedRecord]:
-    """``path``'s records; the seed comes from ``seed`` or a ``seed<N>`` folder in the path."""
-    path = Path(path)
+def _seed_and_json(path: Path, seed: int | None, what: str) -> tuple[int, dict]:
     if seed is None:
         found = [int(m.group(1)) for part in path.parts if (m := re.fullmatch(r"seed(\d+)", part))]
         if not found:
-            raise DataFormatError(path, "a report.json inside a seed<N> folder (or pass its seed)")
+            raise DataFormatError(path, f"{what} inside a seed<N> folder (or pass its seed)")
         seed = found[-1]
     try:
-        report = json.loads(path.read_text())
+        return seed, json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DataFormatError(path, "a test.py report.json", got=str(exc)[:120]) from None
+        raise DataFormatError(path, what, got=str(exc)[:120]) from None
+
+
+def read_report(path, seed: int | None = None) -> list[SeedRecord]:
+    """``path``'s records; the seed comes from ``seed`` or a ``seed<N>`` folder in the path."""
+    seed, report = _seed_and_json(Path(path), seed, "a test.py report.json")
     return records_from_report(report, seed)
+
+
+def read_label_report(path, seed: int | None = None) -> list[SeedRecord]:
+    """An SCN run's ``label_report.json``, as records of the model named after the run folder."""
+    path = Path(path)
+    seed, report = _seed_and_json(path, seed, "an SCN label_report.json")
+    try:
+        return records_from_label_report(report, seed, path.parent.name)
+    except ValueError as exc:
+        raise DataFormatError(path, "an SCN label_report.json", got=str(exc)) from None
 
 
 def _short(model: str) -> str:
@@ -191,16 +253,31 @@ def main(argv=None) -> None:
         metavar="METHOD=BASELINE",
         help="model names without the seed suffix, e.g. synthface_fskd_8=synthface_nokd_8",
     )
+    parser.add_argument(
+        "--label-report",
+        action="append",
+        default=[],
+        metavar="SEED=PATH",
+        help="an SCN run's label_report.json (the model is the run folder's name; its AUC and relabelling claims "
+        "are added)",
+    )
     parser.add_argument("--out", help="markdown file to write (default: print)")
     args = parser.parse_args(argv)
 
-    def run():
+    def read_all(specs, reader):
         records = []
-        for spec in args.report:
+        for spec in specs:
             seed, sep, path = spec.partition("=")
-            records += read_report(path, int(seed)) if sep and seed.isdigit() else read_report(spec)
-        aggregates = aggregate(records)
+            records += reader(path, int(seed)) if sep and seed.isdigit() else reader(spec)
+        return records
+
+    def run():
+        label_records = read_all(args.label_report, read_label_report)
+        aggregates = aggregate(read_all(args.report, read_report) + label_records)
         claims = []
+        for model in dict.fromkeys(r.model for r in label_records):
+            for metric, value, name in LABEL_REPORT_CLAIMS:
+                claims += compare_to_value(aggregates, model, metric, value, name)
         for pair in args.compare:
             method, sep, baseline = pair.partition("=")
             if not sep:

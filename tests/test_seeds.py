@@ -78,3 +78,42 @@ def test_reports_of_each_task_and_the_cli(tmp_path):
     assert "| fskd_8 | 8 px | accuracy | 96.00 ± 1.00 | 3 | 95.00, 96.00, 97.00 |" in text
     assert "| fskd_8 | nokd_8 | 8 px | accuracy | +5.00 | 1.00 | 3 | shown |" in text
     assert markdown([], []).startswith("# Over seeds")
+
+
+def _label_report(auc, restored, clean_wrong):
+    return {"samples": 100, "flipped": 30, "importance_auc_clean_over_flipped": auc, "flipped_restored": restored,
+            "clean_changed_to_wrong": clean_wrong, "final_label_errors": 30 - restored + clean_wrong}  # fmt: skip
+
+
+def test_scn_label_reports_over_seeds_give_the_auc_and_relabelling_claims(tmp_path):
+    specs = []
+    for seed, (auc, restored, wrong) in enumerate([(0.80, 20, 5), (0.84, 22, 4), (0.82, 18, 30)]):
+        run = tmp_path / f"seed{seed}" / "scn_noise30"
+        run.mkdir(parents=True)
+        (run / "label_report.json").write_text(json.dumps(_label_report(auc, restored, wrong)))
+        specs += ["--label-report", str(run / "label_report.json")]
+    report = tmp_path / "seed0" / "report.json"
+    report.write_text(json.dumps({}))
+    out = tmp_path / "seeds.md"
+    main(["--report", str(report), *specs, "--out", str(out)])
+    text = out.read_text()
+    # AUC mean 0.82, std 0.02: 0.32 above chance -> shown
+    assert (
+        "| scn_noise30 | chance (0.5) | training labels | importance_auc | +0.32 | 0.02 | 3 | shown |" in text
+    )
+    # net restored 15, 18, -12: mean 7, std 16.52 -> not shown
+    assert "| scn_noise30 | 0 | training labels | net_restored | +7.00 | 16.52 | 3 | not shown |" in text
+    assert (
+        "| scn_noise30 | training labels | clean_made_wrong | 13.00 ± 14.73 | 3 | 5.00, 4.00, 30.00 |" in text
+    )
+
+
+def test_a_label_report_that_is_not_one_names_the_file(tmp_path):
+    bad = tmp_path / "seed1" / "scn" / "label_report.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps({"samples": 3}))
+    from kdface.errors import DataFormatError
+    from kdface.seeds import read_label_report
+
+    with pytest.raises(DataFormatError, match="label_report.json"):
+        read_label_report(bad)
