@@ -25,6 +25,7 @@ from kdface.backbones.registry import (
     register_backbone,
 )
 from kdface.backbones.resnet import RESNET_DEPTHS, build_resnet
+from kdface.backbones.vit import VIT_VARIANTS, arrays_from_keras_hub, build_vit
 from kdface.backbones.weights import backbone_of
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
     "IRESNET_DEPTHS",
     "RESNET_DEPTHS",
     "STAGES",
+    "VIT_VARIANTS",
     "BackboneSpec",
+    "arrays_from_keras_hub",
     "attention_blocks",
     "attention_maps",
     "backbone_names",
@@ -41,6 +44,7 @@ __all__ = [
     "build_backbone",
     "build_iresnet",
     "build_resnet",
+    "build_vit",
     "check_backbone_weights",
     "create_backbone",
     "embedding_size",
