@@ -3,7 +3,8 @@
 ``create_backbone(name, image_size=..., weights=..., bn_momentum=...)`` builds any of
 :func:`backbone_names` as a plain ``keras.Model`` taking ``[0, 1]`` RGB whose output is the dict
 :data:`BACKBONE_OUTPUTS` (``feature_map``, ``embedding``, ``stage1`` .. ``stage4``); see
-:mod:`kdface.backbones.registry` and :mod:`kdface.backbones.contract`.
+:mod:`kdface.backbones.registry` and :mod:`kdface.backbones.contract`. :func:`freeze` makes any of them
+receive no update (weights and BatchNorm statistics; :mod:`kdface.backbones.freezing`).
 """
 
 from kdface.backbones.applications import build_backbone
@@ -17,6 +18,7 @@ from kdface.backbones.contract import (
     embedding_size,
     feature_channels,
 )
+from kdface.backbones.freezing import freeze, is_frozen
 from kdface.backbones.iresnet import IRESNET_DEPTHS, build_iresnet
 from kdface.backbones.registry import (
     backbone_names,
@@ -49,5 +51,7 @@ __all__ = [
     "create_backbone",
     "embedding_size",
     "feature_channels",
+    "freeze",
+    "is_frozen",
     "register_backbone",
 ]
