@@ -25,6 +25,7 @@ from kdface.backbones import (
 from kdface.backbones import registry as registry_module
 from kdface.backbones.applications import STAGE_LAYERS
 from kdface.backbones.contract import leaf_layers
+from kdface.backbones.registry import backbone_entry
 from kdface.backbones.weights import model_arrays
 from kdface.errors import DataFormatError
 from kdface.heads import landmark_head, linear_head, torch_bias_init, torch_linear_init
@@ -40,7 +41,10 @@ CASES = {
     "iresnet50": (32, IRESNET_STRIDES),
     "iresnet100": (32, IRESNET_STRIDES),
     "mobilenet_v2": (32, STRIDES),
+    "mobilenet_v3_large": (32, STRIDES),
     "efficientnet_b3": (32, STRIDES),
+    "vit_b16": (32, (16,) * 4),  # a ViT does not downsample: every stage is the patch grid
+    "vit_tiny": (32, (8,) * 4),
 }
 
 
@@ -48,10 +52,11 @@ def images(size, batch=2, seed=0):
     return np.random.default_rng(seed).random((batch, size, size, 3), dtype=np.float32)
 
 
-def run_backbone_test(model, image_size, strides, tmp_path, bn_momentum):
+def run_backbone_test(model, image_size, strides, tmp_path, bn_momentum, batchnorm=True):
     """The contract every backbone keeps: a plain Functional model, ``[0, 1]`` RGB in, the dict of
     :data:`BACKBONE_OUTPUTS` out with the stages at ``strides``; serialisable, and equal after a
-    ``.keras`` round trip loaded with ``safe_mode=True``."""
+    ``.keras`` round trip loaded with ``safe_mode=True``. ``batchnorm``: whether the network has
+    BatchNormalization (all at ``bn_momentum``; a ViT has none)."""
     assert type(model).__name__ == "Functional"
     assert tuple(model.input.shape) == (None, image_size, image_size, 3)
     assert isinstance(model.layers[1], keras.layers.Rescaling | keras.layers.Normalization)  # [0, 1] in
@@ -66,7 +71,7 @@ def run_backbone_test(model, image_size, strides, tmp_path, bn_momentum):
     assert (embedding_size(model), feature_channels(model)) == (spec.embedding_size, spec.feature_channels)
     assert spec.feature_channels == spec.stage_channels[-1]
     batchnorms = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    assert batchnorms and {layer.momentum for layer in batchnorms} == {bn_momentum}
+    assert {layer.momentum for layer in batchnorms} == ({bn_momentum} if batchnorm else set())
 
     x = images(image_size)
     expected = {k: np.asarray(v) for k, v in model(x, training=False).items()}
@@ -109,15 +114,19 @@ def test_backbone_contract(name, tmp_path):
     model = create_backbone(name, image_size=size, bn_momentum=0.75)  # EfficientNetB3: its one build
     assert model.name == name
     unit_gain(model)
-    outputs = run_backbone_test(model, size, strides, tmp_path, bn_momentum=0.75)
+    family = backbone_entry(name).family
+    outputs = run_backbone_test(model, size, strides, tmp_path, bn_momentum=0.75, batchnorm=family != "vit")
     if name.startswith("iresnet"):
         assert embedding_size(model) == 512  # the fc + BatchNorm1d embedding head
+    elif family == "vit":  # the final-LN CLS token (tests/test_vit_backbone.py)
+        assert embedding_size(model) == feature_channels(model)
     else:  # the global average of the last map
         np.testing.assert_allclose(outputs["embedding"], outputs["feature_map"].mean(axis=(1, 2)), atol=1e-5)
     if name in STAGE_LAYERS:  # the taps are the application's own layers
         application = next(layer for layer in model.layers if isinstance(layer, keras.Model))
         for key, layer in zip(("stage1", "stage2", "stage3", "stage4"), STAGE_LAYERS[name], strict=True):
-            assert application.output[key] is application.get_layer(layer).output
+            tap = application.get_layer(layer) if layer else application.layers[-1]  # None: the output
+            assert application.output[key] is tap.output
 
 
 def test_iresnet_pool_head_and_options(tmp_path):
@@ -130,7 +139,12 @@ def test_iresnet_pool_head_and_options(tmp_path):
 
 
 def test_bn_momentum_none_keeps_each_networks_own():
-    for name, own in (("resnet18", 0.9), ("iresnet18", 0.9), ("mobilenet_v2", 0.999)):
+    for name, own in (
+        ("resnet18", 0.9),
+        ("iresnet18", 0.9),
+        ("mobilenet_v2", 0.999),
+        ("mobilenet_v3_large", 0.999),
+    ):
         model = create_backbone(name, image_size=32)
         momenta = {
             layer.momentum
@@ -162,7 +176,9 @@ def test_weights_imagenet_only_for_applications_and_missing_paths(tmp_path):
         lambda: build_resnet(18, weights="imagenet"),
         lambda: build_iresnet(18, weights="imagenet"),
     ):
-        with pytest.raises(ValueError, match=r"only available for .*\(efficientnet_b3, mobilenet_v2\)"):
+        with pytest.raises(
+            ValueError, match=r"only available for .*\(efficientnet_b3, mobilenet_v2, mobilenet_v3_large\)"
+        ):
             make()
     missing = tmp_path / "nowhere.npz"
     for name in ("resnet18", "iresnet18", "mobilenet_v2"):

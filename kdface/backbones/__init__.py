@@ -3,7 +3,8 @@
 ``create_backbone(name, image_size=..., weights=..., bn_momentum=...)`` builds any of
 :func:`backbone_names` as a plain ``keras.Model`` taking ``[0, 1]`` RGB whose output is the dict
 :data:`BACKBONE_OUTPUTS` (``feature_map``, ``embedding``, ``stage1`` .. ``stage4``); see
-:mod:`kdface.backbones.registry` and :mod:`kdface.backbones.contract`.
+:mod:`kdface.backbones.registry` and :mod:`kdface.backbones.contract`. :func:`freeze` makes any of them
+receive no update (weights and BatchNorm statistics; :mod:`kdface.backbones.freezing`).
 """
 
 from kdface.backbones.applications import build_backbone
@@ -17,6 +18,7 @@ from kdface.backbones.contract import (
     embedding_size,
     feature_channels,
 )
+from kdface.backbones.freezing import freeze, is_frozen
 from kdface.backbones.iresnet import IRESNET_DEPTHS, build_iresnet
 from kdface.backbones.registry import (
     backbone_names,
@@ -25,6 +27,7 @@ from kdface.backbones.registry import (
     register_backbone,
 )
 from kdface.backbones.resnet import RESNET_DEPTHS, build_resnet
+from kdface.backbones.vit import VIT_VARIANTS, arrays_from_keras_hub, build_vit
 from kdface.backbones.weights import backbone_of
 
 __all__ = [
@@ -32,7 +35,9 @@ __all__ = [
     "IRESNET_DEPTHS",
     "RESNET_DEPTHS",
     "STAGES",
+    "VIT_VARIANTS",
     "BackboneSpec",
+    "arrays_from_keras_hub",
     "attention_blocks",
     "attention_maps",
     "backbone_names",
@@ -41,9 +46,12 @@ __all__ = [
     "build_backbone",
     "build_iresnet",
     "build_resnet",
+    "build_vit",
     "check_backbone_weights",
     "create_backbone",
     "embedding_size",
     "feature_channels",
+    "freeze",
+    "is_frozen",
     "register_backbone",
 ]

@@ -8,13 +8,21 @@ ImageNet weights expect *inside* the model, so a user never preprocesses by hand
   ``Normalization`` in its stem, so it expects ``[0, 255]``: we scale by 255 first (spec §1 note;
   feeding ``[0, 1]`` straight in would squash the input by 1/255).
 * MobileNetV2 expects ``[-1, 1]``.
+* MobileNetV3-Large is built with ``include_preprocessing=False`` and fed ``[-1, 1]`` by our
+  ``Rescaling``: its own preprocessing (the default) is ``Rescaling(1/127.5, -1)`` for ``[0, 255]``
+  pixels (spec ``vitse_doe_fer.md`` §2.5), which has no weights, so the ImageNet weights are the same
+  either way and the range reaching the first conv is the same as with ``[0, 255]`` input.
 
 The model: ``image`` -> ``Rescaling`` (layer ``to_application_range``) -> the application network
 (``include_top=False``) viewed as a multi-output model under the application's own name (e.g.
 ``mobilenetv2_1.00_224``; same layers, same order, so weights saved before the dict contract still
 load) -> the backbone output dict (:mod:`kdface.backbones.contract`): ``"feature_map"`` the last map
 (layer ``features``), ``"embedding"`` its global average (layer ``pool``), and ``"stage1"`` ..
-``"stage4"`` the last block at strides 4/8/16/32 (:data:`STAGE_LAYERS`).
+``"stage4"`` the last block at strides 4/8/16/32 (:data:`STAGE_LAYERS`). MobileNetV3-Large's embedding
+is the 960-d average of its last 1x1 conv (+ BN + hard-swish), the cut of torchvision's ``features`` +
+``avgpool`` that DoE uses (spec §2.1); Keras' network has 2,996,352 parameters there (torchvision's
+2,971,952: the squeeze-excitation widths are rounded differently), and its ImageNet weights are Keras'
+own, not torchvision's.
 
 ``weights`` is ``None`` (from scratch, the KD-Loss default), ``"imagenet"`` (downloaded by Keras; needs
 internet once), or a path: a ``.h5``/``.weights.h5`` of the application network's weights (as before)
@@ -34,11 +42,16 @@ from kdface.errors import ConfigError, DataFormatError
 _BUILDERS = {
     "efficientnet_b3": (keras.applications.EfficientNetB3, 255.0, 0.0),
     "mobilenet_v2": (keras.applications.MobileNetV2, 2.0, -1.0),
+    "mobilenet_v3_large": (keras.applications.MobileNetV3Large, 2.0, -1.0),
 }
-# the last block of each resolution (strides 4, 8, 16, 32), keras.applications layer names
+# constructor arguments a kind always gets (MobileNetV3: our Rescaling is its preprocessing)
+_FIXED_ARGUMENTS = {"mobilenet_v3_large": {"include_preprocessing": False}}
+# the last block of each resolution (strides 4, 8, 16, 32), keras.applications layer names; None: the
+# network's output (MobileNetV3's last activation has a counter name, ``activation_<n>``)
 STAGE_LAYERS = {
     "efficientnet_b3": ("block2c_add", "block3c_add", "block5e_add", "top_activation"),
     "mobilenet_v2": ("block_2_add", "block_5_add", "block_12_add", "out_relu"),
+    "mobilenet_v3_large": ("expanded_conv_2_add", "expanded_conv_5_add", "expanded_conv_11_add", None),
 }
 
 MIN_IMAGE_SIZE = 32  # keras.applications refuses smaller inputs
@@ -51,7 +64,9 @@ def backbones() -> list[str]:
 def _stage_view(application: keras.Model, kind: str) -> keras.Model:
     """``application`` as a multi-output model (``{"stage1": ..., "stage4": ...}``) over the same layers
     and under the same name."""
-    taps = [application.get_layer(layer).output for layer in STAGE_LAYERS[kind]]
+    taps = [
+        application.get_layer(layer).output if layer else application.output for layer in STAGE_LAYERS[kind]
+    ]
     if taps[-1] is not application.output:
         raise AssertionError(f"{application.name}: {STAGE_LAYERS[kind][-1]} is not the network's output")
     view = keras.Model(application.inputs, dict(zip(STAGES, taps, strict=True)), name=application.name)
@@ -94,12 +109,12 @@ def build_application(
     name: str | None = None,
     **kwargs,
 ) -> keras.Model:
-    """A ``keras.applications`` backbone (``kind``: ``mobilenet_v2`` or ``efficientnet_b3``):
+    """A ``keras.applications`` backbone (``kind``: one of :func:`backbones`):
     ``(B, S, S, 3)`` in ``[0, 1]`` -> the backbone output dict. ``kwargs`` go to the application's
     constructor (e.g. ``alpha`` for MobileNetV2).
 
     ``bn_momentum`` overrides every BatchNormalization's moving-average momentum (``None``: the
-    network's own): MobileNetV2 ships 0.999, whose moving statistics need thousands of steps to settle,
+    network's own): MobileNetV2 and V3 ship 0.999, whose moving statistics need thousands of steps to settle,
     so a short from-scratch run validates (inference mode) far worse than it trains unless it is lowered.
     """
     try:
@@ -117,7 +132,7 @@ def build_application(
         include_top=False,
         weights=weights if weights in (None, "imagenet") else None,
         input_shape=(image_size, image_size, 3),
-        **kwargs,
+        **{**kwargs, **_FIXED_ARGUMENTS.get(kind, {})},
     )
     stages = _stage_view(application, kind)(scaled)
     features = keras.layers.Identity(name="features")(stages["stage4"])

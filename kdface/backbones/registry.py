@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import keras
 
-from kdface.backbones import applications, iresnet, resnet
+from kdface.backbones import applications, iresnet, resnet, vit
 from kdface.backbones.contract import backbone_spec, set_bn_momentum
 from kdface.backbones.weights import check_weights
 
@@ -108,7 +108,8 @@ def create_backbone(
     ``.weights.h5``/``.h5``); a missing path is a ``FileNotFoundError``. ``bn_momentum`` sets every
     BatchNormalization's momentum (``None``: the network's own). ``name`` names the model (default
     ``backbone``). ``kwargs`` are the backbone's options (``stride_on`` for ResNets; ``head``,
-    ``dropout``, ``normalization``, ``attention``, ``features_scale`` for IResNets; list them with
+    ``dropout``, ``normalization``, ``attention``, ``features_scale`` for IResNets; ``pooler``,
+    ``dropout``, ``attention_dropout`` for ViTs; list them with
     ``backbone_entry(name).options()``).
     """
     entry = backbone_entry(backbone)
@@ -138,3 +139,5 @@ for _kind in applications.backbones():
         builder=functools.partial(applications.build_application, _kind),
         imagenet=True,
     )
+for _kind in vit.backbones():
+    register_backbone(_kind, family="vit", builder=functools.partial(vit.build_vit, _kind))

@@ -27,7 +27,8 @@ _TORCH_LAYOUT_LAYERS = {"conv1", "layer4.0.conv1"}
 def weight_layers(model: keras.Model) -> dict:
     """``{layer name: [(variable name, variable), ...]}`` for every layer of ``model`` (nested models
     flattened) that has weights. Convs, Denses, BatchNormalizations and PReLUs use the converter's
-    variable names (``kernel``/``bias``, :data:`BN_VARIABLES`, ``alpha``); any other layer its
+    variable names (``kernel``/``bias``, :data:`BN_VARIABLES`, ``alpha``), a MultiHeadAttention
+    ``query``/``key``/``value``/``attention_output`` + ``/kernel``/``/bias``; any other layer its
     variables' own names. Two weight layers with one name are an error (keys would collide)."""
     out = {}
     for layer in leaf_layers(model):
@@ -39,6 +40,18 @@ def weight_layers(model: keras.Model) -> dict:
             variables = [(n, getattr(layer, n)) for n in BN_VARIABLES if getattr(layer, n, None) is not None]
         elif isinstance(layer, keras.layers.PReLU):
             variables = [("alpha", layer.alpha)]
+        elif isinstance(layer, keras.layers.MultiHeadAttention):  # four EinsumDense, each kernel + bias
+            variables = [
+                (f"{part}/{var}", getattr(dense, var))
+                for part, dense in (
+                    ("query", layer.query_dense),
+                    ("key", layer.key_dense),
+                    ("value", layer.value_dense),
+                    ("attention_output", layer.output_dense),
+                )
+                for var in ("kernel", "bias")
+                if getattr(dense, var, None) is not None
+            ]
         else:
             variables = [(v.name, v) for v in layer.weights]
             if len({n for n, _ in variables}) != len(variables):
@@ -181,9 +194,9 @@ def load_weights(model: keras.Model, path, unsafe: bool = False) -> None:
     elif path.endswith(".npz"):
         arrays, dropped = read_npz(path)
         assign_arrays(model, arrays, path, dropped_layers=dropped)
-        if dropped:
+        if kept := [layer for layer in dropped if layer in weight_layers(model)]:
             print(
-                f"{path}: layers {', '.join(dropped)} were left out at conversion; they keep their initialisation"
+                f"{path}: layers {', '.join(kept)} were left out at conversion; they keep their initialisation"
             )
     else:
         model.load_weights(path)

@@ -3,38 +3,51 @@
 * :func:`linear_head`: a classifier ``Dense`` initialised like torch's ``nn.Linear`` kernel (what the
   expression methods use: ``fer``'s classifier, IGKD's and SCN's heads);
 * :func:`landmark_head`: KD-Loss's regressor head, ``(Dropout) -> Dense(2N)`` named ``landmarks``;
-* :class:`MarginHead`: the CosFace / ArcFace margin classifier of face recognition (:mod:`kdface.heads.margin`).
+* :class:`MarginHead`: the CosFace / ArcFace margin classifier of face recognition (:mod:`kdface.heads.margin`);
+* :func:`vit_se_head` / :func:`squeeze_excitation`: ViT-SE's gate + classifier, variants A and B
+  (:mod:`kdface.heads.se`);
+* :func:`doe_head`, :func:`ddoe_step1_head`, :func:`mlp_classifier`: Difference of Embeddings and
+  Disentangled DoE (:mod:`kdface.heads.doe`).
+
+Heads are functions of tensors adding built-in layers to the caller's graph; the models that put them on
+backbones are in :mod:`kdface.models`.
 """
 
 from __future__ import annotations
 
 import keras
 
+from kdface.heads.doe import MLP_WIDTHS, ddoe_step1_head, difference_features, doe_head, mlp_classifier
+from kdface.heads.linear import linear_head, torch_bias_init, torch_dense, torch_linear_init
 from kdface.heads.margin import MarginHead
+from kdface.heads.se import (
+    DEFAULT_VIT_SE_VARIANT,
+    VIT_SE_VARIANTS,
+    SEVariant,
+    squeeze_excitation,
+    vit_se_head,
+    vit_se_variant,
+)
 
-__all__ = ["MarginHead", "landmark_head", "linear_head", "torch_bias_init", "torch_linear_init"]
-
-
-def torch_linear_init():
-    """torch ``nn.Linear``'s default kernel init: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
-    (``VarianceScaling(1/3, "fan_in", "uniform")``)."""
-    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
-
-
-def torch_bias_init(fan_in: int):
-    """torch ``nn.Linear``'s default bias init, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (Keras bias
-    initialisers do not see the fan-in, so it is given)."""
-    bound = 1.0 / float(fan_in) ** 0.5
-    return keras.initializers.RandomUniform(-bound, bound)
-
-
-def linear_head(num_classes: int, name: str = "classifier", use_bias: bool = True) -> keras.layers.Dense:
-    """``Dense(num_classes)`` with torch ``nn.Linear``'s kernel init; the bias (if any) starts at zero
-    (Keras' default, as kdface's classifiers always had)."""
-    # float32: logits stay float32 under a mixed-precision policy (docs/speed.md)
-    return keras.layers.Dense(
-        num_classes, use_bias=use_bias, kernel_initializer=torch_linear_init(), name=name, dtype="float32"
-    )
+__all__ = [
+    "DEFAULT_VIT_SE_VARIANT",
+    "MLP_WIDTHS",
+    "VIT_SE_VARIANTS",
+    "MarginHead",
+    "SEVariant",
+    "ddoe_step1_head",
+    "difference_features",
+    "doe_head",
+    "landmark_head",
+    "linear_head",
+    "mlp_classifier",
+    "squeeze_excitation",
+    "torch_bias_init",
+    "torch_dense",
+    "torch_linear_init",
+    "vit_se_head",
+    "vit_se_variant",
+]
 
 
 class _LandmarkHead:

@@ -1,0 +1,35 @@
+"""Whole models that put the heads of :mod:`kdface.heads` on backbones of :mod:`kdface.backbones`
+(task-free, like both; methods build their ``keras.Model`` around them). They live above ``heads``
+because they import ``backbones``, which itself imports ``heads``.
+
+* :func:`build_vit_se`: ViT-SE, variants A and B (:mod:`kdface.models.vit_se`);
+* :func:`build_doe`, :func:`build_ddoe_step1`, :func:`build_ddoe_step2`: Difference of Embeddings and
+  Disentangled DoE on pair inputs ``{"neutral", "target"}`` (:mod:`kdface.models.doe`).
+
+Each returns a plain Functional ``keras.Model`` that saves and loads with ``safe_mode=True`` and
+without kdface.
+"""
+
+from kdface.models.doe import (
+    EMOTION_ENCODER,
+    ENCODER,
+    IDENTITY_ENCODER,
+    PAIR_INPUTS,
+    build_ddoe_step1,
+    build_ddoe_step2,
+    build_doe,
+    emotion_encoder_of,
+)
+from kdface.models.vit_se import build_vit_se
+
+__all__ = [
+    "EMOTION_ENCODER",
+    "ENCODER",
+    "IDENTITY_ENCODER",
+    "PAIR_INPUTS",
+    "build_ddoe_step1",
+    "build_ddoe_step2",
+    "build_doe",
+    "build_vit_se",
+    "emotion_encoder_of",
+]
