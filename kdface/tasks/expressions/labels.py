@@ -32,6 +32,7 @@ NUM_BASIC = 7  # the basic expressions; contempt is the 8th class
 RAFDB_TO_KDFACE = {raw: raw - 1 for raw in range(1, 8)}  # RAF-DB raw labels 1..7
 FERPLUS_TO_KDFACE = {0: 6, 1: 3, 2: 0, 3: 4, 4: 5, 5: 2, 6: 1, 7: 7}  # FERPlus vote columns 0..7
 AFFECTNET_TO_KDFACE = {0: 6, 1: 3, 2: 4, 3: 0, 4: 1, 5: 2, 6: 5, 7: 7}  # AffectNet expression 0..7
+CKPLUS_TO_KDFACE = {0: 6, 1: 5, 2: 7, 3: 2, 4: 1, 5: 3, 6: 4, 7: 0}  # CK+ emotion codes 0..7
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
