@@ -298,11 +298,7 @@ class _CkplusBuilder(RecordingBuilder, skip_registration=True):
     def _split_generators(self, dl_manager):
         root = self._ckplus_root(dl_manager)
         self.bad_samples.split = None  # the whole tree's problems hold for every split
-        subjects = ckplus.subject_folders(root, self.bad_samples)
-        if len(subjects) < self.folds:
-            raise DataFormatError(root / ckplus.IMAGE_DIR, f"at least {self.folds} subject folders for "
-                                  f"{self.folds}-fold subject-independent cross-validation", got=str(len(subjects)))  # fmt: skip
-        folds = ckplus.subject_folds(subjects, self.folds)
+        folds = ckplus.dataset_folds(root, self.folds, self.bad_samples)
         return {
             f"fold{k}": self._generate_examples(root, k, [s for s, fold in folds.items() if fold == k])
             for k in range(self.folds)

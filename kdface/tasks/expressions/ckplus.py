@@ -58,6 +58,7 @@ always raises. Names starting with ``.`` (``.DS_Store``) are ignored everywhere.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -217,6 +218,16 @@ def subject_folds(subjects: Iterable[str], folds: int = DEFAULT_FOLDS) -> dict[s
     return {subject: i % folds for i, subject in enumerate(sorted(subjects))}
 
 
+def dataset_folds(root, folds: int = DEFAULT_FOLDS, bad=None) -> dict[str, int]:
+    """``{subject: fold}`` of the subject folders in ``root`` (:func:`subject_folders`,
+    :func:`subject_folds`); fewer subjects than folds always raises."""
+    subjects = subject_folders(root, bad)
+    if len(subjects) < folds:
+        raise DataFormatError(Path(root) / IMAGE_DIR, f"at least {folds} subject folders for {folds}-fold "
+                              "subject-independent cross-validation", got=str(len(subjects)))  # fmt: skip
+    return subject_folds(subjects, folds)
+
+
 def read_emotion_file(path) -> int:
     """The CK+ emotion code (1..7) an ``*_emotion.txt`` holds."""
     text = Path(path).read_bytes().decode("utf-8-sig", errors="replace")
@@ -234,7 +245,7 @@ def read_emotion_file(path) -> int:
     if len(fields) != 1 or not _NUMBER.fullmatch(fields[0]):
         raise DataFormatError(path, EMOTION_FORMAT, line=line, got=excerpt(content))
     value = float(fields[0])
-    if value != int(value) or int(value) not in CKPLUS_CODES:
+    if not math.isfinite(value) or value != int(value) or int(value) not in CKPLUS_CODES:
         codes = ", ".join(f"{code} {name}" for code, name in CKPLUS_CODES.items())
         raise DataFormatError(path, f"a CK+ emotion code 1..7 ({codes})", line=line, got=fields[0])
     return int(value)
@@ -340,7 +351,7 @@ def read_subject(root, subject: str, bad=None) -> list[Sequence]:
             code, peak = None, len(frames) - 1
             if emotion_file is not None:
                 code = read_emotion_file(emotion_file)
-                if peak_number > len(frames):
+                if not 1 <= peak_number <= len(frames):
                     raise DataFormatError(emotion_file, f"a label of a frame of {entry} (frames 1..{len(frames)})",
                                           got=f"frame {peak_number:08d} missing")  # fmt: skip
                 if peak_number == 1:
@@ -436,11 +447,7 @@ def read_pairs(root, *, folds: int = DEFAULT_FOLDS, peak_frames: int = DEFAULT_P
     :func:`validated_pairs`.
     """
     bad = as_policy(bad)
-    subjects = subject_folders(root, bad)
-    if len(subjects) < folds:
-        raise DataFormatError(Path(root) / IMAGE_DIR, f"at least {folds} subject folders for {folds}-fold "
-                              "subject-independent cross-validation", got=str(len(subjects)))  # fmt: skip
-    for subject, subject_fold in subject_folds(subjects, folds).items():
+    for subject, subject_fold in dataset_folds(root, folds, bad).items():
         if fold is None or subject_fold == fold:
             sequences = read_subject(root, subject, bad)
             yield from subject_pairs(root, sequences, subject_fold, peak_frames, neutral_pairs, bad)
