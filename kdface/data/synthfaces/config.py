@@ -63,16 +63,16 @@ class SynthFacesConfig:
     # in CK+); frames are grey PNGs of width x height (CK+: 640 x 490). 0 subjects: no CK+ tree.
     ckplus_subjects: int = 60
     ckplus_sequences: int = 240
-    ckplus_min_frames: int = 6
-    ckplus_max_frames: int = 10
+    ckplus_min_frames: int = 5
+    ckplus_max_frames: int = 8
     ckplus_labelled_fraction: float = 0.55
-    ckplus_width: int = 320
-    ckplus_height: int = 245
+    ckplus_width: int = 256
+    ckplus_height: int = 196
 
     @classmethod
     def demo(cls, **overrides) -> SynthFacesConfig:
         """About 2000/300/100 300W images, 1500/400 RAF-DB, 100 x 6 identity images, 200 verification
-        pairs, a CK+ tree of 60 subjects x 4 sequences of 6-10 frames at 320 x 245 (< 1 min)."""
+        pairs, a CK+ tree of 60 subjects x 4 sequences of 5-8 frames at 256 x 196 (< 1 min)."""
         return cls(**overrides)
 
     @classmethod
