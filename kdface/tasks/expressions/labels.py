@@ -8,7 +8,7 @@ boundary, so a model trained on one dataset is evaluated on another without rema
     0 surprise, 1 fear, 2 disgust, 3 happiness, 4 sadness, 5 anger, 6 neutral, 7 contempt
 
 This is RAF-DB's order (its raw labels 1..7 minus one) with contempt appended, so the 7-class
-problem (RAF-DB, FED-RO, 7-class AffectNet) is the first 7 indices of the 8-class one (FERPlus,
+problem (RAF-DB, FED-RO, 7-class AffectNet) is the first 7 indices of the 8-class one (FERPlus, CK+,
 8-class AffectNet). The class names travel with every saved model (its model card), so ``test.py``
 and ``kdface.predict_expressions`` report names, not integers.
 """
