@@ -110,3 +110,59 @@ def write_fedro_list(root, entries, crlf=True) -> Path:
     path = root / "fedro_list.txt"
     path.write_bytes(_text(lines, crlf))
     return path
+
+
+# ------------------------------------------------------------------------------------------ CK+
+
+CK_SIZE = (40, 56)  # (height, width) of a fixture frame: small, not square, like CK+'s 490 x 640
+
+
+def ck_landmarks(seed: int) -> np.ndarray:
+    """68 points inside a fixture frame (kdface pixels): x in 14..42, y in 10..34."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.uniform(14, 42, 68), rng.uniform(10, 34, 68)], axis=1)
+
+
+def write_ck_frame(path, seed: int) -> Path:
+    """A random grey CK+-style frame (PNG, one channel like CK+'s)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.random.default_rng(seed).integers(0, 256, CK_SIZE, dtype=np.uint8)
+    ok, buf = cv2.imencode(".png", image)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def write_ck_text(path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write_ckplus(root, subjects: dict, *, landmarks: bool = True, seed_of=None) -> Path:
+    """A CK+ tree in the real layout. ``subjects`` maps ``"S005"`` to a list of sequences, each
+    ``(frames, code)`` (``code``: the CK+ emotion code, ``None`` unlabelled, the emotion file naming the
+    last frame) or ``(frames, code, peak)`` (naming frame ``peak``). Frame pixels come from
+    ``seed_of(subject, sequence, frame)`` (default: unique per frame); ``landmarks`` writes every frame's
+    68 points (CK+'s 1-based pixel centres) and an empty Emotion folder for unlabelled sequences."""
+    root = Path(root)
+    seed_of = seed_of or (lambda subject, sequence, frame: int(subject[1:]) * 10_000 + sequence * 100 + frame)
+    for subject, sequences in subjects.items():
+        for s, spec in enumerate(sequences, start=1):
+            frames, code = spec[0], spec[1]
+            peak = spec[2] if len(spec) > 2 else frames
+            folder = f"{subject}/{s:03d}"
+            for f in range(1, frames + 1):
+                name = f"{subject}_{s:03d}_{f:08d}"
+                write_ck_frame(root / "cohn-kanade-images" / folder / f"{name}.png", seed_of(subject, s, f))
+                if landmarks:
+                    points = ck_landmarks(seed_of(subject, s, f)) + 0.5
+                    text = "".join(f"   {x:.7e}   {y:.7e}\n" for x, y in points)
+                    write_ck_text(root / "Landmarks" / folder / f"{name}_landmarks.txt", text)
+            (root / "Emotion" / folder).mkdir(parents=True, exist_ok=True)
+            if code is not None:
+                name = f"{subject}_{s:03d}_{peak:08d}_emotion.txt"
+                write_ck_text(root / "Emotion" / folder / name, f"   {float(code):.7e}\n")
+    return root

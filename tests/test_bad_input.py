@@ -174,6 +174,97 @@ def test_error_names_the_first_bad_sample_when_preparing_fails(tmp_path):
         assert all(message in str(info.value) for message in messages), str(info.value)
 
 
+# CK+ through its builder: 4 subjects, 2 folds (S005 and S010 in fold 0, S006 and S011 in fold 1);
+# each breakage hits S005's first sequence. name -> (breakage, text of the error, pairs it removes)
+def _ck_tree(root):
+    from fer_fixtures import write_ckplus
+
+    return write_ckplus(
+        root, {"S005": [(5, 3), (3, 5)], "S006": [(4, 1)], "S010": [(4, 6)], "S011": [(3, 7)]}
+    )
+
+
+def _ck_missing_frame(root):
+    (root / "cohn-kanade-images/S005/001/S005_001_00000002.png").unlink()
+
+
+def _ck_one_frame(root):
+    for f in (2, 3, 4, 5):
+        (root / f"cohn-kanade-images/S005/001/S005_001_{f:08d}.png").unlink()
+
+
+def _ck_emotion(text):
+    return lambda root: (root / "Emotion/S005/001/S005_001_00000005_emotion.txt").write_text(text)
+
+
+def _ck_unreadable(root):
+    path = root / "cohn-kanade-images/S005/001/S005_001_00000004.png"
+    path.write_bytes(path.read_bytes()[:60])  # a truncated download
+
+
+CK_BREAKAGES = {
+    "missing frame": (
+        _ck_missing_frame,
+        "S005/001: expected frames numbered 1..5 without gaps, got 'frame 00000002 missing'",
+        3,
+    ),  # fmt: skip
+    "one-frame sequence": (_ck_one_frame, "S005/001: expected a sequence of at least 2 frames", 3),
+    "garbage emotion file": (
+        _ck_emotion("disgust\n"),
+        "S005_001_00000005_emotion.txt:1: expected one number",
+        3,
+    ),
+    "out-of-range code": (
+        _ck_emotion("   8.0000000e+00\n"),
+        "S005_001_00000005_emotion.txt:1: expected a CK+ emotion code 1..7",
+        3,
+    ),  # fmt: skip
+    "unreadable image": (_ck_unreadable, "S005_001_00000005_emotion.txt -> ", 1),
+}
+
+
+@pytest.mark.parametrize("name", list(CK_BREAKAGES))
+def test_ckplus_bad_input_error_names_file_and_skip_counts_it(tmp_path, name):
+    from kdface.tasks.expressions.sources import PairOptions, load_pair_split
+
+    breakage, message, lost = CK_BREAKAGES[name]
+    breakage(_ck_tree(tmp_path / "raw"))
+
+    def load(split, policy):
+        return load_pair_split("ck+", split, tmp_path / "raw", tmp_path / "tfds", on_bad_sample=policy,
+                               options=PairOptions(folds=2))  # fmt: skip
+
+    with pytest.raises(DataFormatError) as info:
+        load("test-fold0", "error")
+    assert message in str(info.value), str(info.value)
+    source = load("test-fold0", "skip")
+    keys = [example["key"].decode() for example in source.dataset.as_numpy_iterator()]
+    assert source.size == len(keys) == 3 + 2 + 3 - lost  # S005: 3 + 2 pairs, S010: 3
+    assert len(source.skipped) == lost if name == "unreadable image" else len(source.skipped) == 1
+    assert message in source.skipped[0]["reason"] and source.skipped[0]["split"] == "fold0"
+    other = load("test-fold1", "error")  # the other fold has no bad sample: it loads under "error"
+    assert other.size == 3 + 2 and other.skipped == []
+    assert len(list((tmp_path / "tfds").iterdir())) == 1  # error and skip share one prepared copy
+
+
+def test_ckplus_stray_entry_is_reported_for_every_fold(tmp_path):
+    from kdface.tasks.expressions.sources import PairOptions, load_pair_split
+
+    raw = _ck_tree(tmp_path / "raw")
+    (raw / "cohn-kanade-images/S5").mkdir()  # not a subject folder name: a subject would go unread
+
+    def load(split, policy):
+        return load_pair_split(
+            "ck+", split, raw, tmp_path / "tfds", on_bad_sample=policy, options=PairOptions(folds=2)
+        )
+
+    for split in ("test-fold0", "test-fold1", "train-fold1"):
+        with pytest.raises(DataFormatError, match="S5: expected a subject folder named S"):
+            load(split, "error")
+        skipped = load(split, "skip").skipped
+        assert len(skipped) == 1 and skipped[0]["split"] is None
+
+
 def _wflw_tree(root, bad_line):
     ann_dir = root / wflw.ANNOTATION_DIR
     ann_dir.mkdir(parents=True)

@@ -12,7 +12,9 @@ Case counts: the ``ci`` profile (default; tests/conftest.py) runs 200 derandomiz
 (150 for each of the two image tests, where TensorFlow decodes every case): per reader, .pts 400,
 WFLW 600 (400 lines, 200 annotation files), COFW .mat v5 400 (200 mutated, 200 random), v7.3 200,
 COFW folder 200, images 300, verification .bin 600, RecordIO 600 (.rec 200, .idx 200, random 200),
-train.list 200, annotation paths 200. The long run, with fresh random cases every time::
+train.list 200, annotation paths 200, CK+ 600 (emotion files 200, landmark files 200, sequence folders
+with damaged emotion files and stray or misnamed files 200). The long run, with fresh random cases
+every time::
 
     KDFACE_FUZZ_PROFILE=long KDFACE_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_fuzz.py
 
@@ -37,12 +39,14 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+from fer_fixtures import write_ckplus
 from fixtures import pts_text, random_image, wflw_line, write_cofw_v5, write_cofw_v73
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from kdface.data import validation
 from kdface.errors import DataFormatError, UnsafeFileError
+from kdface.tasks.expressions import ckplus
 from kdface.tasks.landmarks import cofw, w300, wflw
 from kdface.tasks.recognition import casia, recordio, verification_bin
 
@@ -642,6 +646,69 @@ def test_fuzz_safe_relative_path(text):
         assert "\x00" not in str(result)
 
 
+# ------------------------------------------------------------------------------------ CK+
+
+EMOTION_SEED = "   3.0000000e+00\n"
+LANDMARK_SEED = "".join(
+    f"   {x:.7e}   {y:.7e}\n" for x, y in np.random.default_rng(4).uniform(5, 35, (68, 2))
+)
+
+
+@given(data=st.one_of(mutated_text(EMOTION_SEED), st.binary(max_size=64)))
+def test_fuzz_ckplus_emotion_file(workdir, data):
+    path = _write(workdir / "S005_001_00000003_emotion.txt", data)
+    code = _documented_or_result(lambda: ckplus.read_emotion_file(path))
+    assert code is None or code in ckplus.CKPLUS_CODES
+
+
+@given(data=st.one_of(mutated_text(LANDMARK_SEED), st.binary(max_size=600)))
+def test_fuzz_ckplus_landmark_file(workdir, data):
+    path = _write(workdir / "S005_001_00000001_landmarks.txt", data)
+    points = _documented_or_result(lambda: ckplus.read_landmarks(path))
+    if points is not None:
+        assert points.shape == (68, 2) and points.dtype == np.float32 and np.all(np.isfinite(points))
+
+
+@pytest.fixture(scope="module")
+def ck_root(workdir):
+    return write_ckplus(workdir / "ckplus", {"S005": [(4, 3), (3, None)]})
+
+
+CK_NAME_PARTS = st.sampled_from(("S005", "S006", "001", "002", "00000001", "00000002", "00000009", "_", "-", "x",
+                                 "emotion", "landmarks", ".txt", ".png", ".jpg", "S5", "0", " ", "."))  # fmt: skip
+CK_NAMES = st.lists(CK_NAME_PARTS, min_size=1, max_size=6).map("".join).filter(lambda n: n not in (".", ".."))
+
+
+@given(
+    emotion=st.one_of(st.just(EMOTION_SEED.encode()), mutated_text(EMOTION_SEED)),
+    strays=st.lists(st.tuples(st.sampled_from(("cohn-kanade-images", "Emotion")), CK_NAMES), max_size=3),
+    bad=st.sampled_from((None, "skip")),
+)
+def test_fuzz_ckplus_sequence_folder(ck_root, emotion, strays, bad):
+    """A damaged emotion file, and stray or misnamed files (a frame's bytes under a random name) in the
+    sequence's folders: pairs of S005 only, or documented errors."""
+    _write(ck_root / "Emotion/S005/001/S005_001_00000004_emotion.txt", emotion)
+    frame = (ck_root / "cohn-kanade-images/S005/001/S005_001_00000002.png").read_bytes()
+    written = []
+    try:
+        for tree, name in strays:
+            path = ck_root / tree / "S005/001" / name
+            if not path.exists():
+                written.append(_write(path, frame))
+
+        def read():
+            sequences = ckplus.read_subject(ck_root, "S005", bad)
+            pairs = ckplus.subject_pairs(ck_root, sequences, fold=0, neutral_pairs=True, bad=bad)
+            return [pair for pair, _, _ in ckplus.validated_pairs(pairs, bad)]
+
+        for pair in _documented_or_result(read) or []:
+            assert pair.subject == pair.neutral.subject == pair.target.subject == "S005"
+            assert 0 <= pair.label < ckplus.NUM_CLASSES and pair.neutral.number == 1
+    finally:
+        for path in written:
+            path.unlink()
+
+
 # ------------------------------------------------------------------------------------ found by fuzzing
 
 
@@ -666,6 +733,13 @@ def test_coordinate_beyond_float32_is_rejected(tmp_path, reader):
     """Found by fuzzing: 1e300 passed the float64 finite check and became inf as float32."""
     with pytest.raises(DataFormatError, match=r"1e\+06|1e\+300"):
         _huge_coordinate(reader, tmp_path)
+
+
+def test_ckplus_emotion_code_beyond_float_range_is_rejected(tmp_path):
+    """Found by fuzzing: '1e999' parsed as inf, and int(inf) raised OverflowError out of the reader."""
+    path = _write(tmp_path / "S005_001_00000003_emotion.txt", b"1e999")
+    with pytest.raises(DataFormatError, match="a CK\\+ emotion code 1..7"):
+        ckplus.read_emotion_file(path)
 
 
 def test_mutators_change_their_input():

@@ -83,8 +83,9 @@ def test_expressions_change_geometry():
     a = sf.sample_expression(4, np.random.default_rng(1))
     b = sf.sample_expression(4, np.random.default_rng(2))
     assert a != b and a.label == b.label == 4
+    assert sf.sample_expression(8, np.random.default_rng(0)).label == 8  # contempt: the CK+ tree's
     with pytest.raises(ValueError):
-        sf.sample_expression(8, np.random.default_rng(0))
+        sf.sample_expression(9, np.random.default_rng(0))
 
 
 def test_landmarks_lie_on_drawn_features():

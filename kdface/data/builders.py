@@ -38,27 +38,36 @@ class SynthFacesBuilder(RecordingBuilder, skip_registration=True):
     def synthfaces_tree(self, tree: str) -> Path:
         if self._root is None:
             raise ValueError(f"{type(self).__name__} needs root=<SynthFaces folder> to prepare")
-        ensure_synthfaces(self._root, self._preset)
+        ensure_synthfaces(self._root, self._preset, tree)
         return self._root / tree
 
 
-def ensure_synthfaces(root: Path, preset: str) -> None:
+def ensure_synthfaces(root: Path, preset: str, tree: str | None = None) -> None:
     """Generate SynthFaces under ``root`` unless a tree of this generator version is there. A tree of an
-    older version (no occlusion list yet) is regenerated with the config it records."""
+    older version (no occlusion list yet) is regenerated with the config it records.
+
+    ``tree="ckplus"``: the CK+ tree is needed; a tree whose config has none gets the ``preset``'s added
+    (in a tree of this version, only ``ckplus/`` is written; the other trees keep their files).
+    """
     import dataclasses
     import json
 
     from kdface.data import synthfaces
+    from kdface.errors import ConfigError
 
     marker = root / "synthfaces.json"
     config = synthfaces.SynthFacesConfig.preset(preset)
+    if tree == synthfaces.CKPLUS_DIR and not config.ckplus_subjects:
+        raise ConfigError(
+            f"the SynthFaces preset {preset!r} has no CK+ tree (ckplus_subjects=0); use demo, tiny or full"
+        )
     if marker.exists():
         info = json.loads(marker.read_text(encoding="utf-8"))
-        if info.get("generator_version") == synthfaces.GENERATOR_VERSION:
+        recorded = synthfaces.SynthFacesConfig.from_dict(info.get("config") or {})
+        if tree == synthfaces.CKPLUS_DIR and not recorded.ckplus_subjects:
+            ckplus_fields = {name: getattr(config, name) for name in synthfaces.CKPLUS_FIELDS}
+            recorded = dataclasses.replace(recorded, **ckplus_fields)
+        elif info.get("generator_version") == synthfaces.GENERATOR_VERSION:
             return
-        known = {f.name for f in dataclasses.fields(synthfaces.SynthFacesConfig)}
-        recorded = {k: v for k, v in (info.get("config") or {}).items() if k in known}
-        if "expression_weights" in recorded:
-            recorded["expression_weights"] = tuple(recorded["expression_weights"])
-        config = synthfaces.SynthFacesConfig(**recorded)
+        config = recorded
     synthfaces.generate(root, config)

@@ -139,17 +139,30 @@ def prepare_builder(
 
 
 def split_records(skipped: list[dict], parts, on_bad_sample: str) -> list[dict]:
-    """The bad-sample records of the TFDS splits ``parts``; under ``error`` the first one is raised."""
-    records = [record for record in skipped if record.get("split") in set(parts)]
+    """The bad-sample records of the TFDS splits ``parts`` and those of the whole dataset (recorded
+    outside any split, e.g. a stray folder in CK+'s tree); under ``error`` the first one is raised."""
+    records = [
+        record for record in skipped if record.get("split") in set(parts) or record.get("split") is None
+    ]
     if on_bad_sample == "error" and records:
         raise recorded_error(records[0])
     return records
+
+
+def encoded_images(builder) -> dict:
+    """TFDS decoders that leave every image feature of ``builder`` encoded (``image``; a pair's two)."""
+    features = builder.info.features
+    return {
+        name: tfds.decode.SkipDecoding()
+        for name in features
+        if isinstance(features[name], tfds.features.Image)
+    }
 
 
 def read_split(builder, tfds_split: str):
     """A prepared split with images left encoded (decoded later, after shuffling), in stored order."""
     return builder.as_dataset(
         split=tfds_split,
-        decoders={"image": tfds.decode.SkipDecoding()},
+        decoders=encoded_images(builder),
         shuffle_files=False,  # a fixed order: cached teacher predictions are zipped with it
     )

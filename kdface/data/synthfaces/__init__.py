@@ -18,6 +18,8 @@ exactly because it is computed from the generator's own geometry:
   an exact binary mask (255 = occluded) and per-landmark occlusion flags.
 * **Neutral/expressive pairs**: for every identity at least one pair of RAF-DB images sharing pose,
   lighting, background and occluder, one Neutral and one with another expression.
+* **CK+ sequences** (:mod:`.ckplus`): subjects of their own filmed from a neutral onset to the peak of
+  an expression (7 CK+ emotions, contempt included), in CK+'s layout with its emotion and landmark files.
 
 Canonical face frame
 --------------------
@@ -47,7 +49,11 @@ On-disk layout (``generate``)
     <root>/verification/synthface.bin             InsightFace verification .bin of held-out identities:
                                                   10 folds, each P/20 same then P/20 different pairs
     <root>/verification/synthface_pairs.csv       pair, fold, left, right, issame, left/right identity
-    <root>/metadata.csv          one row per image of every tree
+    <root>/ckplus/cohn-kanade-images/S005/001/S005_001_00000001.png   CK+ layout, grey frames
+    <root>/ckplus/Emotion/S005/001/S005_001_00000008_emotion.txt       labelled sequences' CK+ code
+    <root>/ckplus/Landmarks/S005/001/S005_001_00000001_landmarks.txt   every frame's 68 points
+    <root>/ckplus/metadata.csv                    one row per CK+ frame
+    <root>/metadata.csv          one row per image of the 300W / RAF-DB / identity trees
     <root>/landmarks.npz         paths, (N, 68, 2) landmarks (kdface pixels), (N, 68) occlusion flags
     <root>/synthfaces.json       the config; written last, marks a complete run
 
@@ -70,8 +76,14 @@ drawing), :mod:`.person` (drawing the person), :mod:`.occluders`, :mod:`.render`
 (``generate``) and :mod:`.cli`.
 """
 
+from kdface.data.synthfaces.ckplus import CKPLUS_DIR, plan_ckplus, render_sequence
 from kdface.data.synthfaces.cli import main
-from kdface.data.synthfaces.config import SynthFacesConfig, held_out_folder_identities, identity_split
+from kdface.data.synthfaces.config import (
+    CKPLUS_FIELDS,
+    SynthFacesConfig,
+    held_out_folder_identities,
+    identity_split,
+)
 from kdface.data.synthfaces.geometry import face_landmarks
 from kdface.data.synthfaces.occluders import landmark_occlusion
 from kdface.data.synthfaces.params import (
@@ -102,6 +114,8 @@ from kdface.data.synthfaces.writers import VERIFICATION_PAIRS_CSV as VERIFICATIO
 # The "X as X" imports above are re-exports outside __all__ (importable from here as from the former
 # single module): the on-disk format's constants and the plan steps tests use to re-render an image.
 __all__ = [
+    "CKPLUS_DIR",
+    "CKPLUS_FIELDS",
     "EXPRESSION_NAMES",
     "GENERATOR_VERSION",
     "OCCLUDER_TYPES",
@@ -118,8 +132,10 @@ __all__ = [
     "landmark_occlusion",
     "main",
     "mirror_params",
+    "plan_ckplus",
     "plan_verification_pairs",
     "render_face",
+    "render_sequence",
     "sample_expression",
     "sample_identity",
     "sample_pose",

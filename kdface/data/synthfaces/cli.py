@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = ArgumentParser(
         prog="python -m kdface.data.synthfaces",
-        description="Generate the SynthFaces dataset (300W / RAF-DB / identity-folder trees, verification pairs).",
+        description="Generate the SynthFaces dataset (300W / RAF-DB / identity-folder / CK+ trees, verification pairs).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     demo = SynthFacesConfig.demo()
@@ -56,6 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rafdb_test_occlusion_fraction",
             "fraction of occluded RAF-DB test images",
         ),
+        ("--ckplus-subjects", int, "ckplus_subjects", "CK+ tree: subjects (0: no CK+ tree)"),
+        ("--ckplus-sequences", int, "ckplus_sequences", "CK+ tree: sequences (at least one a subject)"),
+        ("--ckplus-min-frames", int, "ckplus_min_frames", "CK+ tree: fewest frames of a sequence"),
+        ("--ckplus-max-frames", int, "ckplus_max_frames", "CK+ tree: most frames of a sequence"),
+        (
+            "--ckplus-labelled-fraction",
+            float,
+            "ckplus_labelled_fraction",
+            "CK+ tree: fraction of sequences with an emotion label",
+        ),
+        ("--ckplus-width", int, "ckplus_width", "CK+ frame width (px)"),
+        ("--ckplus-height", int, "ckplus_height", "CK+ frame height (px)"),
     ]
     for flag, typ, attr, text in overridable:
         parser.add_argument(
@@ -90,4 +102,12 @@ def _generate(args, overrides: dict) -> None:
         print(f"{root}: up to date (synthfaces.json matches the config); nothing to do")
     else:
         info = json.loads((root / _MARKER).read_text(encoding="utf-8"))
-        print(f"{root}: wrote {info['num_images']} images {info['counts']} in {time.time() - start:.1f} s")
+        ck = info.get("ckplus")
+        extra = (
+            f" and {ck['frames']} CK+ frames ({ck['sequences']} sequences of {ck['subjects']} subjects)"
+            if ck
+            else ""
+        )
+        print(
+            f"{root}: wrote {info['num_images']} images {info['counts']}{extra} in {time.time() - start:.1f} s"
+        )

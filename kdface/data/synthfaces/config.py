@@ -12,6 +12,17 @@ from kdface.errors import ConfigError, UnknownNameError
 from kdface.registry import unknown_name_message
 
 VERIFICATION_FOLDS = 10  # the InsightFace .bin convention: 10 contiguous folds
+# The CK+ tree's fields: left out of to_dict() when ckplus_subjects is 0, so that a config without a CK+
+# tree records what configs recorded before the tree existed (their trees stay up to date).
+CKPLUS_FIELDS = (
+    "ckplus_subjects",
+    "ckplus_sequences",
+    "ckplus_min_frames",
+    "ckplus_max_frames",
+    "ckplus_labelled_fraction",
+    "ckplus_width",
+    "ckplus_height",
+)
 
 
 @dataclass
@@ -47,11 +58,21 @@ class SynthFacesConfig:
     challenging_pose_jitter: float = 2.0
     expression_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # RAF-DB order 1..7
     jpeg_quality: int = 95
+    # CK+ tree (ckplus/, the real CK+ layout): subjects of their own, each with >= 1 sequence going from
+    # a neutral onset to a peak; labelled_fraction of the sequences carry a CK+ emotion file (327 of 593
+    # in CK+); frames are grey PNGs of width x height (CK+: 640 x 490). 0 subjects: no CK+ tree.
+    ckplus_subjects: int = 60
+    ckplus_sequences: int = 240
+    ckplus_min_frames: int = 5
+    ckplus_max_frames: int = 8
+    ckplus_labelled_fraction: float = 0.55
+    ckplus_width: int = 256
+    ckplus_height: int = 196
 
     @classmethod
     def demo(cls, **overrides) -> SynthFacesConfig:
         """About 2000/300/100 300W images, 1500/400 RAF-DB, 100 x 6 identity images, 200 verification
-        pairs (< 1 min)."""
+        pairs, a CK+ tree of 60 subjects x 4 sequences of 5-8 frames at 256 x 196 (< 1 min)."""
         return cls(**overrides)
 
     @classmethod
@@ -69,6 +90,12 @@ class SynthFacesConfig:
             num_identity_folders=12,
             images_per_identity=3,
             verification_pairs=20,
+            ckplus_subjects=10,  # one a fold of CK+'s 10-fold cross-validation
+            ckplus_sequences=20,
+            ckplus_min_frames=3,
+            ckplus_max_frames=5,
+            ckplus_width=128,
+            ckplus_height=98,
         )
         values.update(overrides)
         return cls(**values)
@@ -87,6 +114,12 @@ class SynthFacesConfig:
             num_identity_folders=1000,
             images_per_identity=20,
             verification_pairs=6000,
+            ckplus_subjects=123,  # CK+: 123 subjects, 593 sequences (327 labelled), 10-60 frames of 640 x 490
+            ckplus_sequences=593,
+            ckplus_min_frames=10,
+            ckplus_max_frames=30,
+            ckplus_width=640,
+            ckplus_height=490,
         )
         values.update(overrides)
         return cls(**values)
@@ -105,7 +138,7 @@ class SynthFacesConfig:
         pairs per fold keep the 10-fold standard deviation meaningful (a fold's binomial standard
         error is about 4 points at 90 % accuracy) while evaluation stays small (1200 pair images,
         like a tenth of LFW). The landmark and expression trees are kept to the minimum the config
-        allows (no 300W images; RAF-DB 2 images per identity).
+        allows (no 300W images; RAF-DB 2 images per identity), and there is no CK+ tree.
         Generation: 9000 images (6400 + 1600 identity, 1000 RAF-DB), 96 MB, in 42 s on the
         development machine (2 CPU cores, 2 worker processes; measured with the CLI).
         """
@@ -120,6 +153,7 @@ class SynthFacesConfig:
             num_identity_folders=500,
             images_per_identity=16,
             verification_pairs=600,
+            ckplus_subjects=0,
         )
         values.update(overrides)
         return cls(**values)
@@ -134,7 +168,25 @@ class SynthFacesConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["expression_weights"] = list(self.expression_weights)
+        if not self.ckplus_subjects:
+            for name in CKPLUS_FIELDS:
+                del d[name]
         return d
+
+    @classmethod
+    def from_dict(cls, recorded: dict) -> SynthFacesConfig:
+        """The config a ``synthfaces.json`` records (:meth:`to_dict`); unknown keys are ignored, and a
+        record without the CK+ fields had no CK+ tree."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in recorded.items() if k in known}
+        if "expression_weights" in values:
+            values["expression_weights"] = tuple(values["expression_weights"])
+        values.setdefault("ckplus_subjects", 0)
+        return cls(**values)
+
+    def without_ckplus(self) -> dict:
+        """:meth:`to_dict` less the CK+ fields: what the other trees are a function of."""
+        return {k: v for k, v in self.to_dict().items() if k not in CKPLUS_FIELDS}
 
     def validate(self) -> None:
         """Raise :class:`~kdface.errors.ConfigError` (a ``ValueError``) for values out of range."""
@@ -187,6 +239,34 @@ class SynthFacesConfig:
         )
         if not all(0 <= f <= 1 for f in fractions):
             raise ConfigError("occlusion fractions must be in [0, 1]")
+        self._validate_ckplus()
+
+    def _validate_ckplus(self) -> None:
+        if not self.ckplus_subjects:
+            return
+        if not 0 < self.ckplus_subjects <= 995:
+            raise ConfigError(
+                f"ckplus_subjects must be 0..995 (CK+ names subjects S005..S999), got {self.ckplus_subjects}"
+            )
+        if not self.ckplus_subjects <= self.ckplus_sequences <= 999 * self.ckplus_subjects:
+            raise ConfigError(
+                f"ckplus_sequences must be between ckplus_subjects ({self.ckplus_subjects}: one a subject at "
+                f"least) and 999 a subject, got {self.ckplus_sequences}"
+            )
+        if not 2 <= self.ckplus_min_frames <= self.ckplus_max_frames <= 9999:
+            raise ConfigError(
+                "CK+ sequences need 2 <= ckplus_min_frames <= ckplus_max_frames <= 9999 (an onset and a "
+                f"peak at least), got {self.ckplus_min_frames}..{self.ckplus_max_frames}"
+            )
+        if not 0 <= self.ckplus_labelled_fraction <= 1:
+            raise ConfigError(
+                f"ckplus_labelled_fraction must be in [0, 1], got {self.ckplus_labelled_fraction}"
+            )
+        if min(self.ckplus_width, self.ckplus_height) < 64:
+            raise ConfigError(
+                f"CK+ frames must be at least 64 pixels a side (the face is a third of the width), got "
+                f"{self.ckplus_width} x {self.ckplus_height}"
+            )
 
 
 def identity_split(config: SynthFacesConfig) -> tuple[list[int], list[int]]:

@@ -246,7 +246,12 @@ class _Shapes:
         my = idn.mouth_y
 
         def base(t):
-            return my - lift * np.abs(t) ** 1.8 + idn.asym_mouth * t
+            return (
+                my
+                - lift * np.abs(t) ** 1.8
+                + idn.asym_mouth * t
+                - ex.corner_asym * np.clip(t, 0, None) ** 1.8
+            )
 
         def q(t):
             return np.clip(1 - (t / ti) ** 2, 0, None) ** 0.6

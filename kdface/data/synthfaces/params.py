@@ -15,8 +15,10 @@ EXPRESSION_NAMES = {
     5: "sadness",
     6: "anger",
     7: "neutral",
+    8: "contempt",  # drawn in the CK+ tree only (RAF-DB has no contempt)
 }
 NEUTRAL = 7
+CONTEMPT = 8
 OCCLUDER_TYPES = ("none", "sunglasses", "mask", "hand", "hair", "object")
 HAIR_STYLES = ("short", "long", "buzz", "fringe", "curly", "bun", "bald")
 
@@ -106,6 +108,7 @@ class Expression:
     cheek_raise: float = 0.0  # 0..1.5, nasolabial folds and blush
     teeth: float = 0.0  # 0..1, how much of the teeth shows in an open mouth
     brow_furrow: float = 0.0  # 0..1.5, vertical lines between the brows
+    corner_asym: float = 0.0  # one mouth corner up: + the image-right one, - the image-left (contempt)
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ def mirror_params(params: FaceParams) -> FaceParams:
     return replace(
         params,
         identity=params.identity.mirrored(),
+        expression=replace(params.expression, corner_asym=-params.expression.corner_asym),
         pose=params.pose.mirrored(),
         center=(params.width - cx, cy),
         light_azimuth=-params.light_azimuth,

@@ -13,7 +13,8 @@ _TAG_LABELS = 3
 _TAG_SCENE = 4
 _TAG_EXPR = 5
 _TAG_PAIRS = 6  # verification pairs of held-out identities
-_TREE_CODES = {"300w": 1, "rafdb": 2, "identities": 3}
+_TAG_CKPLUS = 7  # the CK+ tree's subjects, sequences and frames
+_TREE_CODES = {"300w": 1, "rafdb": 2, "identities": 3, "ckplus": 4}
 _SPLIT_CODES = {"train": 1, "common": 2, "challenging": 3, "test": 4, "all": 5}
 
 _SKIN_PALETTE = np.array(
@@ -162,6 +163,9 @@ _PROTOTYPES: dict[int, dict[str, float]] = {
         brow_furrow=1.0,
     ),
     7: {},
+    # contempt (CK+ only): a one-sided lip-corner tightening and raise (FACS AU14 unilateral); the side
+    # is drawn per image. Its corner_asym is not in _EXPR_NOISE, so labels 1..7 draw as before.
+    8: dict(corner_asym=0.1, lip_press=0.35, mouth_width=-0.03, eye_open=-0.06, lower_lid_raise=0.1),
 }
 _EXPR_NOISE = dict(
     brow_raise=0.022,
@@ -197,12 +201,13 @@ _EXPR_BOUNDS = dict(
 def sample_expression(
     label: int, rng: np.random.Generator, intensity: float | None = None, jitter: float = 1.0
 ) -> Expression:
-    """Expression ``label`` (1..7, RAF-DB order) at a random intensity (0.5..1.2) plus parameter noise.
+    """Expression ``label`` (1..7, RAF-DB order; 8 contempt) at a random intensity (0.5..1.2) plus
+    parameter noise.
 
-    ``jitter=0`` and ``intensity=1`` give the class prototype exactly.
+    ``jitter=0`` and ``intensity=1`` give the class prototype exactly (contempt: on the image-right side).
     """
     if label not in _PROTOTYPES:
-        raise ValueError(f"expression label must be 1..7 (RAF-DB order), got {label!r}")
+        raise ValueError(f"expression label must be 1..7 (RAF-DB order) or 8 (contempt), got {label!r}")
     if intensity is None:
         intensity = float(rng.uniform(0.5, 1.2))
     if label == NEUTRAL:
@@ -216,6 +221,9 @@ def sample_expression(
         lo, hi = _EXPR_BOUNDS.get(name, (-np.inf, np.inf))
         values[name] = float(np.clip(v, lo, hi))
     values["mouth_open"] = max(0.0, values["mouth_open"] - 0.02 * jitter)  # small gaps close
+    if "corner_asym" in proto:  # drawn after the shared draws: the other labels' streams are unchanged
+        side = 1.0 if jitter == 0 or rng.uniform() < 0.5 else -1.0
+        values["corner_asym"] = side * intensity * proto["corner_asym"]
     return Expression(label=int(label), intensity=float(intensity), **values)
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kdface.data.synthfaces.config import SynthFacesConfig, identity_split
+from kdface.data.synthfaces import ckplus
+from kdface.data.synthfaces.config import CKPLUS_FIELDS, SynthFacesConfig, identity_split
 from kdface.data.synthfaces.occluders import landmark_occlusion
 from kdface.data.synthfaces.params import EXPRESSION_NAMES, OCCLUDER_TYPES
 from kdface.data.synthfaces.plan import _Job, _job_params, _plan, plan_verification_pairs
@@ -31,6 +32,8 @@ from kdface.tasks.landmarks.w300 import write_pts
 GENERATOR_VERSION = "1.2.0"
 # 1.1.0: rafdb_occlusion_list.txt, rafdb_test_occlusion_fraction. 1.2.0: held-out identities move from
 # identities/ to identities_test/ (same images), verification/synthface.bin + synthface_pairs.csv.
+# The CK+ tree (ckplus/) came without a new version: the other trees' bytes did not change, and a tree
+# of this version without ckplus/ gets it added by generate() (only it) when its config asks for one.
 OCCLUSION_LIST = "rafdb_occlusion_list.txt"  # under rafdb/; codes are OCCLUDER_TYPES indices (1..5)
 METADATA_COLUMNS = (
     "path",
@@ -59,7 +62,7 @@ METADATA_COLUMNS = (
 )
 # everything generate writes under root: what _clear_previous may remove before a new run
 _OUTPUTS = (
-    *("300w", "rafdb", "identities", "identities_test", "verification", "masks"),
+    *("300w", "rafdb", "identities", "identities_test", "verification", "masks", ckplus.CKPLUS_DIR),
     *("metadata.csv", "landmarks.npz", "synthfaces.json"),
 )
 _MARKER = "synthfaces.json"
@@ -137,12 +140,27 @@ def _csv_bytes(rows: list[dict], columns: Sequence[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _marker_matches(root: Path, config: SynthFacesConfig) -> bool:
+def _marker(root: Path) -> dict | None:
     try:
         info = json.loads((root / _MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("generator_version") == GENERATOR_VERSION else None
+
+
+def _marker_matches(root: Path, config: SynthFacesConfig) -> bool:
+    info = _marker(root)
+    return info is not None and info.get("config") == config.to_dict()
+
+
+def _only_ckplus_differs(root: Path, config: SynthFacesConfig) -> bool:
+    """Whether ``root`` is a complete tree of this version whose config differs from ``config`` in the
+    CK+ fields alone (e.g. written before the CK+ tree existed): then only ``ckplus/`` is (re)written."""
+    info = _marker(root)
+    if info is None or not isinstance(info.get("config"), dict) or (root / _IN_PROGRESS).exists():
         return False
-    return info.get("generator_version") == GENERATOR_VERSION and info.get("config") == config.to_dict()
+    recorded = {k: v for k, v in info["config"].items() if k not in CKPLUS_FIELDS}
+    return recorded == config.without_ckplus()
 
 
 def _clear_previous(root: Path) -> None:
@@ -193,6 +211,9 @@ def generate(
     root = Path(root)
     if not force and _marker_matches(root, config):
         return root
+    if not force and _only_ckplus_differs(root, config):
+        _replace_ckplus(root, config, workers, progress)
+        return root
     root.mkdir(parents=True, exist_ok=True)
     _clear_previous(root)
     write_text(root / _IN_PROGRESS, "generation started; incomplete until synthfaces.json exists\n")
@@ -207,9 +228,46 @@ def generate(
     np.savez_compressed(buf, paths=np.array([r["path"] for r in rows]), landmarks=lms, occluded=occ)
     _atomic_write(root / "landmarks.npz", buf.getvalue())
     info = _summary(config, rows, workers, start)
+    ckplus_info = _write_ckplus(root, config, workers, progress)
+    if ckplus_info:
+        info["ckplus"] = ckplus_info
+    info["seconds"] = round(time.time() - start, 2)
     (root / _IN_PROGRESS).unlink(missing_ok=True)
     _atomic_write(root / _MARKER, (json.dumps(info, indent=2) + "\n").encode())
     return root
+
+
+def _replace_ckplus(root: Path, config: SynthFacesConfig, workers: int | None, progress: bool) -> None:
+    """(Re)write ``ckplus/`` alone in a complete tree whose other trees ``config`` leaves as they are;
+    the marker goes first and comes back last, as in a full run."""
+    info = _marker(root)
+    (root / _MARKER).unlink()
+    write_text(root / _IN_PROGRESS, "CK+ tree being written; incomplete until synthfaces.json exists\n")
+    if (root / ckplus.CKPLUS_DIR).exists():
+        shutil.rmtree(root / ckplus.CKPLUS_DIR)
+    info.pop("ckplus", None)
+    ckplus_info = _write_ckplus(root, config, workers, progress)
+    if ckplus_info:
+        info["ckplus"] = ckplus_info
+    info["config"] = config.to_dict()
+    (root / _IN_PROGRESS).unlink(missing_ok=True)
+    _atomic_write(root / _MARKER, (json.dumps(info, indent=2) + "\n").encode())
+
+
+def _map_jobs(run, tasks: list, workers: int):
+    """``run`` over ``tasks`` in order, in ``workers`` processes (OpenCV single-threaded in each)."""
+    if workers == 1:
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # the images are tiny: threading costs more than it saves
+        try:
+            yield from map(run, tasks)
+        finally:
+            cv2.setNumThreads(threads)
+    else:
+        # "spawn", not "fork": forking a process whose OpenCV (or TensorFlow) thread pools have run
+        # can deadlock the children.  Workers only import numpy, OpenCV and kdface.data.
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+            yield from pool.imap(run, tasks, chunksize=16)
 
 
 def _render_jobs(
@@ -229,18 +287,7 @@ def _render_jobs(
             if progress and (i + 1) % 500 == 0:
                 print(f"  {i + 1}/{len(jobs)} images ({time.time() - start:.1f} s)", file=sys.stderr)
 
-    if workers == 1:
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # the images are tiny: threading costs more than it saves
-        try:
-            consume(map(_run_job, tasks))
-        finally:
-            cv2.setNumThreads(threads)
-    else:
-        # "spawn", not "fork": forking a process whose OpenCV (or TensorFlow) thread pools have run
-        # can deadlock the children.  Workers only import numpy, OpenCV and kdface.data.
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
-            consume(pool.imap(_run_job, tasks, chunksize=16))
+    consume(_map_jobs(_run_job, tasks, workers))
     return rows, lms, occ
 
 
@@ -263,6 +310,67 @@ def _write_rafdb_lists(root: Path, rows: list[dict], label_lines: list[str]) -> 
         if row["split"] == "test" and row["occluder"] != "none"
     ]
     _atomic_write(root / "rafdb" / OCCLUSION_LIST, "".join(occlusion_lines).encode())
+
+
+CKPLUS_METADATA_COLUMNS = ("path", "subject", "sequence", "frame", "frames", "identity", "ckplus_code",
+                           "expression", "expression_name", "intensity", "roll", "yaw", "scale", "width",
+                           "height", "generator_version")  # fmt: skip
+
+
+def _run_sequence(args: tuple[ckplus.SequenceJob, SynthFacesConfig, str]) -> list[dict]:
+    """Render one CK+ sequence and write its frames, their landmarks and its emotion file (CK+'s
+    formats: ``%15.7e`` numbers); returns one metadata row a frame."""
+    job, config, root_str = args
+    tree = Path(root_str) / ckplus.CKPLUS_DIR
+    rows = []
+    for number, (grey, landmarks, params) in enumerate(ckplus.render_sequence(job, config), start=1):
+        name = job.frame_name(number)
+        image_rel = f"cohn-kanade-images/{job.folder}/{name}.png"
+        _atomic_write(tree / image_rel, _encode(grey, ".png", 100))
+        points = landmarks.astype(np.float64) + 0.5  # CK+'s AAM points: 1-based pixel centres
+        text = "".join(f"   {x:.7e}   {y:.7e}\n" for x, y in points)
+        _atomic_write(tree / f"Landmarks/{job.folder}/{name}_landmarks.txt", text.encode())
+        rows.append({
+            "path": f"{ckplus.CKPLUS_DIR}/{image_rel}", "subject": job.subject_name, "sequence": f"{job.sequence:03d}",
+            "frame": number, "frames": job.frames, "identity": params.identity.identity_id,
+            "ckplus_code": "" if job.code is None else job.code, "expression": job.expression,
+            "expression_name": EXPRESSION_NAMES[job.expression], "intensity": f"{params.expression.intensity:.3f}",
+            "roll": f"{params.pose.roll:.3f}", "yaw": f"{params.pose.yaw:.3f}", "scale": f"{params.pose.scale:.4f}",
+            "width": params.width, "height": params.height, "generator_version": GENERATOR_VERSION,
+        })  # fmt: skip
+    emotion_dir = tree / "Emotion" / job.folder
+    emotion_dir.mkdir(parents=True, exist_ok=True)  # CK+ keeps the folders of unlabelled sequences, empty
+    if job.code is not None:
+        _atomic_write(
+            emotion_dir / f"{job.frame_name(job.frames)}_emotion.txt", f"   {float(job.code):.7e}\n".encode()
+        )
+    return rows
+
+
+def _write_ckplus(root: Path, config: SynthFacesConfig, workers: int | None, progress: bool) -> dict:
+    """The CK+ tree under ``root/ckplus`` (:mod:`.ckplus`) and its summary; ``{}`` without CK+ subjects."""
+    jobs = ckplus.plan_ckplus(config)
+    if not jobs:
+        return {}
+    start = time.time()
+    num_frames = sum(job.frames for job in jobs)
+    workers = _default_workers(num_frames) if workers is None else max(1, int(workers))
+    rows: list[dict] = []
+    for k, sequence_rows in enumerate(
+        _map_jobs(_run_sequence, [(job, config, str(root)) for job in jobs], workers)
+    ):
+        rows += sequence_rows
+        if progress and (k + 1) % 50 == 0:
+            print(f"  CK+: {k + 1}/{len(jobs)} sequences ({time.time() - start:.1f} s)", file=sys.stderr)
+    _atomic_write(root / ckplus.CKPLUS_DIR / "metadata.csv", _csv_bytes(rows, CKPLUS_METADATA_COLUMNS))
+    return {
+        "subjects": config.ckplus_subjects,
+        "sequences": len(jobs),
+        "labelled_sequences": sum(job.code is not None for job in jobs),
+        "frames": num_frames,
+        "seconds": round(time.time() - start, 2),
+        "workers": workers,
+    }
 
 
 VERIFICATION_BIN = "verification/synthface.bin"

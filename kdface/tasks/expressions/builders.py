@@ -1,6 +1,6 @@
 """TFDS builders for the expression datasets: manual-download builders over the real on-disk formats
-(RAF-DB, FED-RO, FERPlus, AffectNet, the occlusion lists), and SynthFaces' RAF-DB tree as a
-generated builder over the same reader.
+(RAF-DB, FED-RO, FERPlus, AffectNet, the occlusion lists, CK+), and SynthFaces' RAF-DB and CK+ trees as
+generated builders over the same readers.
 
 Every builder emits ``image`` (encoded; in-memory pixels such as FER2013's are PNG-encoded),
 ``label`` (a ``ClassLabel`` over kdface's 8 class names,
@@ -8,6 +8,11 @@ Every builder emits ``image`` (encoded; in-memory pixels such as FER2013's are P
 ``(4,)`` float32 (the dataset's face box, or the full image ``(0, 0, W, H)`` when the image already is
 a face crop), ``key`` (text) and ``occlusion_code`` (int32; the occlusion list's code in the
 ``occlusion`` / ``occluded`` splits, else -1).
+
+The CK+ builders emit **pairs** of one subject (:mod:`kdface.tasks.expressions.ckplus`), one split per
+cross-validation fold (``fold0`` ...): ``neutral`` and ``target`` (encoded), ``neutral_box`` and
+``target_box`` (each frame's face box), ``label``, ``key`` (``<neutral frame>+<target frame>``),
+``subject`` (``S005``), ``sequence`` (the target's, ``S005/001``) and ``fold``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import tensorflow_datasets as tfds
 
 from kdface.data.builders import SYNTHFACES_HOMEPAGE, RecordingBuilder, SynthFacesBuilder
 from kdface.errors import DataFormatError
-from kdface.tasks.expressions import fedro, rafdb
+from kdface.tasks.expressions import ckplus, fedro, rafdb
 from kdface.tasks.expressions.labels import CLASS_NAMES, NUM_BASIC, validated_expression_samples
 
 _HOMEPAGES = {
@@ -29,6 +34,7 @@ _HOMEPAGES = {
     "ferplus": "https://github.com/microsoft/FERPlus",
     "affectnet": "http://mohammadmahoor.com/affectnet/",
     "occlusion_lists": "https://github.com/kaiwang960112/Challenge-condition-FER-dataset",
+    "ckplus": "https://www.jeffcohn.net/Resources/",
 }
 
 
@@ -244,3 +250,110 @@ class KdfaceSynthfacesExpressions(SynthFacesBuilder, _ExpressionBuilder):
         if split == "occluded":
             return rafdb.read_occlusion_list(root, bad=self.bad_samples)
         return rafdb.read_split(root, split, bad=self.bad_samples)
+
+
+def _pair_features() -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict(
+        {
+            "neutral": tfds.features.Image(shape=(None, None, 3)),
+            "target": tfds.features.Image(shape=(None, None, 3)),
+            "neutral_box": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+            "target_box": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+            "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
+            "key": tfds.features.Text(),
+            "subject": tfds.features.Text(),
+            "sequence": tfds.features.Text(),
+            "fold": tfds.features.Tensor(shape=(), dtype=np.int32),
+        }
+    )
+
+
+class _CkplusBuilder(RecordingBuilder, skip_registration=True):
+    """CK+ pairs, one split per fold (``fold0`` .. ``fold{folds-1}``: that fold's subjects' pairs).
+
+    ``folds``, ``peak_frames`` and ``neutral_pairs`` are the protocol's options
+    (:mod:`kdface.tasks.expressions.ckplus`); they change what is prepared, so they are builder
+    arguments (and part of the prepared copy's name, :func:`kdface.data.sources.prepare_builder`).
+    Problems of the whole tree (an entry that is no subject folder) are recorded before any split, for
+    every split; a sequence's or a pair's in its subject's fold.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    NUM_CLASSES = ckplus.NUM_CLASSES
+    HOMEPAGE: str = _HOMEPAGES["ckplus"]
+
+    def __init__(self, *, folds: int = ckplus.DEFAULT_FOLDS, peak_frames: int = ckplus.DEFAULT_PEAK_FRAMES,
+                 neutral_pairs: bool = False, **kwargs):  # fmt: skip
+        if folds < 2 or peak_frames < 1:
+            raise ValueError(f"CK+ needs folds >= 2 and peak_frames >= 1, got {folds} and {peak_frames}")
+        self.folds, self.peak_frames, self.neutral_pairs = int(folds), int(peak_frames), bool(neutral_pairs)
+        super().__init__(**kwargs)
+
+    def _info(self):
+        return self.dataset_info_from_configs(features=_pair_features(), homepage=self.HOMEPAGE)
+
+    def _ckplus_root(self, dl_manager) -> Path:
+        raise NotImplementedError
+
+    def _split_generators(self, dl_manager):
+        root = self._ckplus_root(dl_manager)
+        self.bad_samples.split = None  # the whole tree's problems hold for every split
+        folds = ckplus.dataset_folds(root, self.folds, self.bad_samples)
+        return {
+            f"fold{k}": self._generate_examples(root, k, [s for s, fold in folds.items() if fold == k])
+            for k in range(self.folds)
+        }
+
+    def _generate_examples(self, root: Path, fold: int, subjects: list[str]):
+        self.bad_samples.split = f"fold{fold}"  # TFDS generates one split at a time
+        found = 0
+        for subject in subjects:
+            sequences = ckplus.read_subject(root, subject, self.bad_samples)
+            pairs = ckplus.subject_pairs(
+                root, sequences, fold, self.peak_frames, self.neutral_pairs, self.bad_samples
+            )
+            for pair, _, _ in ckplus.validated_pairs(pairs, self.bad_samples):
+                found += 1
+                yield (
+                    pair.key,
+                    {
+                        "neutral": pair.neutral.path,
+                        "target": pair.target.path,
+                        "neutral_box": np.asarray(pair.neutral_box, np.float32),
+                        "target_box": np.asarray(pair.target_box, np.float32),
+                        "label": int(pair.label),
+                        "key": pair.key,
+                        "subject": pair.subject,
+                        "sequence": pair.sequence,
+                        "fold": np.int32(fold),
+                    },
+                )
+        if not found:  # TFDS would fail with a bare AssertionError on an empty split
+            skipped = sum(1 for record in self.bad_samples.skipped if record.split == f"fold{fold}")
+            raise DataFormatError(
+                root,
+                f"at least one valid pair in fold {fold} (subjects {', '.join(subjects)})",
+                got=f"none ({skipped} bad samples skipped)",
+            )
+
+
+class KdfaceCkplus(_CkplusBuilder):
+    """CK+ (593 sequences of 123 subjects, 327 labelled) as pairs of one subject, by fold."""
+
+    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+    Request CK+ from {_HOMEPAGES["ckplus"]}, unpack extended-cohn-kanade-images.zip, Emotion_labels.zip and
+    (for the face boxes) Landmarks.zip into one folder, so that it holds cohn-kanade-images/S005/001/...,
+    Emotion/S005/001/... and Landmarks/S005/001/..., and pass that folder as --data-dir.
+    """
+
+    def _ckplus_root(self, dl_manager) -> Path:
+        return Path(dl_manager.manual_dir)
+
+
+class KdfaceSynthfacesCkplus(SynthFacesBuilder, _CkplusBuilder):
+    """SynthFaces' CK+ tree (``ckplus/``), read by the CK+ reader exactly as CK+ is."""
+
+    HOMEPAGE = SYNTHFACES_HOMEPAGE
+
+    def _ckplus_root(self, dl_manager) -> Path:
+        return self.synthfaces_tree("ckplus")

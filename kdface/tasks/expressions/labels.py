@@ -8,7 +8,7 @@ boundary, so a model trained on one dataset is evaluated on another without rema
     0 surprise, 1 fear, 2 disgust, 3 happiness, 4 sadness, 5 anger, 6 neutral, 7 contempt
 
 This is RAF-DB's order (its raw labels 1..7 minus one) with contempt appended, so the 7-class
-problem (RAF-DB, FED-RO, 7-class AffectNet) is the first 7 indices of the 8-class one (FERPlus,
+problem (RAF-DB, FED-RO, 7-class AffectNet) is the first 7 indices of the 8-class one (FERPlus, CK+,
 8-class AffectNet). The class names travel with every saved model (its model card), so ``test.py``
 and ``kdface.predict_expressions`` report names, not integers.
 """
@@ -32,6 +32,7 @@ NUM_BASIC = 7  # the basic expressions; contempt is the 8th class
 RAFDB_TO_KDFACE = {raw: raw - 1 for raw in range(1, 8)}  # RAF-DB raw labels 1..7
 FERPLUS_TO_KDFACE = {0: 6, 1: 3, 2: 0, 3: 4, 4: 5, 5: 2, 6: 1, 7: 7}  # FERPlus vote columns 0..7
 AFFECTNET_TO_KDFACE = {0: 6, 1: 3, 2: 4, 3: 0, 4: 1, 5: 2, 6: 5, 7: 7}  # AffectNet expression 0..7
+CKPLUS_TO_KDFACE = {0: 6, 1: 5, 2: 7, 3: 2, 4: 1, 5: 3, 6: 4, 7: 0}  # CK+ emotion codes 0..7
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:

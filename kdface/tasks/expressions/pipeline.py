@@ -396,14 +396,11 @@ def expression_training_stream(
     a variable indexed by it). Each epoch is ``N // batch_size`` full batches. The encoded images are
     read by index through ``split.image_reader()``: from disk for a :class:`FileBackedSplit`.
     """
-    from kdface.data.streams import epoch_stream
-
     read_image = split.image_reader()
     boxes = tf.constant(split.boxes)
     labels = tf.constant(split.labels)
 
-    def element(epoch_seed, position, index):
-        seed = tf.stack([epoch_seed, position])
+    def element(seed, index):
         clean = prepare_train(read_image(index), boxes[index], seed, image_size, augment)
         if view_erasing is not None:
             clean = random_erasing(clean, _fold(seed, _ERASE), view_erasing)
@@ -414,10 +411,22 @@ def expression_training_stream(
             inputs["index"] = tf.cast(index, tf.int32)
         return (inputs if len(inputs) > 1 else clean), labels[index]
 
+    return indexed_stream(element, split.labels, batch_size=batch_size, num_classes=num_classes,
+                          balanced=balanced, seed=seed, start_epoch=start_epoch, skip_batches=skip_batches)  # fmt: skip
+
+
+def indexed_stream(element, labels: np.ndarray, *, batch_size: int, num_classes: int, balanced: bool = False,
+                   seed: int = 0, start_epoch: int = 0, skip_batches: int = 0):  # fmt: skip
+    """The endless epoch stream of ``element(seed, index)`` over a split with random access by index
+    (``labels``: the split's, for the class-balanced sampler), from epoch ``start_epoch``, batch
+    ``skip_batches``. ``seed`` is the element's stateless seed, ``(epoch seed, position in the epoch)``;
+    each epoch is ``N // batch_size`` full batches."""
+    from kdface.data.streams import epoch_stream
+
     def one_epoch(epoch_seed, skip):
-        order = epoch_indices(epoch_seed, split.labels, num_classes, balanced)
+        order = epoch_indices(epoch_seed, labels, num_classes, balanced)
         ds = tf.data.Dataset.from_tensor_slices(order).enumerate().skip(skip)  # skip before decoding
-        ds = ds.map(lambda position, index: element(epoch_seed, position, index),
+        ds = ds.map(lambda position, index: element(tf.stack([epoch_seed, position]), index),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # fmt: skip
         return ds.batch(batch_size, drop_remainder=True)
 

@@ -2,9 +2,10 @@
 augmentations, the training data (epoch stream + validation set), the model card, the deployable
 probabilities model and the per-epoch learning-rate schedule with coupled L2.
 
-A method subclasses :class:`ExpressionConfig`, loads its data with :func:`training_data` and trains
-through :func:`kdface.training.train_run`; ``test.py`` then evaluates its saved model on every
-expression dataset.
+A method subclasses :class:`ExpressionConfig`, loads its data with :func:`training_data` (a method
+whose model takes neutral/target pairs, :data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`: with
+:func:`pair_training_data`) and trains through :func:`kdface.training.train_run`; ``test.py`` then
+evaluates its saved model on every expression dataset.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kdface.data.label_noise import LabelNoise
 from kdface.errors import ConfigError
 from kdface.io.atomic import write_text
 from kdface.registry import Registry
+from kdface.tasks.expressions.pairs import PAIR_INPUT, PairSplit, pair_dataset, pair_training_stream
 from kdface.tasks.expressions.pipeline import (
     ErasingConfig,
     ExpressionAugment,
@@ -29,7 +31,12 @@ from kdface.tasks.expressions.pipeline import (
     expression_training_stream,
     resize_size,
 )
-from kdface.tasks.expressions.sources import check_expression_inputs, load_expression_split
+from kdface.tasks.expressions.sources import (
+    PairOptions,
+    check_expression_inputs,
+    load_expression_split,
+    load_pair_split,
+)
 from kdface.training.optimizers import GroupAdam
 from kdface.training.run import TrainingData
 
@@ -160,7 +167,7 @@ class ExpressionData(TrainingData):
     class_names: tuple = ()
     num_classes: int = 0
     train_size: int = 0
-    split: FileBackedSplit | InMemorySplit | None = None
+    split: FileBackedSplit | InMemorySplit | PairSplit | None = None
     noise: LabelNoise | None = None
 
 
@@ -190,15 +197,7 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
     train_split, val_split = config.splits(config.train_split)
     source = load_split(config, train_split, on_bad_sample)
     split = FileBackedSplit.load(source.dataset, image_store_dir(config), int(config.max_memory_gb * 2**30))
-    noise = LabelNoise.inject(
-        split.keys, split.labels, config.label_noise, source.num_classes, config.noise_seed
-    )
-    if noise.count:
-        split = dataclasses.replace(split, labels=noise.noisy)
-        print(f"label noise: {noise.count} of {len(split)} training labels replaced by another class "
-              f"(--label-noise {config.label_noise}, --noise-seed {config.noise_seed})")  # fmt: skip
-        if run is not None and run.chief:
-            write_text(run.path / "label_noise.csv", noise.csv(source.class_names))
+    split, noise = _with_label_noise(config, split, source, run)
     augmentation = config.augmentation()
 
     def stream(start_epoch: int = 0, skip_batches: int = 0):
@@ -214,6 +213,25 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
         val_source = load_split(config, val_split, on_bad_sample)
         val = expression_dataset(val_source.dataset, image_size=config.image_size, batch_size=config.batch_size,
                                  cache=True)  # fmt: skip
+    return _expression_data(config, source, split, noise, stream, val, skipped)
+
+
+def _with_label_noise(config: ExpressionConfig, split, source, run):
+    """``config.label_noise`` injected into ``split``'s labels (a copy), the draw written to ``run``."""
+    noise = LabelNoise.inject(
+        split.keys, split.labels, config.label_noise, source.num_classes, config.noise_seed
+    )
+    if noise.count:
+        split = dataclasses.replace(split, labels=noise.noisy)
+        print(f"label noise: {noise.count} of {len(split)} training labels replaced by another class "
+              f"(--label-noise {config.label_noise}, --noise-seed {config.noise_seed})")  # fmt: skip
+        if run is not None and run.chief:
+            write_text(run.path / "label_noise.csv", noise.csv(source.class_names))
+    return split, noise
+
+
+def _expression_data(config: ExpressionConfig, source, split, noise, stream, val, skipped,
+                     card: dict | None = None) -> ExpressionData:  # fmt: skip
     card = {
         "task": "expressions",
         "class_names": list(source.class_names),
@@ -222,6 +240,7 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
         "resize_size": resize_size(config.image_size),
         "train_class_counts": split.class_counts(source.num_classes).tolist(),
         **({"label_noise": noise.summary()} if noise.count else {}),
+        **(card or {}),
     }
     return ExpressionData(
         stream=stream, steps_per_epoch=config.steps_per_epoch or len(split) // config.batch_size,
@@ -229,6 +248,48 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
         monitor="val_accuracy", mode="max", skipped=skipped, card=card, class_names=tuple(source.class_names),
         num_classes=source.num_classes, train_size=len(split), split=split, noise=noise,
     )  # fmt: skip
+
+
+def pair_training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, run=None,
+                       options: PairOptions | None = None) -> ExpressionData:  # fmt: skip
+    """:func:`training_data` for a model taking neutral/target pairs (``(B, 2, S, S, 3)``,
+    :data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`): ``config.dataset`` is a pair dataset
+    (``ck+``, ``synthface-ck+``) and ``config.train_split`` names the folds (``train-fold3``);
+    ``options`` pick the protocol (:class:`~kdface.tasks.expressions.sources.PairOptions`).
+
+    Both images of a pair share one augmentation draw (:mod:`kdface.tasks.expressions.pairs`). The
+    validation set is ``val_fraction`` of each training fold's pairs, so its subjects are training
+    subjects too; the test fold's subjects are in neither. The card records ``"input": "pair"``, the
+    folds trained on and the protocol options.
+    """
+    train_split, val_split = config.splits(config.train_split)
+
+    def load(split: str):
+        return load_pair_split(config.dataset, split, config.data_dir, config.tfds_dir,
+                               on_bad_sample=on_bad_sample, options=options)  # fmt: skip
+
+    source = load(train_split)
+    split = PairSplit.load(source.dataset, image_store_dir(config), int(config.max_memory_gb * 2**30))
+    split, noise = _with_label_noise(config, split, source, run)
+    augmentation = config.augmentation()
+
+    def stream(start_epoch: int = 0, skip_batches: int = 0):
+        return pair_training_stream(
+            split, image_size=config.image_size, batch_size=config.batch_size, num_classes=source.num_classes,
+            augment=augmentation.augment, balanced=config.balanced_sampler, seed=config.seed,
+            start_epoch=start_epoch, skip_batches=skip_batches,
+        )  # fmt: skip
+
+    val, skipped = None, list(source.skipped)
+    if val_split is not None:
+        val = pair_dataset(load(val_split).dataset, image_size=config.image_size, batch_size=config.batch_size,
+                           cache=True)  # fmt: skip
+    card = {
+        **PAIR_INPUT.card(),
+        "pair_folds": list(source.folds),
+        "pair_options": dataclasses.asdict(source.options),
+    }
+    return _expression_data(config, source, split, noise, stream, val, skipped, card)
 
 
 # --- models ---------------------------------------------------------------------------------------------
