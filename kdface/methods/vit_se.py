@@ -47,7 +47,7 @@ ADAMW_EPSILON = 1e-8  # torch.optim.AdamW's default (Keras' is 1e-7)
 # default weight decay 0.01), batch 8, 30 epochs, StepLR(10, 0.2), ViT-B/16 at 224 px. The paper's own
 # optimiser and schedule could not be retrieved (spec §1.2 [UNVERIFIED]); the jerry940100 README gives
 # only Adam, batch 32, 30 epochs, no learning rate. Neither original balances classes.
-# demo: vit_tiny at 64 px, from scratch, the paper's schedule shape (30 epochs, drops after 10 and 20 -> 18,
+# demo: vit_tiny at 64 px, from scratch, the paper preset's schedule shape (30 epochs, drops after 10 and 20 -> 18,
 # after 6 and 12) at 5x its rate (scratch, not fine-tuning) and batch 32 for CPU throughput; the measured
 # budget is in docs/vit_se.md.
 PRESETS = {
