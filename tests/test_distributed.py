@@ -285,7 +285,6 @@ MIRRORED_FER_STEP = textwrap.dedent("""
             # the attention key biases' gradients (zero in exact arithmetic, rounding noise summed in
             # another order on 2 replicas) by their own size
             from kdface.methods.vit_se import ViTSEConfig, build_network
-            from kdface.tasks.expressions.training import ExpressionClassifier
             model = ExpressionClassifier(build_network(ViTSEConfig(backbone="vit_tiny", image_size=SIZE), K))
             model.compile(optimizer=keras.optimizers.SGD(1e-2, weight_decay=0.01))
             return model
