@@ -279,6 +279,15 @@ MIRRORED_FER_STEP = textwrap.dedent("""
             model = SCN(network, BATCH, margin=0.5, relabel_epoch=1, relabel_margin=0.0)
             model.set_labels(y)
             synchronize_batchnorm(model)  # same per-sample outputs on 1 or 2 devices
+        elif method == "vit-se":
+            # the method's own network (vit_tiny; LayerNorm is per sample, so device-count free) under SGD
+            # with Keras' decoupled weight decay (AdamW's form) rather than AdamW itself: Adam would divide
+            # the attention key biases' gradients (zero in exact arithmetic, rounding noise summed in
+            # another order on 2 replicas) by their own size
+            from kdface.methods.vit_se import ViTSEConfig, build_network
+            model = ExpressionClassifier(build_network(ViTSEConfig(backbone="vit_tiny", image_size=SIZE), K))
+            model.compile(optimizer=keras.optimizers.SGD(1e-2, weight_decay=0.01))
+            return model
         else:
             model = IGKD(backbone("teacher", 6), backbone("student", 4), K, fusion_dropout=0.0)
         model.compile(optimizer=GroupAdam(1e-3, coupled_weight_decay=1e-4))
@@ -289,6 +298,8 @@ MIRRORED_FER_STEP = textwrap.dedent("""
         # fit on a one-batch dataset: Keras distributes it, so each replica gets half the global batch
         # (train_on_batch would hand every replica the whole batch)
         inputs = {"image": x["image"], "index": np.arange(BATCH, dtype="int32")} if method == "scn" else x
+        if method == "vit-se":
+            inputs = x["image"]
         ds = tf.data.Dataset.from_tensors((inputs, y)).repeat()
         history = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
         return {k: v[-1] for k, v in history.history.items()}
@@ -339,14 +350,15 @@ MIRRORED_FER_STEP = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_mirrored_expression_steps_and_igkd_batch_level_terms():
-    """The plain classifier (both views, synchronized BatchNorm): one step on 2 replicas equals one
-    step on 1 device. IGKD: each replica's terms are those of its half batch, so 2 replicas report
+    """The plain classifier (both views, synchronized BatchNorm) and ViT-SE: one step on 2 replicas
+    equals one step on 1 device. IGKD: each replica's terms are those of its half batch, so 2 replicas report
     the mean of the two half batches' terms; its relation term (RD) then differs from the whole
     batch's B x B relation by design (docs/igkd.md). SCN: rank regularisation ranks each replica's
     half batch (docs/scn.md), the weighted CE matches the single device, and relabelling writes the
     same labels on every replica as on one device."""
     out = {}
-    for method in ("fer", "igkd", "scn"):  # one process each: a fresh collective state per strategy pair
+    # one process each: a fresh collective state per strategy pair
+    for method in ("fer", "igkd", "scn", "vit-se"):
         result = subprocess.run([sys.executable, "-c", MIRRORED_FER_STEP, method], capture_output=True, text=True,
                                 timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=ROOT)  # fmt: skip
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -373,3 +385,8 @@ def test_mirrored_expression_steps_and_igkd_batch_level_terms():
     (single_labels,), (first, second) = scn["labels"]
     assert single_labels == first == second, scn  # every replica holds the same relabelled labels
     assert single_labels != scn["initial_labels"], scn  # and relabelling did change some
+    vit_se = out["vit-se"]
+    assert vit_se["replicas"] == [1, 2], vit_se
+    single, mirrored = vit_se["logs"]
+    assert abs(single["loss"] - mirrored["loss"]) <= 1e-5 * abs(single["loss"]), vit_se
+    assert vit_se["max_update_diff"] <= 1e-4 * vit_se["max_update"], vit_se

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # method -> script, method flags, epochs, steps per epoch, kills as (backup step reached, extra delay s).
 # Epochs are whole passes over SynthFaces tiny (300W: train[:95%] of 24 images; RAF-DB: 24, 19 after the 20 %
 # validation hold-out), except KD-Loss': --steps-per-epoch 2 of a 3-batch pass, so epochs end inside passes
-# and the resumed run must restart the stream at the pass and batch of its global step. Image sizes: the smallest that is quick and safe (ResNet-18 runs at 16 px;
+# and the resumed run must restart the stream at the pass and batch of its global step. Image sizes: the smallest that is quick and safe (ResNet-18 and vit_tiny run at 16 px;
 # IGKD's fusion conv needs a 3 x 3 layer-4 map, so 96 px; the landmark student as before). SCN relabels
 # from epoch 2 on, and is killed after a relabelled step: the labels variable must come from the backup.
 METHODS = {
@@ -40,6 +40,10 @@ METHODS = {
                                   "--val-fraction", "0.2"], 2, 2, [(3, 0.0)]),  # during the very last step
     "scn": ("train_teacher.py", ["--method", "scn", "--image-size", "16", "--batch-size", "6", "--val-fraction",
                                  "0.2", "--label-noise", "0.2", "--relabel-epoch", "2"], 3, 3, [(5, 0.009)]),
+    # ViT-SE (vit_tiny at 16 px: 2 x 2 patches), AdamW with StepLR dropping every epoch: the optimizer's
+    # moments and the schedule's position come from the backup; killed mid epoch 2
+    "vit-se": ("train_teacher.py", ["--method", "vit-se", "--image-size", "16", "--batch-size", "6",
+                                    "--val-fraction", "0.2", "--lr-step-epochs", "1"], 2, 3, [(4, 0.011)]),
     # recognition: a multi-resolution CBAM network (per-sample sizes and flips drawn from the element's seed),
     # 27 identity images of 9 train identities, one of each held out for validation (best epoch by
     # val_accuracy): 18 images, batch 6, 3 steps per epoch; killed mid epoch 1

@@ -15,20 +15,18 @@ import dataclasses
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
 from kdface.backbones import check_backbone_weights, create_backbone
 from kdface.config import option
 from kdface.heads import linear_head
 from kdface.methods import Method, Role, register_method
 from kdface.tasks.expressions.training import (
+    ExpressionClassifier,
     ExpressionConfig,
     group_adam,
-    probabilities_model,
     training_data,
 )
 from kdface.training import prepare_built_model, train_run
-from kdface.training.distribute import per_replica_share
 
 
 @dataclasses.dataclass
@@ -52,72 +50,6 @@ class FERConfig(ExpressionConfig):
     def check_inputs(self) -> None:
         super().check_inputs()
         check_backbone_weights(self.weights, self.backbone, "--backbone-weights")
-
-
-@keras.saving.register_keras_serializable("kdface")
-class ExpressionClassifier(keras.Model):
-    """A network (images -> logits) trained with softmax cross-entropy.
-
-    Training inputs are images, or ``{"image", "masked"}`` (the clean and the erased view; both go
-    through the network in one batch of ``2B`` and both are classified). ``deploy_model`` maps images
-    to probabilities; that is what gets saved.
-    """
-
-    def __init__(self, network: keras.Model, **kwargs):
-        super().__init__(**kwargs)
-        self.network = network
-        self.deploy_model = probabilities_model(network.input, network.output, name=network.name)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy]
-
-    def call(self, inputs, training=False):
-        images = inputs["image"] if isinstance(inputs, dict) else inputs
-        return self.network(images, training=training)
-
-    def _batch(self, x, y):
-        if isinstance(x, dict) and "masked" in x:
-            return tf.concat([x["image"], x["masked"]], axis=0), tf.concat([y, y], axis=0)
-        return (x["image"] if isinstance(x, dict) else x), y
-
-    def _loss(self, images, labels, training):
-        logits = tf.cast(self.network(images, training=training), tf.float32)  # float32 under mixed precision
-        loss = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
-        )
-        return logits, loss
-
-    def train_step(self, data):
-        images, labels = self._batch(*keras.utils.unpack_x_y_sample_weight(data)[:2])
-        with tf.GradientTape() as tape:
-            logits, loss = self._loss(images, labels, training=True)
-            # Keras sums the replicas' gradients: each replica contributes its share of the global mean;
-            # scale_loss: float16 loss scaling (apply() unscales), a no-op otherwise.
-            scaled = self.optimizer.scale_loss(per_replica_share(loss))
-        grads = tape.gradient(scaled, self.network.trainable_variables)
-        self.optimizer.apply(grads, self.network.trainable_variables)
-        return self._track(loss, labels, logits)
-
-    def test_step(self, data):
-        images, labels = self._batch(*keras.utils.unpack_x_y_sample_weight(data)[:2])
-        logits, loss = self._loss(images, labels, training=False)
-        return self._track(loss, labels, logits)
-
-    def _track(self, loss, labels, logits):
-        self.loss_tracker.update_state(loss)
-        self.accuracy.update_state(labels, logits)
-        return {m.name: m.result() for m in self.metrics}
-
-    def get_config(self):
-        return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network)}
-
-    @classmethod
-    def from_config(cls, config):
-        config["network"] = keras.saving.deserialize_keras_object(config["network"])
-        return cls(**config)
 
 
 def build_classifier(config: FERConfig, num_classes: int, name: str = "fer_classifier") -> keras.Model:

@@ -1,6 +1,7 @@
 """What every expression method's training shares: the config fields and presets, the named
 augmentations, the training data (epoch stream + validation set), the model card, the deployable
-probabilities model and the per-epoch learning-rate schedule with coupled L2.
+probabilities model, the cross-entropy classifier (:class:`ExpressionClassifier`, trained by
+``--method fer`` and ``--method vit-se``) and the per-epoch learning-rate schedule with coupled L2.
 
 A method subclasses :class:`ExpressionConfig`, loads its data with :func:`training_data` (a method
 whose model takes neutral/target pairs, :data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`: with
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import keras
+import tensorflow as tf
 
 from kdface.config import ExperimentConfig, option
 from kdface.data.label_noise import LabelNoise
@@ -37,6 +39,7 @@ from kdface.tasks.expressions.sources import (
     load_expression_split,
     load_pair_split,
 )
+from kdface.training.distribute import per_replica_share
 from kdface.training.optimizers import GroupAdam
 from kdface.training.run import TrainingData
 
@@ -298,6 +301,72 @@ def pair_training_data(config: ExpressionConfig, on_bad_sample: str = "error", *
 def probabilities_model(images, logits, name: str) -> keras.Model:
     """The deployable Functional model: images -> softmax probabilities (layer ``probabilities``)."""
     return keras.Model(images, keras.layers.Softmax(name="probabilities", dtype="float32")(logits), name=name)
+
+
+@keras.saving.register_keras_serializable("kdface")
+class ExpressionClassifier(keras.Model):
+    """A network (images -> logits) trained with softmax cross-entropy.
+
+    Training inputs are images, or ``{"image", "masked"}`` (the clean and the erased view; both go
+    through the network in one batch of ``2B`` and both are classified). ``deploy_model`` maps images
+    to probabilities; that is what gets saved.
+    """
+
+    def __init__(self, network: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.deploy_model = probabilities_model(network.input, network.output, name=network.name)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy]
+
+    def call(self, inputs, training=False):
+        images = inputs["image"] if isinstance(inputs, dict) else inputs
+        return self.network(images, training=training)
+
+    def _batch(self, x, y):
+        if isinstance(x, dict) and "masked" in x:
+            return tf.concat([x["image"], x["masked"]], axis=0), tf.concat([y, y], axis=0)
+        return (x["image"] if isinstance(x, dict) else x), y
+
+    def _loss(self, images, labels, training):
+        logits = tf.cast(self.network(images, training=training), tf.float32)  # float32 under mixed precision
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
+        )
+        return logits, loss
+
+    def train_step(self, data):
+        images, labels = self._batch(*keras.utils.unpack_x_y_sample_weight(data)[:2])
+        with tf.GradientTape() as tape:
+            logits, loss = self._loss(images, labels, training=True)
+            # Keras sums the replicas' gradients: each replica contributes its share of the global mean;
+            # scale_loss: float16 loss scaling (apply() unscales), a no-op otherwise.
+            scaled = self.optimizer.scale_loss(per_replica_share(loss))
+        grads = tape.gradient(scaled, self.network.trainable_variables)
+        self.optimizer.apply(grads, self.network.trainable_variables)
+        return self._track(loss, labels, logits)
+
+    def test_step(self, data):
+        images, labels = self._batch(*keras.utils.unpack_x_y_sample_weight(data)[:2])
+        logits, loss = self._loss(images, labels, training=False)
+        return self._track(loss, labels, logits)
+
+    def _track(self, loss, labels, logits):
+        self.loss_tracker.update_state(loss)
+        self.accuracy.update_state(labels, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network)}
+
+    @classmethod
+    def from_config(cls, config):
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)
 
 
 def group_adam(config: ExpressionConfig, steps_per_epoch: int, groups=()) -> GroupAdam:
