@@ -56,9 +56,7 @@ def test_reports_of_each_task_and_the_cli(tmp_path):
         report = {
             f"synthface_fskd_8{suffix}": {"rows": [{"size": 8, "accuracy": fskd}]},
             f"synthface_nokd_8{suffix}": {"rows": [{"size": 8, "accuracy": nokd}]},
-            f"kd{suffix}": {
-                "splits": {"common": {"nme": 8.0 + seed, "failure_rate": 20.0, "auc": 0.3, "count": 9}}
-            },
+            f"kd{suffix}": {"splits": {"common": {"nme": 8.0 + seed, "fr": 20.0, "auc": 0.3, "count": 9}}},
         }
         (folder / "report.json").write_text(json.dumps(report))
     records = read_report(tmp_path / "seed2" / "report.json")
