@@ -174,6 +174,8 @@ def records_from_label_report(report: dict, seed: int, model: str) -> list[SeedR
 def records_from_report(report: dict, seed: int) -> list[SeedRecord]:
     """The figures of one ``test.py`` report.json: recognition rows (accuracy per test side),
     expression splits (accuracy, mean class accuracy) and landmark splits (NME, failure rate, AUC)."""
+    if not isinstance(report, dict) or not all(isinstance(r, dict) for r in report.values()):
+        raise ValueError("not a test.py report (an object of model name -> results)")
     out = []
     for name, result in report.items():
         model = model_key(name)
@@ -203,7 +205,10 @@ def _seed_and_json(path: Path, seed: int | None, what: str) -> tuple[int, dict]:
 def read_report(path, seed: int | None = None) -> list[SeedRecord]:
     """``path``'s records; the seed comes from ``seed`` or a ``seed<N>`` folder in the path."""
     seed, report = _seed_and_json(Path(path), seed, "a test.py report.json")
-    return records_from_report(report, seed)
+    try:
+        return records_from_report(report, seed)
+    except ValueError as exc:
+        raise DataFormatError(path, "a test.py report.json", got=str(exc)) from None
 
 
 def read_label_report(path, seed: int | None = None) -> list[SeedRecord]:

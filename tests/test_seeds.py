@@ -115,3 +115,13 @@ def test_a_label_report_that_is_not_one_names_the_file(tmp_path):
 
     with pytest.raises(DataFormatError, match="label_report.json"):
         read_label_report(bad)
+
+
+def test_a_file_that_is_not_a_test_py_report_names_the_file(tmp_path):
+    from kdface.errors import DataFormatError
+
+    other = tmp_path / "seed1" / "report.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps({"samples": 3}))  # e.g. an SCN label report passed as --report
+    with pytest.raises(DataFormatError, match="report.json"):
+        read_report(other)
