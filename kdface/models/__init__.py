@@ -4,7 +4,8 @@ because they import ``backbones``, which itself imports ``heads``.
 
 * :func:`build_vit_se`: ViT-SE, variants A and B (:mod:`kdface.models.vit_se`);
 * :func:`build_doe`, :func:`build_ddoe_step1`, :func:`build_ddoe_step2`: Difference of Embeddings and
-  Disentangled DoE on pair inputs ``{"neutral", "target"}`` (:mod:`kdface.models.doe`).
+  Disentangled DoE; the pair models take one ``(B, 2, S, S, 3)`` input, neutral at index
+  :data:`NEUTRAL` and target at :data:`TARGET` of axis 1 (:mod:`kdface.models.doe`).
 
 Each returns a plain Functional ``keras.Model`` that saves and loads with ``safe_mode=True`` and
 without kdface.
@@ -14,11 +15,14 @@ from kdface.models.doe import (
     EMOTION_ENCODER,
     ENCODER,
     IDENTITY_ENCODER,
-    PAIR_INPUTS,
+    NEUTRAL,
+    PAIR_INPUT_NAME,
+    TARGET,
     build_ddoe_step1,
     build_ddoe_step2,
     build_doe,
     emotion_encoder_of,
+    split_pair,
 )
 from kdface.models.vit_se import build_vit_se
 
@@ -26,10 +30,13 @@ __all__ = [
     "EMOTION_ENCODER",
     "ENCODER",
     "IDENTITY_ENCODER",
-    "PAIR_INPUTS",
+    "NEUTRAL",
+    "PAIR_INPUT_NAME",
+    "TARGET",
     "build_ddoe_step1",
     "build_ddoe_step2",
     "build_doe",
     "build_vit_se",
     "emotion_encoder_of",
+    "split_pair",
 ]
