@@ -225,7 +225,7 @@ def test_doe_shares_one_frozen_encoder(tmp_path):
     assert not same[:, :960].any()  # one function of both images: their difference is exactly zero
     swapped = np.asarray(probe(x[:, ::-1]))  # which image is the neutral one is axis 1's order
     np.testing.assert_allclose(swapped, np.concatenate([e_n - e_t, e_n], axis=1), atol=1e-5)
-    assert not np.allclose(swapped, np.asarray(probe(x)), rtol=1e-3, atol=0)  # (random-weight values are tiny)
+    assert not np.allclose(swapped, np.asarray(probe(x)), rtol=1e-3, atol=0)  # random weights: tiny values
     assert model.predict(x, verbose=0).shape == (4, 8)  # model.predict takes the one array
 
     before, head = snapshot(encoder), snapshot(model.get_layer("mlp.0"))
