@@ -3,7 +3,8 @@
 because they import ``backbones``, which itself imports ``heads``.
 
 * :func:`build_vit_se`: ViT-SE, variants A and B (:mod:`kdface.models.vit_se`);
-* :func:`build_doe`, :func:`build_ddoe_step1`, :func:`build_ddoe_step2`: Difference of Embeddings and
+* :func:`build_doe`, :func:`build_target_only`, :func:`build_ddoe_step1`, :func:`build_ddoe_step2`:
+  Difference of Embeddings (and its target-only ablation) and
   Disentangled DoE; the pair models take one ``(B, 2, S, S, 3)`` input, neutral at index
   :data:`NEUTRAL` and target at :data:`TARGET` of axis 1 (:mod:`kdface.models.doe`).
 
@@ -21,6 +22,7 @@ from kdface.models.doe import (
     build_ddoe_step1,
     build_ddoe_step2,
     build_doe,
+    build_target_only,
     emotion_encoder_of,
     split_pair,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "build_ddoe_step1",
     "build_ddoe_step2",
     "build_doe",
+    "build_target_only",
     "build_vit_se",
     "emotion_encoder_of",
     "split_pair",

@@ -6,6 +6,8 @@ models over kdface backbones (their ``"embedding"`` output).
   ``[B, 2, C, H, W]`` layout) -> :func:`split_pair` -> one encoder applied to both (one set of weights,
   nested once as ``encoder``) -> :func:`~kdface.heads.doe.doe_head` -> logits. The encoder is frozen by
   default, as DoE's is;
+* :func:`build_target_only`: the ablation of DoE's README, the same encoder and MLP classifying the
+  target image alone (``image`` ``(B, S, S, 3)`` -> logits; no neutral reference);
 * :func:`build_ddoe_step1`: ``image`` -> a trainable emotion encoder (``emotion_encoder``) and a frozen
   identity encoder (``identity_encoder``) -> :func:`~kdface.heads.doe.ddoe_step1_head` -> logits. Each
   encoder normalises the ``[0, 1]`` image its own way inside (the original fed both one tensor, spec §5
@@ -30,7 +32,7 @@ import keras
 
 from kdface.backbones.freezing import freeze
 from kdface.errors import ConfigError
-from kdface.heads.doe import ddoe_step1_head, doe_head
+from kdface.heads.doe import ddoe_step1_head, doe_head, mlp_classifier
 
 PAIR_INPUT_NAME = "pairs"  # the pair models' one input, (B, 2, S, S, 3)
 NEUTRAL, TARGET = 0, 1  # positions of a pair's images on axis 1 of that input
@@ -86,6 +88,24 @@ def build_doe(
     pairs = _image_input([encoder], image_size, PAIR_INPUT_NAME, pair=True)
     neutral, target = (encoder(image)["embedding"] for image in split_pair(pairs))
     return keras.Model(pairs, doe_head(neutral, target, num_classes), name=name)
+
+
+def build_target_only(
+    encoder: keras.Model,
+    num_classes: int,
+    image_size: int | None = None,
+    freeze_encoder: bool = True,
+    name: str = "doe_target_only",
+) -> keras.Model:
+    """DoE without the neutral reference: ``image`` ``(B, S, S, 3)`` in ``[0, 1]`` -> ``encoder``
+    (nested as ``encoder``, frozen in place by default) -> its embedding -> the same MLP
+    (:func:`~kdface.heads.doe.mlp_classifier`, 256-128-64-32-C) -> logits. What DoE's difference adds is
+    what it gains over this model on the same encoder and targets."""
+    encoder = _named(encoder, ENCODER)
+    if freeze_encoder:
+        freeze(encoder)
+    image = _image_input([encoder], image_size, "image")
+    return keras.Model(image, mlp_classifier(encoder(image)["embedding"], num_classes), name=name)
 
 
 def build_ddoe_step1(

@@ -2,10 +2,13 @@
 augmentations, the training data (epoch stream + validation set), the model card, the deployable
 probabilities model and the per-epoch learning-rate schedule with coupled L2.
 
-A method subclasses :class:`ExpressionConfig`, loads its data with :func:`training_data` (a method
-whose model takes neutral/target pairs, :data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`: with
+A method subclasses :class:`ExpressionConfig` (:class:`FoldConfig` for CK+'s subject-independent
+folds, ``--fold``), loads its data with :func:`training_data` (a method whose model takes
+neutral/target pairs, :data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`: with
 :func:`pair_training_data`) and trains through :func:`kdface.training.train_run`; ``test.py`` then
-evaluates its saved model on every expression dataset.
+evaluates its saved model on every expression dataset. Methods that freeze an encoder create it with
+:func:`create_encoder` (``--backbone-weights none`` spelt out) and train with
+:class:`CrossEntropyClassifier`, which updates trainable variables only.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import keras
+import tensorflow as tf
 
 from kdface.config import ExperimentConfig, option
 from kdface.data.label_noise import LabelNoise
-from kdface.errors import ConfigError
+from kdface.errors import ConfigError, KdfaceError, RunError
 from kdface.io.atomic import write_text
 from kdface.registry import Registry
 from kdface.tasks.expressions.pairs import PAIR_INPUT, PairSplit, pair_dataset, pair_training_stream
@@ -34,9 +38,13 @@ from kdface.tasks.expressions.pipeline import (
 from kdface.tasks.expressions.sources import (
     PairOptions,
     check_expression_inputs,
+    held_out_split,
+    is_pair_dataset,
     load_expression_split,
     load_pair_split,
+    pair_datasets,
 )
+from kdface.training.distribute import per_replica_share
 from kdface.training.optimizers import GroupAdam
 from kdface.training.run import TrainingData
 
@@ -306,3 +314,150 @@ def group_adam(config: ExpressionConfig, steps_per_epoch: int, groups=()) -> Gro
         config.learning_rate, decay_steps=steps_per_epoch, decay_rate=config.lr_gamma, staircase=True
     )
     return GroupAdam(schedule, groups=groups, coupled_weight_decay=config.weight_decay)
+
+
+# --- CK+'s folds ------------------------------------------------------------------------------------------
+
+FOLDS = PairOptions().folds  # the pair datasets' subject-independent cross-validation
+
+
+@dataclasses.dataclass
+class FoldConfig(ExpressionConfig):
+    """:class:`ExpressionConfig` with ``--fold k``: on a pair dataset (``ck+``, ``synthface-ck+``) the
+    training split is ``train-fold<k>``, every fold but ``k`` (the validation share is held out of
+    those folds' pairs), and ``test.py`` tests on fold ``k`` by default (the one the card's
+    ``train_split`` held out, :func:`~kdface.tasks.expressions.sources.held_out_split`). Other datasets
+    have no folds: ``--fold`` stays 0 and ``--train-split`` is taken as given."""
+
+    dataset: str = option(
+        "synthface-ck+",
+        "expression dataset: ck+ or synthface-ck+ (neutral/target pairs of one subject, "
+        "subject-independent folds; single-image models train on their target images)",
+    )
+    fold: int = option(
+        0,
+        f"test fold of the pair datasets' subject-independent {FOLDS}-fold cross-validation: "
+        "training uses the other folds (train-fold<k>), test.py tests on this one",
+    )
+
+    def resolved(self, role: str | None = None):
+        config = super().resolved(role)
+        if is_pair_dataset(config.dataset):
+            if config.train_split == "train":
+                config.train_split = f"train-fold{config.fold}"
+            elif config.fold and held_out_split(config.train_split) != f"test-fold{config.fold}":
+                raise ConfigError(f"--fold {config.fold} and --train-split {config.train_split} name different "
+                                  "training folds; give one of them")  # fmt: skip
+        return config
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.fold < FOLDS:
+            raise ConfigError(f"--fold {self.fold}: the folds are 0..{FOLDS - 1}")
+        if self.fold and not is_pair_dataset(self.dataset):
+            raise ConfigError(f"--fold {self.fold}: {self.dataset} has no folds (the pair datasets "
+                              f"{', '.join(pair_datasets())} have)")  # fmt: skip
+
+    def fold_tag(self) -> str:
+        """``_fold3`` for a model tested on fold 3 of a pair dataset (in default names), else ``""``."""
+        held = held_out_split(self.train_split) if is_pair_dataset(self.dataset) else None
+        return f"_fold{held.removeprefix('test-fold')}" if held and held.startswith("test-fold") else ""
+
+
+def require_pair_dataset(config: ExpressionConfig, method: str) -> None:
+    """A :class:`ConfigError` unless ``config.dataset`` holds neutral/target pairs."""
+    if not is_pair_dataset(config.dataset):
+        raise ConfigError(f"--method {method} compares a neutral and a target face of one person: --dataset "
+                          f"must be a pair dataset ({', '.join(pair_datasets())}), not {config.dataset}")  # fmt: skip
+
+
+# --- frozen encoders --------------------------------------------------------------------------------------
+
+NO_WEIGHTS = "none"  # --backbone-weights none: random initial weights, spelt out
+
+
+def encoder_weights(weights: str | None) -> str | None:
+    """A weights flag's value as :func:`~kdface.backbones.create_backbone` takes it (``none`` -> ``None``)."""
+    return None if weights in (None, NO_WEIGHTS) else weights
+
+
+def require_frozen_weights(weights: str | None, flag: str, what: str, hint: str) -> None:
+    """A :class:`ConfigError` when a frozen encoder's weights were not given: a frozen random encoder
+    teaches nothing, so ``none`` must be asked for explicitly. ``hint`` says where good weights come from."""
+    if weights is None:
+        raise ConfigError(f"{flag} is needed: {what} is frozen, so it must start from trained weights ({hint}); "
+                          f"`{flag} {NO_WEIGHTS}` freezes random ones")  # fmt: skip
+
+
+def check_encoder_weights(weights: str | None, backbone: str, flag: str) -> None:
+    from kdface.backbones import check_backbone_weights
+
+    check_backbone_weights(encoder_weights(weights), backbone, flag)
+
+
+def create_encoder(backbone: str, *, image_size: int, weights: str | None, bn_momentum: float | None,
+                   flag: str) -> keras.Model:  # fmt: skip
+    """:func:`~kdface.backbones.create_backbone` with a weights flag's value (``none`` spelt out); an
+    ImageNet download that fails is a :class:`~kdface.errors.RunError` naming ``flag`` and the offline
+    alternatives, not a traceback."""
+    from kdface.backbones import create_backbone
+
+    weights = encoder_weights(weights)
+    try:
+        return create_backbone(backbone, image_size=image_size, weights=weights, bn_momentum=bn_momentum)
+    except Exception as exc:
+        if weights != "imagenet" or isinstance(exc, KdfaceError):
+            raise
+        raise RunError(f"{flag} imagenet: Keras could not fetch {backbone}'s ImageNet weights ({exc}); connect "
+                       "once (they are cached in ~/.keras/models), or give a weights file") from exc  # fmt: skip
+
+
+class CrossEntropyClassifier(keras.Model):
+    """A network (images or pairs -> logits) trained with softmax cross-entropy, the gradient taken for
+    its **trainable** variables only: a frozen encoder inside it (:func:`kdface.backbones.freeze`)
+    keeps its weights and BatchNorm statistics bit for bit. ``deploy_model`` (what is saved) defaults
+    to the network's probabilities; a method passes another view of the same layers when it trains on
+    other inputs than it deploys (a single-image model trained on the targets of pairs)."""
+
+    def __init__(self, network: keras.Model, deploy_model: keras.Model | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.deploy_model = deploy_model or probabilities_model(
+            network.input, network.output, name=network.name
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy]
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
+
+    def _loss(self, inputs, labels, training):
+        logits = tf.cast(self.network(inputs, training=training), tf.float32)  # float32 under mixed precision
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
+        )
+        return logits, loss
+
+    def train_step(self, data):
+        inputs, labels = keras.utils.unpack_x_y_sample_weight(data)[:2]
+        variables = self.network.trainable_variables
+        with tf.GradientTape() as tape:
+            logits, loss = self._loss(inputs, labels, training=True)
+            # each replica contributes its share of the global mean; float16 loss scaling (a no-op otherwise)
+            scaled = self.optimizer.scale_loss(per_replica_share(loss))
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        return self._track(loss, labels, logits)
+
+    def test_step(self, data):
+        inputs, labels = keras.utils.unpack_x_y_sample_weight(data)[:2]
+        logits, loss = self._loss(inputs, labels, training=False)
+        return self._track(loss, labels, logits)
+
+    def _track(self, loss, labels, logits):
+        self.loss_tracker.update_state(loss)
+        self.accuracy.update_state(labels, logits)
+        return {m.name: m.result() for m in self.metrics}
