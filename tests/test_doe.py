@@ -216,6 +216,8 @@ def test_doe_and_its_target_only_ablation_train_test_and_predict_on_pairs(tiny):
         predict_expressions(doe, [target])
     (alone_result,) = predict_expressions(alone, [target])
     assert len(alone_result["probabilities"]) == 8
+    with pytest.raises(ValueError, match="classifies single faces"):
+        predict_expressions(alone, [(neutral, target)])
     from kdface.tasks.expressions.evaluation import predict_photo
 
     with pytest.raises(ConfigError, match="a photo does not give"):

@@ -301,6 +301,9 @@ def _predict_crops(model, faces, pairs: bool = False) -> np.ndarray:
                 raise ValueError("this model compares a neutral and a target face of one person: pass "
                                  "(neutral, target) pairs of H x W x 3 uint8 RGB faces")  # fmt: skip
             batch.append(np.stack([_crop(image, size) for image in face]))  # (2, S, S, 3): neutral first
+        elif isinstance(face, tuple | list) and len(face) == 2:
+            raise ValueError("this model classifies single faces; (neutral, target) pairs are for a model "
+                             'whose card says "input": "pair"')  # fmt: skip
         else:
             batch.append(_crop(face, size))
     if not batch:
