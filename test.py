@@ -7,6 +7,7 @@ Examples: python test.py --model models/students/synthface_kd.keras --dataset sy
           python test.py --model models/students/raf-db_igkd_resnet50_resnet18.keras --dataset occlusion-raf-db \
               --data-dir datasets/RAF-DB
           python test.py --model models/teachers/synthface_scn_resnet18_noise20.keras --split test --split train
+          python test.py --model models/teachers/synthface-ck+_doe_resnet18_fold0.keras   (pairs, fold 0's subjects)
 
 The task (landmarks, expressions, ...) comes from each model's card (<model>.json) and decides the
 evaluation. Models with a per-image output (SCN's importance weight) also get it per image.

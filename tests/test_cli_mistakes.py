@@ -60,6 +60,7 @@ def work(tmp_path_factory):
     _tiny_model(work / "lm.keras", 136, {"task": "landmarks", "dataset": "synthface", "num_points": 68})
     _tiny_model(work / "ex.keras", 7, {"task": "expressions", "dataset": "synthface"})
     _tiny_model(work / "lm29.keras", 58, {"task": "landmarks", "dataset": "cofw", "num_points": 29})
+    _tiny_model(work / "pair.keras", 8, {"task": "expressions", "dataset": "synthface-ck+", "input": "pair"})
     _tiny_model(work / "nocard.keras", 136, None)
     _tiny_model(work / "badcard.keras", 136, None)
     (work / "badcard.json").write_text("{not json")
@@ -198,6 +199,27 @@ MISTAKES = [
     ("train_teacher.py", ["--method", "vit-se", "--preset", "paper", "--image-size", "200"],
      ["--image-size 200", "vit_b16 needs a multiple of its patch size 16"]),
     ("train_teacher.py", ["--method", "vit-se", "--lr-step-epochs", "0"], ["lr_step_epochs must be at least 1"]),
+    # --- pair methods (DoE, Disentangled DoE) and their frozen encoders
+    ("train_teacher.py", ["--method", "doe"], ["--backbone-weights is needed: DoE's encoder is frozen", "imagenet"]),
+    ("train_teacher.py", ["--method", "doe", "--dataset", "raf-db"],
+     ["--dataset", "invalid choice 'raf-db'", "ck+, synthface-ck+"]),
+    ("train_teacher.py", ["--method", "doe", "--fold", "10", "--backbone-weights", "none"],
+     ["--fold 10: the folds are 0..9"]),
+    ("train_teacher.py", ["--method", "doe", "--backbone-weights", "mobilenet.keras"],
+     ["--backbone-weights mobilenet.keras: no such file"]),
+    ("train_teacher.py", ["--method", "ddoe-step1"], ["--identity-weights is needed", "python -m kdface.convert resnet"]),
+    ("train_teacher.py", ["--method", "ddoe-step1", "--dataset", "raf-db", "--fold", "2", "--identity-weights", "none"],
+     ["--fold 2: raf-db has no folds"]),
+    ("train_teacher.py", ["--method", "ddoe-step2"], ["the following arguments are required: --step1"]),
+    ("train_teacher.py", ["--method", "ddoe-step2", "--step1", "step1.keras"],
+     ["--step1 step1.keras: no such model file", "--method ddoe-step1"]),
+    ("train_teacher.py", ["--method", "ddoe-step2", "--step1", "lm.keras", "--image-size", "16"],
+     ["--step1 lm.keras is a model of the landmarks task"]),
+    ("train_teacher.py", ["--method", "ddoe-step2", "--step1", "ex.keras"],
+     ["--step1 ex.keras has no model card naming its image size"]),
+    ("train_student.py", ["--method", "doe"], ["--method doe has no student to train", "train_teacher.py --method doe"]),
+    ("test.py", ["--model", "pair.keras", "--dataset", "raf-db"],
+     ["pair.keras takes neutral/target pairs of one person", "ck+, synthface-ck+"]),
     # --- python -m kdface.convert
     ("convert", ["resnt"], ["did you mean 'resnet'?"]),
     ("convert", ["resnet", "--depth", "19", "--checkpoint", "notes.txt", "--out", "r.npz"], ["--depth", "18, 50"]),

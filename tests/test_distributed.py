@@ -247,6 +247,8 @@ MIRRORED_FER_STEP = textwrap.dedent("""
     from kdface.methods.igkd import IGKD
     from kdface.methods.scn import SCN
     from kdface.losses import scn_rank_regularization
+    from kdface.models import build_ddoe_step1, build_doe
+    from kdface.tasks.expressions.training import ExpressionClassifier
     from kdface.training.distribute import synchronize_batchnorm
     from kdface.training.optimizers import GroupAdam
 
@@ -288,17 +290,27 @@ MIRRORED_FER_STEP = textwrap.dedent("""
             model = ExpressionClassifier(build_network(ViTSEConfig(backbone="vit_tiny", image_size=SIZE), K))
             model.compile(optimizer=keras.optimizers.SGD(1e-2, weight_decay=0.01))
             return model
+        elif method == "doe":  # pairs through one frozen encoder, the MLP trained
+            model = ExpressionClassifier(build_doe(backbone("encoder", 8), K))
+            synchronize_batchnorm(model)
+        elif method == "ddoe-step1":  # a trained emotion encoder (its BatchNorm synchronized) + a frozen one
+            model = ExpressionClassifier(build_ddoe_step1(backbone("emotion", 8), backbone("identity", 6), K))
+            synchronize_batchnorm(model)
         else:
             model = IGKD(backbone("teacher", 6), backbone("student", 4), K, fusion_dropout=0.0)
         model.compile(optimizer=GroupAdam(1e-3, coupled_weight_decay=1e-4))
         return model
+
+    FROZEN = {"doe": "encoder", "ddoe-step1": "identity_encoder"}
 
     out = {}
     def step(model, method):
         # fit on a one-batch dataset: Keras distributes it, so each replica gets half the global batch
         # (train_on_batch would hand every replica the whole batch)
         inputs = {"image": x["image"], "index": np.arange(BATCH, dtype="int32")} if method == "scn" else x
-        if method == "vit-se":
+        if method == "doe":
+            inputs = np.stack([x["image"], x["masked"]], axis=1)  # (B, 2, S, S, 3): neutral, target
+        elif method in ("vit-se", "ddoe-step1"):
             inputs = x["image"]
         ds = tf.data.Dataset.from_tensors((inputs, y)).repeat()
         history = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
@@ -327,8 +339,13 @@ MIRRORED_FER_STEP = textwrap.dedent("""
                     [scn_rank_regularization(alpha[i:i + 4], 0.5) for i in (0, 4)]))}
                 whole_rr = float(scn_rank_regularization(alpha, 0.5))
                 model.set_weights(before)
+            frozen = model.network.get_layer(FROZEN[method]) if method in FROZEN else None
+            frozen_before = [w.copy() for w in frozen.get_weights()] if frozen is not None else []
             logs = step(model, method)
             delta = [a - b for a, b in zip(model.get_weights(), before)]
+            if frozen is not None:  # weights and BatchNorm statistics of the frozen encoder, on every replica
+                logs["frozen_max_update"] = max(float(np.abs(a - b).max())
+                                                for a, b in zip(frozen.get_weights(), frozen_before))
             if method == "scn":
                 replica_labels = [v.numpy().tolist() for v in strategy.experimental_local_results(model.labels.value)]
                 logs["labels"] = replica_labels
@@ -350,24 +367,28 @@ MIRRORED_FER_STEP = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_mirrored_expression_steps_and_igkd_batch_level_terms():
-    """The plain classifier (both views, synchronized BatchNorm) and ViT-SE: one step on 2 replicas
-    equals one step on 1 device. IGKD: each replica's terms are those of its half batch, so 2 replicas report
-    the mean of the two half batches' terms; its relation term (RD) then differs from the whole
+    """The plain classifier (both views, synchronized BatchNorm), ViT-SE, DoE (pairs, a frozen encoder)
+    and Disentangled DoE step 1 (a frozen identity encoder): one step on 2 replicas equals one step on 1
+    device, and the frozen encoders do not change. IGKD: each replica's terms are those of its half batch, so 2 replicas
+    report the mean of the two half batches' terms; its relation term (RD) then differs from the whole
     batch's B x B relation by design (docs/igkd.md). SCN: rank regularisation ranks each replica's
     half batch (docs/scn.md), the weighted CE matches the single device, and relabelling writes the
     same labels on every replica as on one device."""
     out = {}
-    # one process each: a fresh collective state per strategy pair
-    for method in ("fer", "igkd", "scn", "vit-se"):
+    # one process each: fresh collectives
+    for method in ("fer", "igkd", "scn", "vit-se", "doe", "ddoe-step1"):
         result = subprocess.run([sys.executable, "-c", MIRRORED_FER_STEP, method], capture_output=True, text=True,
                                 timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=ROOT)  # fmt: skip
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         out.update(json.loads(result.stdout.split("RESULT ", 1)[1]))
-    fer = out["fer"]
-    assert fer["replicas"] == [1, 2], fer
-    single, mirrored = fer["logs"]
-    assert abs(single["loss"] - mirrored["loss"]) <= 1e-5 * abs(single["loss"]), fer
-    assert fer["max_update_diff"] <= 1e-4 * fer["max_update"], fer
+    for method in ("fer", "doe", "ddoe-step1"):  # per-sample losses: 2 replicas take the single device's step
+        r = out[method]
+        assert r["replicas"] == [1, 2], r
+        single, mirrored = r["logs"]
+        assert abs(single["loss"] - mirrored["loss"]) <= 1e-5 * abs(single["loss"]), r
+        assert r["max_update_diff"] <= 1e-4 * r["max_update"] and r["max_update"] > 0, r
+        if method != "fer":  # the frozen encoder: not one bit changed, on one device or two
+            assert single["frozen_max_update"] == mirrored["frozen_max_update"] == 0.0, r
     igkd = out["igkd"]
     assert igkd["replicas"] == [1, 2], igkd
     single, mirrored = igkd["logs"]

@@ -13,7 +13,15 @@ from kdface.backbones import create_backbone, freeze, is_frozen
 from kdface.backbones.contract import leaf_layers
 from kdface.errors import ConfigError
 from kdface.heads import ddoe_step1_head, doe_head, linear_head, vit_se_head
-from kdface.models import PAIR_INPUTS, build_ddoe_step1, build_ddoe_step2, build_doe, build_vit_se
+from kdface.models import (
+    NEUTRAL,
+    PAIR_INPUT_NAME,
+    TARGET,
+    build_ddoe_step1,
+    build_ddoe_step2,
+    build_doe,
+    build_vit_se,
+)
 
 SIZE = 32
 
@@ -23,7 +31,8 @@ def images(batch=4, seed=0):
 
 
 def pairs(batch=4, seed=0):
-    return {"neutral": images(batch, seed), "target": images(batch, seed + 1)}
+    """``(B, 2, S, S, 3)``: the neutral image at index 0 of axis 1, the target at 1."""
+    return np.stack([images(batch, seed), images(batch, seed + 1)], axis=1)
 
 
 LABELS = np.array([0, 0, 1, 2])  # unbalanced: the bias gradient is not zero even at uniform logits
@@ -197,8 +206,10 @@ def test_vit_se_models_and_round_trips(tmp_path):
 def test_doe_shares_one_frozen_encoder(tmp_path):
     encoder = create_backbone("mobilenet_v3_large", image_size=SIZE, bn_momentum=0.5)
     model = build_doe(encoder, 8)
-    assert sorted(model.input) == sorted(PAIR_INPUTS) == ["neutral", "target"]
-    assert [tuple(model.input[k].shape) for k in PAIR_INPUTS] == [(None, SIZE, SIZE, 3)] * 2
+    # one input, the pipeline's (B, 2, S, S, 3): neutral at index 0, target at 1 (the original's layout)
+    assert (NEUTRAL, TARGET) == (0, 1) and len(model.inputs) == 1
+    assert model.input.name == PAIR_INPUT_NAME and tuple(model.input.shape) == (None, 2, SIZE, SIZE, 3)
+    assert not [layer for layer in model.layers if isinstance(layer, keras.layers.Lambda)]
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     assert [layer.name for layer in nested] == ["encoder"]
     assert {id(v) for v in nested[0].weights} == {id(v) for v in encoder.weights}  # a view, not a copy
@@ -208,10 +219,14 @@ def test_doe_shares_one_frozen_encoder(tmp_path):
 
     x = pairs()
     probe = keras.Model(model.input, model.get_layer("doe_features").output)
-    e_n, e_t = (np.asarray(encoder(x[k])["embedding"]) for k in PAIR_INPUTS)
+    e_n, e_t = (np.asarray(encoder(x[:, k])["embedding"]) for k in (NEUTRAL, TARGET))
     np.testing.assert_allclose(np.asarray(probe(x)), np.concatenate([e_t - e_n, e_t], axis=1), atol=1e-5)
-    same = np.asarray(probe({"neutral": x["target"], "target": x["target"]}))
+    same = np.asarray(probe(np.stack([x[:, TARGET], x[:, TARGET]], axis=1)))
     assert not same[:, :960].any()  # one function of both images: their difference is exactly zero
+    swapped = np.asarray(probe(x[:, ::-1]))  # which image is the neutral one is axis 1's order
+    np.testing.assert_allclose(swapped, np.concatenate([e_n - e_t, e_n], axis=1), atol=1e-5)
+    assert not np.allclose(swapped, np.asarray(probe(x)), rtol=1e-3, atol=0)  # random weights: tiny values
+    assert model.predict(x, verbose=0).shape == (4, 8)  # model.predict takes the one array
 
     before, head = snapshot(encoder), snapshot(model.get_layer("mlp.0"))
     fit_one_step(model, x)
@@ -250,6 +265,7 @@ def test_ddoe_step1_then_step2_on_a_frozen_copy_of_its_emotion_encoder(tmp_path)
     loaded1 = round_trip(step1, tmp_path, x)
 
     step2 = build_ddoe_step2(loaded1, 8)
+    assert tuple(step2.input.shape) == (None, 2, SIZE, SIZE, 3)  # step 1 takes images, step 2 pairs
     copy, source = step2.get_layer("encoder"), loaded1.get_layer("emotion_encoder")
     assert is_frozen(copy) and not is_frozen(source)  # step 1's own encoder stays trainable
     assert not {id(v) for v in copy.weights} & {id(v) for v in source.weights}  # a copy...

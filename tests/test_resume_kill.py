@@ -44,6 +44,18 @@ METHODS = {
     # moments and the schedule's position come from the backup; killed mid epoch 2
     "vit-se": ("train_teacher.py", ["--method", "vit-se", "--image-size", "16", "--batch-size", "6",
                                     "--val-fraction", "0.2", "--lr-step-epochs", "1"], 2, 3, [(4, 0.011)]),
+    # pairs (SynthFaces tiny's CK+ tree, train-fold0: 30 pairs, 25 after each fold's 20 % hold-out, batch 4:
+    # 6 steps):
+    # DoE's frozen random encoder (kept bit for bit by the backup too), killed mid epoch 1
+    "doe": ("train_teacher.py", ["--method", "doe", "--dataset", "synthface-ck+", "--backbone", "resnet18",
+                                 "--backbone-weights", "none", "--image-size", "32", "--batch-size", "4",
+                                 "--val-fraction", "0.2"], 2, 6, [(3, 0.0)]),
+    # Disentangled DoE step 1: a trained emotion encoder beside a frozen identity encoder, on the same split's
+    # 25 target images; killed mid epoch 2
+    "ddoe-step1": ("train_teacher.py", ["--method", "ddoe-step1", "--dataset", "synthface-ck+",
+                                        "--identity-backbone", "resnet18", "--identity-weights", "none",
+                                        "--image-size", "32", "--batch-size", "4", "--val-fraction", "0.2"],
+                   2, 6, [(8, 0.011)]),
     # recognition: a multi-resolution CBAM network (per-sample sizes and flips drawn from the element's seed),
     # 27 identity images of 9 train identities, one of each held out for validation (best epoch by
     # val_accuracy): 18 images, batch 6, 3 steps per epoch; killed mid epoch 1
@@ -55,14 +67,15 @@ METHODS = {
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("resume_kill") / "synthfaces"
-    synthfaces.generate(folder, synthfaces.SynthFacesConfig.tiny())  # 300W and RAF-DB trees
+    synthfaces.generate(folder, synthfaces.SynthFacesConfig.tiny())  # 300W, RAF-DB, identity and CK+ trees
     return folder
 
 
 def _command(method, data, run_dir, tfds, *extra):
     script, flags, epochs, _, _ = METHODS[method]
     return [
-        sys.executable, ROOT / script, *flags, "--dataset", "synthface", "--data-dir", data, "--tfds-dir", tfds,
+        sys.executable, ROOT / script, *flags, *([] if "--dataset" in flags else ["--dataset", "synthface"]),
+        "--data-dir", data, "--tfds-dir", tfds,
         "--epochs", str(epochs), "--backup-every", "1", "--deterministic", "--seed", "3",
         "--out", run_dir / "published.keras", "--run-dir", run_dir, *extra,
     ]  # fmt: skip

@@ -1,19 +1,29 @@
 """Difference of Embeddings (DoE) and Disentangled DoE (spec ``vitse_doe_fer.md`` §2, §3) as Functional
 models over kdface backbones (their ``"embedding"`` output).
 
-* :func:`build_doe`: a pair ``{"neutral", "target"}`` (:data:`PAIR_INPUTS`, each ``(B, S, S, 3)`` in
-  ``[0, 1]``) -> one encoder applied to both (one set of weights, nested once as ``encoder``) ->
-  :func:`~kdface.heads.doe.doe_head` -> logits. The encoder is frozen by default, as DoE's is;
+* :func:`build_doe`: pairs ``(B, 2, S, S, 3)`` in ``[0, 1]`` (one input, :data:`PAIR_INPUT_NAME`; the
+  neutral face at index :data:`NEUTRAL` of axis 1, the target at :data:`TARGET`, the original's
+  ``[B, 2, C, H, W]`` layout) -> :func:`split_pair` -> one encoder applied to both (one set of weights,
+  nested once as ``encoder``) -> :func:`~kdface.heads.doe.doe_head` -> logits. The encoder is frozen by
+  default, as DoE's is;
+* :func:`build_target_only`: the ablation of DoE's README, the same encoder and MLP classifying the
+  target image alone (``image`` ``(B, S, S, 3)`` -> logits; no neutral reference);
 * :func:`build_ddoe_step1`: ``image`` -> a trainable emotion encoder (``emotion_encoder``) and a frozen
   identity encoder (``identity_encoder``) -> :func:`~kdface.heads.doe.ddoe_step1_head` -> logits. Each
   encoder normalises the ``[0, 1]`` image its own way inside (the original fed both one tensor, spec §5
   item 7);
-* :func:`build_ddoe_step2`: DoE on a frozen copy of step 1's emotion encoder.
+* :func:`build_ddoe_step2`: DoE (pairs in) on a frozen copy of step 1's emotion encoder.
+
+One pair tensor rather than two named inputs keeps ``model.predict(pairs)`` a call with one array and
+gives the saved model and its LiteRT export the single input every kdface model has; the expression
+pipeline builds that tensor (:mod:`kdface.tasks.expressions.pairs`, which takes the layout from here).
 
 The encoders are nested under those fixed names (a Functional view of the same layers and weights, not
 a copy), so step 2 finds step 1's emotion encoder in a model loaded from disk. Freezing is
 :func:`kdface.backbones.freeze`: no weight update and BatchNorm in inference mode, also when the pair
-model trains. Everything is built-in Keras layers: the models save and load with ``safe_mode=True``.
+model trains. Everything is built-in Keras layers and operations (the pair is split by Keras' own
+slicing operation, saved as an operation node, not a ``Lambda``): the models save and load with
+``safe_mode=True``.
 """
 
 from __future__ import annotations
@@ -22,9 +32,10 @@ import keras
 
 from kdface.backbones.freezing import freeze
 from kdface.errors import ConfigError
-from kdface.heads.doe import ddoe_step1_head, doe_head
+from kdface.heads.doe import ddoe_step1_head, doe_head, mlp_classifier
 
-PAIR_INPUTS = ("neutral", "target")  # the pair model's input names, neutral reference first
+PAIR_INPUT_NAME = "pairs"  # the pair models' one input, (B, 2, S, S, 3)
+NEUTRAL, TARGET = 0, 1  # positions of a pair's images on axis 1 of that input
 ENCODER = "encoder"
 EMOTION_ENCODER = "emotion_encoder"
 IDENTITY_ENCODER = "identity_encoder"
@@ -40,8 +51,14 @@ def _named(backbone: keras.Model, name: str) -> keras.Model:
     return keras.Model(backbone.input, backbone.output, name=name)
 
 
-def _image_input(encoders, image_size, name):
-    """A ``(B, S, S, 3)`` input with ``S`` from ``image_size`` or the encoders' own fixed size."""
+def split_pair(pairs):
+    """``(B, 2, S, S, 3)`` pairs (tensors or Keras inputs) -> ``(neutral, target)``, each ``(B, S, S, 3)``."""
+    return pairs[:, NEUTRAL], pairs[:, TARGET]
+
+
+def _image_input(encoders, image_size, name, pair: bool = False):
+    """A ``(B, S, S, 3)`` input (``(B, 2, S, S, 3)`` if ``pair``) with ``S`` from ``image_size`` or the
+    encoders' own fixed size."""
     sizes = {int(e.input.shape[1]) for e in encoders if e.input.shape[1] is not None}
     if image_size is None:
         if len(sizes) > 1:
@@ -51,7 +68,7 @@ def _image_input(encoders, image_size, name):
         size = int(image_size)
         if sizes - {size}:
             raise ConfigError(f"image_size {size} differs from the encoders' own {sorted(sizes)}")
-    return keras.Input((size, size, 3), name=name)
+    return keras.Input((2, size, size, 3) if pair else (size, size, 3), name=name)
 
 
 def build_doe(
@@ -61,16 +78,34 @@ def build_doe(
     freeze_encoder: bool = True,
     name: str = "doe",
 ) -> keras.Model:
-    """DoE: ``{"neutral": (B, S, S, 3), "target": (B, S, S, 3)}`` in ``[0, 1]`` -> logits
-    ``(B, num_classes)``. ``encoder`` (any kdface backbone; DoE's is MobileNetV3-Large with ImageNet
+    """DoE: pairs ``(B, 2, S, S, 3)`` in ``[0, 1]`` (neutral at index 0 of axis 1, target at 1) ->
+    logits ``(B, num_classes)``. ``encoder`` (any kdface backbone; DoE's is MobileNetV3-Large with ImageNet
     weights) embeds both images with one set of weights; ``freeze_encoder`` freezes it in place (the
     spec's DoE; ``False`` fine-tunes it). ``image_size`` defaults to the encoder's."""
     encoder = _named(encoder, ENCODER)
     if freeze_encoder:
         freeze(encoder)
-    inputs = {key: _image_input([encoder], image_size, key) for key in PAIR_INPUTS}
-    neutral, target = (encoder(inputs[key])["embedding"] for key in PAIR_INPUTS)
-    return keras.Model(inputs, doe_head(neutral, target, num_classes), name=name)
+    pairs = _image_input([encoder], image_size, PAIR_INPUT_NAME, pair=True)
+    neutral, target = (encoder(image)["embedding"] for image in split_pair(pairs))
+    return keras.Model(pairs, doe_head(neutral, target, num_classes), name=name)
+
+
+def build_target_only(
+    encoder: keras.Model,
+    num_classes: int,
+    image_size: int | None = None,
+    freeze_encoder: bool = True,
+    name: str = "doe_target_only",
+) -> keras.Model:
+    """DoE without the neutral reference: ``image`` ``(B, S, S, 3)`` in ``[0, 1]`` -> ``encoder``
+    (nested as ``encoder``, frozen in place by default) -> its embedding -> the same MLP
+    (:func:`~kdface.heads.doe.mlp_classifier`, 256-128-64-32-C) -> logits. What DoE's difference adds is
+    what it gains over this model on the same encoder and targets."""
+    encoder = _named(encoder, ENCODER)
+    if freeze_encoder:
+        freeze(encoder)
+    image = _image_input([encoder], image_size, "image")
+    return keras.Model(image, mlp_classifier(encoder(image)["embedding"], num_classes), name=name)
 
 
 def build_ddoe_step1(

@@ -27,8 +27,10 @@ def _predict_photo(model_path, photo, out_dir, unsafe_load_model=False):
 
 
 def _check(model_path, card, dataset, args) -> None:
+    from kdface.tasks.expressions.evaluation import check_pair_dataset
     from kdface.tasks.expressions.sources import check_expression_inputs
 
+    check_pair_dataset(model_path, card, dataset)
     check_expression_inputs(dataset, args.split, args.data_dir, args.tfds_dir, check_dir=True)
 
 

@@ -4,6 +4,12 @@ confusion matrices, per-image predictions, report; and expressions on the faces 
 A model's class names come from its model card (``<model>.json``); labels are kdface indices
 (:mod:`kdface.tasks.expressions.labels`), so any model is evaluated on any dataset. Test images of a class
 the model does not have (contempt, for a 7-class model) are left out and counted in the report.
+
+A model whose card says ``"input": "pair"`` (DoE) takes neutral/target pairs ``(B, 2, S, S, 3)``
+(:mod:`kdface.tasks.expressions.pairs`): it is evaluated on a pair dataset's pairs, and
+:func:`predict_expressions` takes ``(neutral, target)`` faces for it. On a pair dataset (``ck+``,
+``synthface-ck+``), a model trained on one of its folds is tested on the fold it held out
+(:func:`default_test_splits`), with the pair protocol its card records.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from kdface import metrics, report
-from kdface.errors import UnknownNameError
+from kdface.errors import ConfigError, UnknownNameError
 from kdface.io import load_model, write_json
 from kdface.io.atomic import write_text
 from kdface.io.cards import model_dataset, read_model_card
 from kdface.registry import unknown_name_message
 from kdface.report import detect_faces
 from kdface.tasks.expressions.labels import CLASS_NAMES
+from kdface.tasks.expressions.pairs import InputSpec, pair_dataset
 from kdface.tasks.expressions.pipeline import expression_dataset, prepare_eval
 
 
@@ -56,12 +63,58 @@ def with_per_image_output(model, layer: str | None):
     return keras.Model(model.input, [model.output, model.get_layer(layer).output])
 
 
-def predict_source(model, source, num_classes: int, batch_size: int = 64, both=None):
-    """``(labels, probabilities, keys, excluded, per_image)`` over a split; ``excluded`` counts test
-    images whose class the model lacks; ``per_image`` is the per-image output of ``both``
-    (:func:`with_per_image_output`, built once per model), else None."""
-    size = int(model.input_shape[1])
-    ds = expression_dataset(source.dataset, image_size=size, batch_size=batch_size, with_key=True)
+def takes_pairs(model, card: dict) -> bool:
+    """Whether ``model`` takes neutral/target pairs: its card says so (``"input": "pair"``), or, for a
+    model without a card, its input is ``(B, 2, S, S, 3)``."""
+    if "input" in card:
+        return InputSpec.from_card(card).pairs
+    return len(model.input_shape) == 5
+
+
+def input_size(model, pairs: bool) -> int:
+    """The side ``S`` of the crops ``model`` takes (``(B, S, S, 3)``, or ``(B, 2, S, S, 3)`` for pairs)."""
+    return int(model.input_shape[2 if pairs else 1])
+
+
+def check_pair_dataset(model_path, card: dict, dataset: str) -> None:
+    """A :class:`~kdface.errors.ConfigError` when a pair model is to be tested on a dataset without pairs."""
+    from kdface.tasks.expressions.sources import is_pair_dataset, pair_datasets
+
+    if InputSpec.from_card(card).pairs and not is_pair_dataset(dataset):
+        raise ConfigError(f"{model_path} takes neutral/target pairs of one person; {dataset} has single images: "
+                          f"test it on a pair dataset ({', '.join(pair_datasets())})")  # fmt: skip
+
+
+def pair_options_of(card: dict, dataset: str):
+    """The pair protocol (:class:`~kdface.tasks.expressions.sources.PairOptions`) a model was trained
+    with, when it is tested on the dataset it was trained on; the default one otherwise."""
+    from kdface.tasks.expressions.sources import PairOptions
+
+    options = card.get("pair_options") if card.get("dataset") == dataset else None
+    return PairOptions(**options) if options else PairOptions()
+
+
+def default_test_splits(dataset: str, card: dict) -> tuple[str, ...]:
+    """The splits ``test.py`` tests on without ``--split``: the dataset's test splits, except for a model
+    trained on one fold of this pair dataset, tested on the fold it held out (its subjects unseen)."""
+    from kdface.tasks.expressions.sources import EXPRESSION_TEST_SPLITS, held_out_split, is_pair_dataset
+
+    trained_on = (card.get("config") or {}).get("train_split")
+    if is_pair_dataset(dataset) and card.get("dataset") == dataset and trained_on:
+        held = held_out_split(trained_on, pair_options_of(card, dataset).folds)
+        if held is not None:
+            return (held,)
+    return EXPRESSION_TEST_SPLITS[dataset]
+
+
+def predict_source(model, source, num_classes: int, batch_size: int = 64, both=None, pairs: bool = False):
+    """``(labels, probabilities, keys, excluded, per_image)`` over a split (of pairs, for a model that
+    takes ``pairs``: ``source`` is then a :class:`~kdface.tasks.expressions.sources.PairSource`);
+    ``excluded`` counts test images whose class the model lacks; ``per_image`` is the per-image output
+    of ``both`` (:func:`with_per_image_output`, built once per model), else None."""
+    size = input_size(model, pairs)
+    view = pair_dataset if pairs else expression_dataset
+    ds = view(source.dataset, image_size=size, batch_size=batch_size, with_key=True)
     labels, probs, keys, weights, excluded = [], [], [], [], 0
     for images, y, k in ds:
         y = y.numpy()
@@ -115,7 +168,11 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
     per-image predictions (``predictions_<model>_<split>.csv``). A model whose card names a per-image
     output (SCN: ``importance``) also gets that column, its mean in the report and a histogram
     (``--split train`` dumps the training set's)."""
-    from kdface.tasks.expressions.sources import EXPRESSION_TEST_SPLITS, load_expression_split
+    from kdface.tasks.expressions.sources import (
+        EXPRESSION_TEST_SPLITS,
+        load_expression_split,
+        load_pair_split,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -128,20 +185,31 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
             raise UnknownNameError(
                 unknown_name_message("expression dataset", ds_name, EXPRESSION_TEST_SPLITS)
             )
+        check_pair_dataset(model_path, card, ds_name)
         model = load_model(model_path, unsafe=unsafe_load_model)
+        pairs = takes_pairs(model, card)
         layer = per_image_output(model, card)
         both = with_per_image_output(model, layer)
         names = class_names_of(model, card)
         results[name] = {
             "model": str(model_path),
             "dataset": ds_name,
+            "input": "pair" if pairs else "image",
             "class_names": list(names),
             "splits": {},
         }
-        for split in splits or EXPRESSION_TEST_SPLITS[ds_name]:
-            source = load_expression_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample)
+        for split in splits or default_test_splits(ds_name, card):
+            options = pair_options_of(card, ds_name)
+            if pairs:
+                source = load_pair_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample,
+                                         options=options)  # fmt: skip
+            else:
+                source = load_expression_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample,
+                                               pair_options=options)  # fmt: skip
             skipped.extend(r for r in source.skipped if r not in skipped)
-            labels, probs, keys, excluded, importance = predict_source(model, source, len(names), both=both)
+            labels, probs, keys, excluded, importance = predict_source(
+                model, source, len(names), both=both, pairs=pairs
+            )
             summary = metrics.summarize_classification(labels, probs, names)
             summary["excluded_classes_count"] = excluded
             if importance is not None:
@@ -195,30 +263,49 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
 
 
 def predict_expressions(model_path, faces, unsafe_load_model: bool = False) -> list[dict]:
-    """Expressions of face crops: ``faces`` is a list of ``H x W x 3`` uint8 RGB images (any size).
+    """Expressions of face crops: ``faces`` is a list of ``H x W x 3`` uint8 RGB images (any size), or,
+    for a model that takes pairs (its card says ``"input": "pair"``: DoE), a list of
+    ``(neutral, target)`` crops of one person each, e.g. the first frame of a sequence and the frame
+    to classify::
+
+        kdface.predict_expressions("models/teachers/ck+_doe_mobilenet_v3_large_fold0.keras",
+                                   [(neutral_face, smiling_face)])
 
     Each face is resized and centre-cropped exactly as in training (the model card's sizes); returns
-    one ``{"expression": name, "probabilities": {name: p}}`` per face.
+    one ``{"expression": name, "probabilities": {name: p}}`` per face (per pair).
     """
     model = load_model(model_path, unsafe=unsafe_load_model)
-    names = class_names_of(model, read_model_card(model_path))
-    probs = _predict_crops(model, faces)
+    card = read_model_card(model_path)
+    names = class_names_of(model, card)
+    probs = _predict_crops(model, faces, pairs=takes_pairs(model, card))
     return [{"expression": names[int(np.argmax(p))], "probabilities": dict(zip(names, map(float, p), strict=True))}
             for p in probs]  # fmt: skip
 
 
-def _predict_crops(model, faces) -> np.ndarray:
+def _crop(face, size: int) -> np.ndarray:
     import tensorflow as tf
 
-    size = int(model.input_shape[1])
+    face = np.asarray(face)
+    if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8:
+        raise ValueError(f"expected H x W x 3 uint8 RGB faces, got {face.shape} {face.dtype}")
+    box = tf.constant([0.0, 0.0, face.shape[1], face.shape[0]])
+    return prepare_eval(tf.io.encode_png(face), box, size).numpy()
+
+
+def _predict_crops(model, faces, pairs: bool = False) -> np.ndarray:
+    size = input_size(model, pairs)
     batch = []
     for face in faces:
-        face = np.asarray(face)
-        if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8:
-            raise ValueError(f"expected H x W x 3 uint8 RGB faces, got {face.shape} {face.dtype}")
-        encoded = tf.io.encode_png(face)
-        box = tf.constant([0.0, 0.0, face.shape[1], face.shape[0]])
-        batch.append(prepare_eval(encoded, box, size).numpy())
+        if pairs:
+            if len(face) != 2 or np.asarray(face[0]).ndim != 3:
+                raise ValueError("this model compares a neutral and a target face of one person: pass "
+                                 "(neutral, target) pairs of H x W x 3 uint8 RGB faces")  # fmt: skip
+            batch.append(np.stack([_crop(image, size) for image in face]))  # (2, S, S, 3): neutral first
+        elif isinstance(face, tuple | list) and len(face) == 2:
+            raise ValueError("this model classifies single faces; (neutral, target) pairs are for a model "
+                             'whose card says "input": "pair"')  # fmt: skip
+        else:
+            batch.append(_crop(face, size))
     if not batch:
         return np.zeros((0, int(model.output_shape[-1])), np.float32)
     return np.asarray(model.predict(np.stack(batch), verbose=0))
@@ -226,9 +313,13 @@ def _predict_crops(model, faces) -> np.ndarray:
 
 def predict_photo(model_path, photo, out_dir="runs/photo", unsafe_load_model: bool = False) -> dict:
     """Detect faces in a photo (OpenCV Haar cascade), print and overlay each face's expression."""
+    card = read_model_card(model_path)
+    if InputSpec.from_card(card).pairs:
+        raise ConfigError(f"{model_path} compares a neutral and a target face of one person, which a photo "
+                          "does not give; use kdface.predict_expressions(model, [(neutral, target)])")  # fmt: skip
     image = report.read_photo(photo)
     model = load_model(model_path, unsafe=unsafe_load_model)
-    names = class_names_of(model, read_model_card(model_path))
+    names = class_names_of(model, card)
     h, w = image.shape[:2]
     detections, boxes = detect_faces(image), []
     for x0, y0, x1, y1 in detections:

@@ -10,7 +10,9 @@ A method declares what its deployable model takes with an :class:`InputSpec`: :d
 named inputs keeps ``model.predict(np.stack([neutral, target], axis=1))`` a plain call, gives the
 saved model and its LiteRT export one input as every other kdface model has, and is the original
 DoE's layout (``[B, 2, C, H, W]``). Inside the model, :func:`unstack_pair` splits it again. The
-model card records the spec (``"input": "pair"``, :meth:`InputSpec.card`).
+layout is the pair models' own (:mod:`kdface.models.doe`: :data:`NEUTRAL`, :data:`TARGET`,
+:func:`~kdface.models.doe.split_pair`), so the pipeline and the models cannot disagree. The model
+card records the spec (``"input": "pair"``, :meth:`InputSpec.card`).
 
 Pipeline
 --------
@@ -32,6 +34,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from kdface.models.doe import NEUTRAL, TARGET, split_pair
 from kdface.tasks.expressions.pipeline import (
     ExpressionAugment,
     FileBackedSplit,
@@ -41,8 +44,6 @@ from kdface.tasks.expressions.pipeline import (
     prepare_eval,
     prepare_train,
 )
-
-NEUTRAL, TARGET = 0, 1  # positions of a pair's images on axis 1 of the input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,7 @@ def stack_pair(neutral, target):
 
 def unstack_pair(pairs):
     """``(B, 2, S, S, 3)`` pairs -> ``(neutral, target)``, each ``(B, S, S, 3)`` (tensors or Keras inputs)."""
-    return pairs[:, NEUTRAL], pairs[:, TARGET]
+    return split_pair(pairs)
 
 
 def interleaved_images(source: tf.data.Dataset) -> tf.data.Dataset:

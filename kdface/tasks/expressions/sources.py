@@ -200,6 +200,25 @@ def _class_counts(builder, tfds_split: str, num_classes: int) -> list[int]:
     return counts
 
 
+def held_out_split(split: str, folds: int = ckplus.DEFAULT_FOLDS) -> str | None:
+    """The test split of the subjects a model trained on the pair dataset split ``split`` never saw:
+    ``test-fold3`` for ``train-fold3`` (a slice too), ``test`` (fold 0) for ``train``; ``None`` for any
+    split that is not one fold's training folds."""
+    base = split.partition("[")[0]
+    match = _FOLD_SPLIT.fullmatch(base)
+    if match is None or match.group(1) != "train":
+        return None
+    fold = int(match.group(2) or 0)
+    if fold >= folds:
+        return None
+    return f"test-fold{fold}" if match.group(2) is not None else "test"
+
+
+def is_pair_dataset(name: str) -> bool:
+    """Whether ``name`` is an expression dataset of neutral/target pairs (:func:`pair_datasets`)."""
+    return name in EXPRESSION_SPLITS and EXPRESSION_SPLITS[name][0] in PAIR_BUILDERS
+
+
 def check_expression_inputs(name: str, splits=(), data_dir=None, tfds_dir=None, num_classes=None, *,
                             check_dir: bool = False) -> None:  # fmt: skip
     """The dataset and split names (:class:`~kdface.errors.UnknownNameError`, with a close match), the

@@ -1,12 +1,15 @@
 """What every expression method's training shares: the config fields and presets, the named
 augmentations, the training data (epoch stream + validation set), the model card, the deployable
 probabilities model, the cross-entropy classifier (:class:`ExpressionClassifier`, trained by
-``--method fer`` and ``--method vit-se``) and the per-epoch learning-rate schedule with coupled L2.
+``--method fer``, ``vit-se``, ``doe`` and ``ddoe-step1/2``) and the per-epoch learning-rate schedule with coupled L2.
 
-A method subclasses :class:`ExpressionConfig`, loads its data with :func:`training_data` (a method
-whose model takes neutral/target pairs, :data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`: with
+A method subclasses :class:`ExpressionConfig` (:class:`FoldConfig` for CK+'s subject-independent
+folds, ``--fold``), loads its data with :func:`training_data` (a method whose model takes
+neutral/target pairs, :data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`: with
 :func:`pair_training_data`) and trains through :func:`kdface.training.train_run`; ``test.py`` then
-evaluates its saved model on every expression dataset.
+evaluates its saved model on every expression dataset. Methods that freeze an encoder create it with
+:func:`create_encoder` (``--backbone-weights none`` spelt out); :class:`ExpressionClassifier`
+updates trainable variables only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import tensorflow as tf
 
 from kdface.config import ExperimentConfig, option
 from kdface.data.label_noise import LabelNoise
-from kdface.errors import ConfigError
+from kdface.errors import ConfigError, KdfaceError, RunError
 from kdface.io.atomic import write_text
 from kdface.registry import Registry
 from kdface.tasks.expressions.pairs import PAIR_INPUT, PairSplit, pair_dataset, pair_training_stream
@@ -36,8 +39,11 @@ from kdface.tasks.expressions.pipeline import (
 from kdface.tasks.expressions.sources import (
     PairOptions,
     check_expression_inputs,
+    held_out_split,
+    is_pair_dataset,
     load_expression_split,
     load_pair_split,
+    pair_datasets,
 )
 from kdface.training.distribute import per_replica_share
 from kdface.training.optimizers import GroupAdam
@@ -307,15 +313,22 @@ def probabilities_model(images, logits, name: str) -> keras.Model:
 class ExpressionClassifier(keras.Model):
     """A network (images -> logits) trained with softmax cross-entropy.
 
-    Training inputs are images, or ``{"image", "masked"}`` (the clean and the erased view; both go
-    through the network in one batch of ``2B`` and both are classified). ``deploy_model`` maps images
-    to probabilities; that is what gets saved.
+    Training inputs are images, pairs (:data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`), or
+    ``{"image", "masked"}`` (the clean and the erased view; both go through the network in one batch
+    of ``2B`` and both are classified). The gradient is taken for the network's **trainable**
+    variables only, so a frozen encoder inside it (:func:`kdface.backbones.freeze`) keeps its weights
+    and BatchNorm statistics bit for bit. ``deploy_model`` (what gets saved) defaults to the network's
+    probabilities; a method passes another view of the same layers when it trains on other inputs
+    than it deploys (a single-image model trained on the targets of pairs).
     """
 
-    def __init__(self, network: keras.Model, **kwargs):
+    def __init__(self, network: keras.Model, deploy_model: keras.Model | None = None, **kwargs):
         super().__init__(**kwargs)
         self.network = network
-        self.deploy_model = probabilities_model(network.input, network.output, name=network.name)
+        self._custom_deploy = deploy_model is not None
+        self.deploy_model = deploy_model or probabilities_model(
+            network.input, network.output, name=network.name
+        )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
@@ -361,6 +374,9 @@ class ExpressionClassifier(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
+        if self._custom_deploy:  # a view of shared layers: serialising it apart would duplicate the weights
+            raise NotImplementedError("an ExpressionClassifier with its own deploy_model is not serialisable; "
+                                      "save its deploy_model (what train_run saves)")  # fmt: skip
         return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network)}
 
     @classmethod
@@ -375,3 +391,99 @@ def group_adam(config: ExpressionConfig, steps_per_epoch: int, groups=()) -> Gro
         config.learning_rate, decay_steps=steps_per_epoch, decay_rate=config.lr_gamma, staircase=True
     )
     return GroupAdam(schedule, groups=groups, coupled_weight_decay=config.weight_decay)
+
+
+# --- CK+'s folds ------------------------------------------------------------------------------------------
+
+FOLDS = PairOptions().folds  # the pair datasets' subject-independent cross-validation
+
+
+@dataclasses.dataclass
+class FoldConfig(ExpressionConfig):
+    """:class:`ExpressionConfig` with ``--fold k``: on a pair dataset (``ck+``, ``synthface-ck+``) the
+    training split is ``train-fold<k>``, every fold but ``k`` (the validation share is held out of
+    those folds' pairs), and ``test.py`` tests on fold ``k`` by default (the one the card's
+    ``train_split`` held out, :func:`~kdface.tasks.expressions.sources.held_out_split`). Other datasets
+    have no folds: ``--fold`` stays 0 and ``--train-split`` is taken as given."""
+
+    dataset: str = option(
+        "synthface-ck+",
+        "expression dataset: ck+ or synthface-ck+ (neutral/target pairs of one subject, "
+        "subject-independent folds; single-image models train on their target images)",
+    )
+    fold: int = option(
+        0,
+        f"test fold of the pair datasets' subject-independent {FOLDS}-fold cross-validation: "
+        "training uses the other folds (train-fold<k>), test.py tests on this one",
+    )
+
+    def resolved(self, role: str | None = None):
+        config = super().resolved(role)
+        if is_pair_dataset(config.dataset):
+            if config.train_split == "train":
+                config.train_split = f"train-fold{config.fold}"
+            elif config.fold and held_out_split(config.train_split) != f"test-fold{config.fold}":
+                raise ConfigError(f"--fold {config.fold} and --train-split {config.train_split} name different "
+                                  "training folds; give one of them")  # fmt: skip
+        return config
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.fold < FOLDS:
+            raise ConfigError(f"--fold {self.fold}: the folds are 0..{FOLDS - 1}")
+        if self.fold and not is_pair_dataset(self.dataset):
+            raise ConfigError(f"--fold {self.fold}: {self.dataset} has no folds (the pair datasets "
+                              f"{', '.join(pair_datasets())} have)")  # fmt: skip
+
+    def fold_tag(self) -> str:
+        """``_fold3`` for a model tested on fold 3 of a pair dataset (in default names), else ``""``."""
+        held = held_out_split(self.train_split) if is_pair_dataset(self.dataset) else None
+        return f"_fold{held.removeprefix('test-fold')}" if held and held.startswith("test-fold") else ""
+
+
+def require_pair_dataset(config: ExpressionConfig, method: str) -> None:
+    """A :class:`ConfigError` unless ``config.dataset`` holds neutral/target pairs."""
+    if not is_pair_dataset(config.dataset):
+        raise ConfigError(f"--method {method} compares a neutral and a target face of one person: --dataset "
+                          f"must be a pair dataset ({', '.join(pair_datasets())}), not {config.dataset}")  # fmt: skip
+
+
+# --- frozen encoders --------------------------------------------------------------------------------------
+
+NO_WEIGHTS = "none"  # --backbone-weights none: random initial weights, spelt out
+
+
+def encoder_weights(weights: str | None) -> str | None:
+    """A weights flag's value as :func:`~kdface.backbones.create_backbone` takes it (``none`` -> ``None``)."""
+    return None if weights in (None, NO_WEIGHTS) else weights
+
+
+def require_frozen_weights(weights: str | None, flag: str, what: str, hint: str) -> None:
+    """A :class:`ConfigError` when a frozen encoder's weights were not given: a frozen random encoder
+    teaches nothing, so ``none`` must be asked for explicitly. ``hint`` says where good weights come from."""
+    if weights is None:
+        raise ConfigError(f"{flag} is needed: {what} is frozen, so it must start from trained weights ({hint}); "
+                          f"`{flag} {NO_WEIGHTS}` freezes random ones")  # fmt: skip
+
+
+def check_encoder_weights(weights: str | None, backbone: str, flag: str) -> None:
+    from kdface.backbones import check_backbone_weights
+
+    check_backbone_weights(encoder_weights(weights), backbone, flag)
+
+
+def create_encoder(backbone: str, *, image_size: int, weights: str | None, bn_momentum: float | None,
+                   flag: str) -> keras.Model:  # fmt: skip
+    """:func:`~kdface.backbones.create_backbone` with a weights flag's value (``none`` spelt out); an
+    ImageNet download that fails is a :class:`~kdface.errors.RunError` naming ``flag`` and the offline
+    alternatives, not a traceback."""
+    from kdface.backbones import create_backbone
+
+    weights = encoder_weights(weights)
+    try:
+        return create_backbone(backbone, image_size=image_size, weights=weights, bn_momentum=bn_momentum)
+    except Exception as exc:
+        if weights != "imagenet" or isinstance(exc, KdfaceError):
+            raise
+        raise RunError(f"{flag} imagenet: Keras could not fetch {backbone}'s ImageNet weights ({exc}); connect "
+                       "once (they are cached in ~/.keras/models), or give a weights file") from exc  # fmt: skip
