@@ -3,6 +3,8 @@
 # make demo-igkd: SynthFaces -> ResNet-18 baseline on clean + erased views; clean teacher -> IGKD -> test + occluded -> runs/demo-igkd/report.md
 # make demo-scn: SynthFaces with 20/30 % flipped labels -> ResNet-18 CE vs SCN, same budget and seed -> runs/demo-scn/report.md
 # every demo: SEEDS="0 1 2" repeats it per seed and writes <demo>/report_seeds.md (mean ± std, claims)
+# make demo-doe: SynthFaces CK+ pairs -> DoE vs its target-only ablation on the frozen face-id encoder; Disentangled DoE steps 1-2 -> runs/demo-doe/report.md
+# make demo-vitse: SynthFaces -> small ViT with and without the SE head, same budget and seed -> runs/demo-vitse/report.md
 # make demo-fskd: SynthFaces identities -> CBAM-iResNet-18 HR teacher -> 1/4-resolution and multi-resolution students with F-SKD, A-SKD and no KD -> runs/demo-fskd/report.md
 # make test: lint + the whole test suite (what CI runs)
 PYTHON ?= python3
@@ -18,7 +20,7 @@ PRESET := demo
 RESUME := --resume
 STAGE = printf '\n==== %s ====\n' "$(1)"
 
-.PHONY: pretrain demo demo-igkd demo-scn demo-fskd test test-fast lint format clean-demo
+.PHONY: pretrain demo demo-igkd demo-scn demo-doe demo-vitse demo-fskd test test-fast lint format clean-demo
 
 $(STAMP): $(ROOT)requirements.txt $(ROOT)pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +72,8 @@ PRETRAIN_EPOCHS ?= 12
 FACE_START ?= $(PRETRAINED)
 PRETRAIN_PREREQ := $(if $(filter $(PRETRAINED),$(FACE_START)),pretrain)
 START_FLAGS := $(if $(filter none,$(FACE_START)),,--backbone-weights $(FACE_START))
+# a frozen encoder's weights must be spelt out: FACE_START=none freezes a random one (the tiny CI run only)
+FROZEN_WEIGHTS := $(if $(filter none,$(FACE_START)),none,$(FACE_START))
 
 pretrain: $(STAMP)
 	export PYTHONUNBUFFERED=1
@@ -199,6 +203,73 @@ demo-scn: $(STAMP) $(PRETRAIN_PREREQ)
 	$(call AGGREGATE,$(SCN_DEMO),$(foreach p,$(NOISE_LEVELS),--compare synthface_scn_noise$(p)=synthface_ce_noise$(p)))
 	echo "Demo wall time (make demo-scn SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(SCN_DEMO)/report.md
 
+# --- DoE and Disentangled DoE (pairs of one person): the frozen encoders are the face-id ResNet-18 ---------
+DOE_DEMO := runs/demo-doe
+# every model trains on the other nine folds of SynthFaces' CK+ tree and is tested on DOE_FOLD's subjects
+DOE_FOLD ?= 0
+DOE_FLAGS ?= --fold $(DOE_FOLD)
+
+# Within a seed every model sees the same folds, epochs (the preset's) and augmentation; DoE and its
+# target-only ablation share the frozen encoder; step 1's emotion encoder starts from the same face-id
+# network and trains, its identity encoder is that network frozen; step 2 freezes step 1's emotion encoder.
+demo-doe: $(STAMP) $(PRETRAIN_PREREQ)
+	start=$$(date +%s)
+	mkdir -p $(DOE_DEMO)
+	export PYTHONUNBUFFERED=1
+	$(call STAGE,SynthFaces dataset with its CK+ tree (generated once))
+	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(SYNTH_PRESET)
+	reports=()
+	for seed in $(SEEDS); do
+	    $(call SEED_LAYOUT,$(DOE_DEMO))
+	    doe=models/teachers/synthface_doe$$sfx.keras; target=models/teachers/synthface_doe_target_only$$sfx.keras
+	    step1=models/teachers/synthface_ddoe_step1$$sfx.keras; step2=models/teachers/synthface_ddoe_step2$$sfx.keras
+	    common="--dataset synthface-ck+ --preset $(PRESET) --seed $$seed $(DOE_FLAGS) $(TRAIN_FLAGS) $(RESUME)"
+	    $(call STAGE,seed $$seed: 1/5 DoE: frozen face-id ResNet-18, MLP on [target - neutral, target])
+	    $(PY) $(ROOT)train_teacher.py --method doe --backbone resnet18 --backbone-weights $(FROZEN_WEIGHTS) \
+	        --run-dir $$dir/doe --out $$doe $$common
+	    $(call STAGE,seed $$seed: 2/5 the same frozen encoder and MLP on the target image alone)
+	    $(PY) $(ROOT)train_teacher.py --method doe --target-only --backbone resnet18 --backbone-weights $(FROZEN_WEIGHTS) \
+	        --run-dir $$dir/target_only --out $$target $$common
+	    $(call STAGE,seed $$seed: 3/5 Disentangled DoE step 1: emotion encoder trained beside the frozen identity one)
+	    $(PY) $(ROOT)train_teacher.py --method ddoe-step1 --backbone resnet18 $(START_FLAGS) \
+	        --identity-backbone resnet18 --identity-weights $(FROZEN_WEIGHTS) --run-dir $$dir/ddoe_step1 --out $$step1 $$common
+	    $(call STAGE,seed $$seed: 4/5 Disentangled DoE step 2: DoE on step 1's emotion encoder, frozen)
+	    $(PY) $(ROOT)train_teacher.py --method ddoe-step2 --step1 $$step1 --run-dir $$dir/ddoe_step2 --out $$step2 $$common
+	    $(call STAGE,seed $$seed: 5/5 evaluation on fold $(DOE_FOLD)'s subjects -> $$dir/report.md)
+	    $(PY) $(ROOT)test.py --dataset synthface-ck+ --out $$dir --model $$doe --model $$target --model $$step1 --model $$step2
+	    reports+=(--report $$seed=$$dir/report.json)
+	done
+	$(call AGGREGATE,$(DOE_DEMO),--compare synthface_doe=synthface_doe_target_only --compare synthface_ddoe_step2=synthface_doe)
+	echo "" >> $(DOE_DEMO)/report.md
+	echo "Demo wall time (make demo-doe SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(DOE_DEMO)/report.md
+
+# --- ViT-SE: a small ViT (vit_tiny, 64 px) from scratch, with and without the SE head -----------------------
+VITSE_DEMO := runs/demo-vitse
+VITSE_FLAGS ?=
+
+demo-vitse: $(STAMP)
+	start=$$(date +%s)
+	mkdir -p $(VITSE_DEMO)
+	export PYTHONUNBUFFERED=1
+	$(call STAGE,SynthFaces dataset (generated once))
+	$(PY) -m kdface.data.synthfaces --out datasets/synthfaces/$(PRESET) --preset $(SYNTH_PRESET)
+	reports=()
+	for seed in $(SEEDS); do
+	    $(call SEED_LAYOUT,$(VITSE_DEMO))
+	    se=models/teachers/synthface_vit_se$$sfx.keras; no_se=models/teachers/synthface_vit_no_se$$sfx.keras
+	    common="--dataset synthface --preset $(PRESET) --seed $$seed $(VITSE_FLAGS) $(TRAIN_FLAGS) $(RESUME)"
+	    $(call STAGE,seed $$seed: 1/3 ViT-SE (the default SE head, variant B))
+	    $(PY) $(ROOT)train_teacher.py --method vit-se --run-dir $$dir/vit_se --out $$se $$common
+	    $(call STAGE,seed $$seed: 2/3 the same ViT without SE)
+	    $(PY) $(ROOT)train_teacher.py --method vit-se --no-se --run-dir $$dir/vit_no_se --out $$no_se $$common
+	    $(call STAGE,seed $$seed: 3/3 evaluation on the test and occluded splits -> $$dir/report.md)
+	    $(PY) $(ROOT)test.py --dataset synthface --out $$dir --model $$se --model $$no_se
+	    reports+=(--report $$seed=$$dir/report.json)
+	done
+	$(call AGGREGATE,$(VITSE_DEMO),--compare synthface_vit_se=synthface_vit_no_se)
+	echo "" >> $(VITSE_DEMO)/report.md
+	echo "Demo wall time (make demo-vitse SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(VITSE_DEMO)/report.md
+
 FSKD_DEMO := runs/demo-fskd
 FSKD_TEACHER := models/teachers/synthface_fskd_teacher.keras
 # The demo preset trains at 32 px: its ladder 4/8/16/32 keeps the paper's 14/28/56/112 ratios. The fixed-
@@ -247,4 +318,4 @@ demo-fskd: $(STAMP)
 	echo "Demo wall time (make demo-fskd SEEDS=\"$(SEEDS)\", $$(nproc) cores): $$(( $$(date +%s) - start )) s" | tee -a $(FSKD_DEMO)/report.md
 
 clean-demo:
-	rm -rf $(DEMO) $(IGKD_DEMO) $(SCN_DEMO) $(FSKD_DEMO) models/teachers/synthface_* models/students/synthface_*
+	rm -rf $(DEMO) $(IGKD_DEMO) $(SCN_DEMO) $(DOE_DEMO) $(VITSE_DEMO) $(FSKD_DEMO) models/teachers/synthface_* models/students/synthface_*

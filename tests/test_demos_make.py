@@ -60,3 +60,23 @@ def test_demo_igkd_from_scratch_one_seed(tmp_path):
     report = (tmp_path / "runs/demo-igkd/report.md").read_text()
     assert "synthface_igkd" in report and "occluded" in report
     assert not (tmp_path / "runs/demo-igkd/report_seeds.md").exists()  # one seed: nothing to aggregate
+
+
+def test_demo_doe_one_seed(tmp_path):
+    # FACE_START=none: the frozen encoders are random (spelt out as `none`), so no pretraining runs
+    _make("demo-doe", tmp_path, FACE_START="none", DOE_FLAGS="--fold 0 --image-size 32")
+    assert not (tmp_path / "models/pretrained").exists()
+    for model in ("doe", "doe_target_only", "ddoe_step1", "ddoe_step2"):
+        assert (tmp_path / f"models/teachers/synthface_{model}.keras").is_file()
+    config = (tmp_path / "runs/demo-doe/ddoe_step2/config.json").read_text()
+    assert "models/teachers/synthface_ddoe_step1.keras" in config  # step 2 took step 1's model
+    report = (tmp_path / "runs/demo-doe/report.md").read_text()
+    for model in ("doe", "doe_target_only", "ddoe_step1", "ddoe_step2"):
+        assert f"synthface_{model} " in report
+    assert "test-fold0" in report and "Demo wall time (make demo-doe" in report
+
+
+def test_demo_vitse_one_seed(tmp_path):
+    _make("demo-vitse", tmp_path, VITSE_FLAGS="--image-size 16")
+    report = (tmp_path / "runs/demo-vitse/report.md").read_text()
+    assert "synthface_vit_se " in report and "synthface_vit_no_se " in report

@@ -48,13 +48,13 @@ METHODS = {
     # 6 steps):
     # DoE's frozen random encoder (kept bit for bit by the backup too), killed mid epoch 1
     "doe": ("train_teacher.py", ["--method", "doe", "--dataset", "synthface-ck+", "--backbone", "resnet18",
-                                 "--backbone-weights", "none", "--image-size", "32", "--batch-size", "4",
+                                 "--backbone-weights", "none", "--image-size", "16", "--batch-size", "4",
                                  "--val-fraction", "0.2"], 2, 6, [(3, 0.0)]),
     # Disentangled DoE step 1: a trained emotion encoder beside a frozen identity encoder, on the same split's
     # 25 target images; killed mid epoch 2
-    "ddoe-step1": ("train_teacher.py", ["--method", "ddoe-step1", "--dataset", "synthface-ck+",
-                                        "--identity-backbone", "resnet18", "--identity-weights", "none",
-                                        "--image-size", "32", "--batch-size", "4", "--val-fraction", "0.2"],
+    "ddoe-step1": ("train_teacher.py", ["--method", "ddoe-step1", "--dataset", "synthface-ck+", "--backbone",
+                                        "resnet18", "--identity-backbone", "resnet18", "--identity-weights", "none",
+                                        "--image-size", "16", "--batch-size", "4", "--val-fraction", "0.2"],
                    2, 6, [(8, 0.011)]),
     # recognition: a multi-resolution CBAM network (per-sample sizes and flips drawn from the element's seed),
     # 27 identity images of 9 train identities, one of each held out for validation (best epoch by
