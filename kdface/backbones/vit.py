@@ -44,16 +44,25 @@ normal with std 0.02 for every kernel, the CLS token and the position embeddings
 LayerNorms one and zero.
 
 ``weights``: ``None`` (from scratch) or a path (an ``.npz`` keyed ``<layer>/<variable>``, a kdface
-``.keras`` model holding the same ViT, a ``.weights.h5``). With internet, ImageNet-21k weights come from
-keras-hub (not a kdface dependency)::
+``.keras`` model holding the same ViT, a ``.weights.h5``). PyTorch checkpoints in Hugging Face names
+(``google/vit-base-patch16-224-in21k``'s ``pytorch_model.bin``, pooler included) or timm names convert
+with ``python -m kdface.convert vit`` (:mod:`kdface.convert.torch_vit`: the name mapping, the kernel
+reshapes above, the fused timm qkv split, a bicubic position-embedding resample for another
+``--image-size``; strict)::
+
+    python -m kdface.convert vit --variant vit_b16 --checkpoint pytorch_model.bin --out vit_b16_in21k.npz
+    backbone = create_backbone("vit_b16", image_size=224, weights="vit_b16_in21k.npz", pooler=True)
+
+A timm checkpoint's network has LayerNorm epsilon 1e-6: build it with ``layer_norm_epsilon=1e-6``.
+With internet, ImageNet-21k weights also come from keras-hub (not a kdface dependency)::
 
     hub = keras_hub.models.ViTBackbone.from_preset("vit_base_patch16_224_imagenet21k")
     np.savez("vit_b16_in21k.npz", **arrays_from_keras_hub(hub))
     backbone = create_backbone("vit_b16", image_size=224, weights="vit_b16_in21k.npz")
 
 keras-hub's ViT has no pooler, so the ``.npz`` marks ``pooler.dense`` as left out: a ``pooler=True``
-model loads it and keeps an initialised pooler (ViT-SE variant A with HF's trained pooler needs HF's
-checkpoint converted under the names above).
+model loads it and keeps an initialised pooler (HF's trained pooler comes with the HF checkpoint,
+converted as above).
 """
 
 from __future__ import annotations
