@@ -109,7 +109,7 @@ def create_backbone(
     BatchNormalization's momentum (``None``: the network's own). ``name`` names the model (default
     ``backbone``). ``kwargs`` are the backbone's options (``stride_on`` for ResNets; ``head``,
     ``dropout``, ``normalization``, ``attention``, ``features_scale`` for IResNets; ``pooler``,
-    ``dropout``, ``attention_dropout`` for ViTs; list them with
+    ``dropout``, ``attention_dropout``, ``layer_norm_epsilon`` for ViTs; list them with
     ``backbone_entry(name).options()``).
     """
     entry = backbone_entry(backbone)

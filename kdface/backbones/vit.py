@@ -6,8 +6,9 @@ blocks (``x + MHA(LN(x))``, then ``x + MLP(LN(x))`` with an exact-GELU MLP) -> f
 optionally HF's pooler ``tanh(Dense(CLS))``. :data:`VIT_VARIANTS`:
 
 * ``vit_b16``: ViT-B/16 (``google/vit-base-patch16-224-in21k``): patch 16, 12 blocks, width 768, 12
-  heads, MLP 3072, LayerNorm epsilon 1e-12, qkv bias; 85,798,656 parameters (86,389,248 with the
-  pooler), the spec's 85.80 M / 86.39 M. Meant for 224 px (a 14 x 14 grid of patches).
+  heads, MLP 3072, LayerNorm epsilon 1e-12 (HF's; ``layer_norm_epsilon=1e-6`` builds timm's), qkv bias;
+  85,798,656 parameters (86,389,248 with the pooler), the spec's 85.80 M / 86.39 M. Meant for 224 px
+  (a 14 x 14 grid of patches).
 * ``vit_tiny``: patch 8, 4 blocks, width 192, 3 heads, MLP 768 (DeiT-Tiny's width, heads and MLP
   ratio): 1,829,568 parameters at 64 px, for the CPU demos at 64-96 px. Patch 8 keeps an 8 x 8 grid
   at 64 px (patch 16 would leave 4 x 4); 4 blocks give one block per stage tap below.
@@ -43,16 +44,25 @@ normal with std 0.02 for every kernel, the CLS token and the position embeddings
 LayerNorms one and zero.
 
 ``weights``: ``None`` (from scratch) or a path (an ``.npz`` keyed ``<layer>/<variable>``, a kdface
-``.keras`` model holding the same ViT, a ``.weights.h5``). With internet, ImageNet-21k weights come from
-keras-hub (not a kdface dependency)::
+``.keras`` model holding the same ViT, a ``.weights.h5``). PyTorch checkpoints in Hugging Face names
+(``google/vit-base-patch16-224-in21k``'s ``pytorch_model.bin``, pooler included) or timm names convert
+with ``python -m kdface.convert vit`` (:mod:`kdface.convert.torch_vit`: the name mapping, the kernel
+reshapes above, the fused timm qkv split, a bicubic position-embedding resample for another
+``--image-size``; strict)::
+
+    python -m kdface.convert vit --variant vit_b16 --checkpoint pytorch_model.bin --out vit_b16_in21k.npz
+    backbone = create_backbone("vit_b16", image_size=224, weights="vit_b16_in21k.npz", pooler=True)
+
+A timm checkpoint's network has LayerNorm epsilon 1e-6: build it with ``layer_norm_epsilon=1e-6``.
+With internet, ImageNet-21k weights also come from keras-hub (not a kdface dependency)::
 
     hub = keras_hub.models.ViTBackbone.from_preset("vit_base_patch16_224_imagenet21k")
     np.savez("vit_b16_in21k.npz", **arrays_from_keras_hub(hub))
     backbone = create_backbone("vit_b16", image_size=224, weights="vit_b16_in21k.npz")
 
 keras-hub's ViT has no pooler, so the ``.npz`` marks ``pooler.dense`` as left out: a ``pooler=True``
-model loads it and keeps an initialised pooler (ViT-SE variant A with HF's trained pooler needs HF's
-checkpoint converted under the names above).
+model loads it and keeps an initialised pooler (HF's trained pooler comes with the HF checkpoint,
+converted as above).
 """
 
 from __future__ import annotations
@@ -142,18 +152,25 @@ def build_vit(
     pooler: bool = False,
     dropout: float = 0.0,
     attention_dropout: float = 0.0,
+    layer_norm_epsilon: float | None = None,
 ) -> keras.Model:
     """A ViT (``kind``: a :data:`VIT_VARIANTS` name): ``(B, S, S, 3)`` in ``[0, 1]`` -> the backbone output
     dict (plus ``"pooled"`` with ``pooler=True``); see the module docstring.
 
     ``dropout`` is HF's ``hidden_dropout_prob`` (after the embeddings, the attention output and the MLP),
     ``attention_dropout`` its ``attention_probs_dropout_prob`` (both 0.0 in ViT-B/16's config).
-    ``bn_momentum`` is accepted for the registry's common signature; a ViT has no BatchNormalization.
+    ``layer_norm_epsilon`` (``None``: the variant's, HF's 1e-12) sets every LayerNorm's epsilon, e.g.
+    1e-6 for timm's ViTs. ``bn_momentum`` is accepted for the registry's common signature; a ViT has
+    no BatchNormalization.
     """
     try:
         arch = VIT_VARIANTS[kind]
     except KeyError:
         raise ValueError(f"unknown ViT {kind!r}; known: {backbones()}") from None
+    if layer_norm_epsilon is not None:
+        if not float(layer_norm_epsilon) > 0:
+            raise ConfigError(f"layer_norm_epsilon must be > 0, got {layer_norm_epsilon}")
+        arch = dataclasses.replace(arch, layer_norm_epsilon=float(layer_norm_epsilon))
     weights = check_weights(weights, kind)
     if image_size is None or int(image_size) % arch.patch_size or int(image_size) < arch.patch_size:
         raise ConfigError(

@@ -189,15 +189,19 @@ def _decode(key):
     return key.decode("latin-1") if isinstance(key, bytes) else key
 
 
-def as_state_dict(obj, source) -> dict[str, np.ndarray]:
-    """``obj`` (a loaded checkpoint: ``{"state_dict": sd}`` or ``sd``) as ``{name: ndarray}``."""
+def as_state_dict(obj, source, wrappers=("state_dict",)) -> dict[str, np.ndarray]:
+    """``obj`` (a loaded checkpoint: ``{"state_dict": sd}`` or ``sd``; ``wrappers``: the keys that may
+    hold the state dict, tried in order) as ``{name: ndarray}``."""
     if isinstance(obj, dict):
         obj = {_decode(k): v for k, v in obj.items()}
-        if isinstance(obj.get("state_dict"), dict):
-            obj = {_decode(k): v for k, v in obj["state_dict"].items()}
+        for wrapper in wrappers:
+            if isinstance(obj.get(wrapper), dict):
+                obj = {_decode(k): v for k, v in obj[wrapper].items()}
+                break
     if not isinstance(obj, dict) or not obj:
+        keys = " or ".join(repr(w) for w in wrappers)
         raise DataFormatError(
-            source, "a state dict (or a dict with key 'state_dict') of named tensors", got=type(obj).__name__
+            source, f"a state dict (or a dict with key {keys}) of named tensors", got=type(obj).__name__
         )
     out, bad = {}, []
     for key, value in obj.items():
@@ -213,8 +217,9 @@ def as_state_dict(obj, source) -> dict[str, np.ndarray]:
     return out
 
 
-def read_state_dict(path, fmt: str = "auto") -> dict[str, np.ndarray]:
-    """A checkpoint file's tensors as ``{torch name: ndarray}`` (see the module docstring)."""
+def read_state_dict(path, fmt: str = "auto", wrappers=("state_dict",)) -> dict[str, np.ndarray]:
+    """A checkpoint file's tensors as ``{torch name: ndarray}`` (see the module docstring; ``wrappers``:
+    :func:`as_state_dict`'s)."""
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -235,7 +240,7 @@ def read_state_dict(path, fmt: str = "auto") -> dict[str, np.ndarray]:
         raise DataFormatError(
             path, f"a {fmt} checkpoint", got=f"{type(exc).__name__}: {str(exc)[:200]}"
         ) from None
-    return as_state_dict(obj, path)
+    return as_state_dict(obj, path, wrappers)
 
 
 def face_pytorch_name(name: str) -> str:
