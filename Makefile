@@ -224,7 +224,7 @@ demo-doe: $(STAMP) $(PRETRAIN_PREREQ)
 	    doe=models/teachers/synthface_doe$$sfx.keras; target=models/teachers/synthface_doe_target_only$$sfx.keras
 	    step1=models/teachers/synthface_ddoe_step1$$sfx.keras; step2=models/teachers/synthface_ddoe_step2$$sfx.keras
 	    common="--dataset synthface-ck+ --preset $(PRESET) --seed $$seed $(DOE_FLAGS) $(TRAIN_FLAGS) $(RESUME)"
-	    $(call STAGE,seed $$seed: 1/5 DoE: frozen face-id ResNet-18, MLP on [target - neutral, target])
+	    $(call STAGE,seed $$seed: 1/5 DoE: frozen face-id ResNet-18 and an MLP on [target - neutral; target])
 	    $(PY) $(ROOT)train_teacher.py --method doe --backbone resnet18 --backbone-weights $(FROZEN_WEIGHTS) \
 	        --run-dir $$dir/doe --out $$doe $$common
 	    $(call STAGE,seed $$seed: 2/5 the same frozen encoder and MLP on the target image alone)
