@@ -233,7 +233,7 @@ demo-doe: $(STAMP) $(PRETRAIN_PREREQ)
 	    $(call STAGE,seed $$seed: 3/5 Disentangled DoE step 1: emotion encoder trained beside the frozen identity one)
 	    $(PY) $(ROOT)train_teacher.py --method ddoe-step1 --backbone resnet18 $(START_FLAGS) \
 	        --identity-backbone resnet18 --identity-weights $(FROZEN_WEIGHTS) --run-dir $$dir/ddoe_step1 --out $$step1 $$common
-	    $(call STAGE,seed $$seed: 4/5 Disentangled DoE step 2: DoE on step 1's emotion encoder, frozen)
+	    $(call STAGE,seed $$seed: 4/5 Disentangled DoE step 2: DoE on step 1's emotion encoder (frozen))
 	    $(PY) $(ROOT)train_teacher.py --method ddoe-step2 --step1 $$step1 --run-dir $$dir/ddoe_step2 --out $$step2 $$common
 	    $(call STAGE,seed $$seed: 5/5 evaluation on fold $(DOE_FOLD)'s subjects -> $$dir/report.md)
 	    $(PY) $(ROOT)test.py --dataset synthface-ck+ --out $$dir --model $$doe --model $$target --model $$step1 --model $$step2
