@@ -87,11 +87,14 @@ def check_pair_dataset(model_path, card: dict, dataset: str) -> None:
 
 def pair_options_of(card: dict, dataset: str):
     """The pair protocol (:class:`~kdface.tasks.expressions.sources.PairOptions`) a model was trained
-    with, when it is tested on the dataset it was trained on; the default one otherwise."""
+    with, when it is tested on the dataset it was trained on; on another pair dataset its default
+    protocol, with neutral pairs if the model was trained with them (``--neutral-class``)."""
     from kdface.tasks.expressions.sources import PairOptions
 
-    options = card.get("pair_options") if card.get("dataset") == dataset else None
-    return PairOptions(**options) if options else PairOptions()
+    recorded = card.get("pair_options") or {}
+    if card.get("dataset") == dataset:
+        return PairOptions(**recorded)
+    return PairOptions(neutral_pairs=bool(recorded.get("neutral_pairs", False)))
 
 
 def default_test_splits(dataset: str, card: dict) -> tuple[str, ...]:
