@@ -5,6 +5,7 @@ Examples: python -m kdface.export --model models/students/synthface_kd.keras --f
           python -m kdface.export --model models/teachers/raf-db_fer_resnet18.keras --format litert \\
               --quantize int8 --data-dir datasets/RAF-DB
           python -m kdface.export --model models/students/synthface_kd.keras --format saved_model
+          python -m kdface.export --model models/teachers/synthface-ck+_doe_resnet18_fold0.keras --quantize int8
 
 The conversion is Keras 3's own ``model.export(path, format="litert")`` (an ``ExportArchive`` ->
 SavedModel -> ``tf.lite.TFLiteConverter.from_saved_model``) with **builtin ops only**: Keras' default
@@ -21,6 +22,15 @@ expression accuracy (within 1 point) and argmax agreement, otherwise the cosine 
 outputs (at least 0.99); then a latency table (ms per face, median of several runs) and the file
 sizes. Written beside ``<name>.tflite``: ``<name>.json`` (a copy of the model card, so ``test.py --model
 <name>.tflite`` finds it like a ``.keras``'s) and ``<name>.export.json`` (settings, comparison, latency).
+
+A pair model (card ``"input": "pair"``: DoE, Disentangled DoE step 2) keeps its one input, ``(1, 2, S,
+S, 3)`` in the file (batch axis resizable), float32 in ``[0, 1]``, the neutral face at index 0 of axis 1
+and the target at 1. Its calibration and comparison data are (neutral, target) pairs of a pair dataset
+(``ck+``, ``synthface-ck+``), each image in the evaluation view, read as the model's
+:class:`~kdface.tasks.expressions.pairs.InputSpec` reads a split, with the pair protocol its card
+records (neutral pairs for ``--neutral-class``); a single-image dataset is refused with one error line.
+For a model trained on one fold of a pair dataset the comparison runs on the fold it held out (as
+``test.py``) and ``--calibration-split train`` means the folds it trained on. Latency is per pair.
 """
 
 from __future__ import annotations
@@ -154,8 +164,8 @@ def check_options(model_path, options: ExportOptions) -> Path:
 @dataclasses.dataclass
 class FaceImages:
     """Batches of a split through a task's evaluation pipeline: ``batches()`` yields ``(images, info)``,
-    images float32 ``(B, S, S, 3)`` in ``[0, 1]``; info holds ``landmarks``/``box`` (landmark datasets)
-    or ``label`` (expression datasets)."""
+    images float32 ``(B, S, S, 3)`` in ``[0, 1]`` (``(B, 2, S, S, 3)`` (neutral, target) pairs for a
+    pair model); info holds ``landmarks``/``box`` (landmark datasets) or ``label`` (expression datasets)."""
 
     task: str
     dataset: str
@@ -185,13 +195,21 @@ def _load_split(loader, dataset, split, data_dir, tfds_dir, on_bad_sample, purpo
 
 
 def face_images(dataset: str, split: str, *, task: str, card: dict, image_size: int, count=None, spread=False,
-                data_dir=None, tfds_dir="datasets/tfds", on_bad_sample="error", purpose="comparison") -> FaceImages:  # fmt: skip
+                data_dir=None, tfds_dir="datasets/tfds", on_bad_sample="error", purpose="comparison",
+                spec=None) -> FaceImages:  # fmt: skip
     """A split of ``dataset`` through its task's evaluation pipeline (the model's task first: ``synthface``
     names a landmark and an expression dataset); landmark crops use the card's crop. ``purpose`` names
-    the use in errors."""
-    from kdface.tasks.expressions.sources import expression_datasets
+    the use in errors. ``spec`` is the model's input
+    (:class:`~kdface.tasks.expressions.pairs.InputSpec`, default single images): a pair model gets a
+    pair dataset's (neutral, target) pairs, read with the pair protocol its card records."""
+    from kdface.tasks.expressions.pairs import IMAGE_INPUT
+    from kdface.tasks.expressions.sources import expression_datasets, is_pair_dataset, pair_datasets
     from kdface.tasks.landmarks.sources import datasets as landmark_datasets
 
+    spec = spec or IMAGE_INPUT
+    if spec.pairs and not is_pair_dataset(dataset):
+        raise ConfigError(f"{purpose}: the model takes (neutral, target) pairs of one person; {dataset} has single "
+                          f"images: give a pair dataset ({', '.join(pair_datasets())})")  # fmt: skip
     if task == "recognition":
         return _recognition_images(dataset, split, image_size=image_size, count=count, spread=spread,
                                    data_dir=data_dir, tfds_dir=tfds_dir, on_bad_sample=on_bad_sample)  # fmt: skip
@@ -217,20 +235,22 @@ def face_images(dataset: str, split: str, *, task: str, card: dict, image_size: 
 
         view = f"landmark crop {dataclasses.asdict(crop)}, {image_size} px"
     else:
-        from kdface.tasks.expressions.pipeline import expression_dataset
-        from kdface.tasks.expressions.sources import load_expression_split
+        from kdface.tasks.expressions.evaluation import pair_options_of
 
-        source = _load_split(
-            load_expression_split, dataset, split, data_dir, tfds_dir, on_bad_sample, purpose
-        )
-        ds = expression_dataset(_subset(source.dataset, source.size, count, spread), image_size=image_size,
-                                batch_size=COMPARE_BATCH)  # fmt: skip
+        def loader(*args, **kwargs):
+            return spec.load_split(*args, **kwargs, options=pair_options_of(card, dataset))
+
+        source = _load_split(loader, dataset, split, data_dir, tfds_dir, on_bad_sample, purpose)
+        ds = spec.eval_dataset(_subset(source.dataset, source.size, count, spread), image_size=image_size,
+                               batch_size=COMPARE_BATCH)  # fmt: skip
 
         def batches():
             for images, labels in ds:
                 yield images.numpy(), {"label": labels.numpy()}
 
         view = f"expression evaluation view (face box, resize, centre crop), {image_size} px"
+        if spec.pairs:
+            view = f"(neutral, target) pairs, each image in the {view}"
     return FaceImages(pipeline_task, dataset, split, source, batches, view)
 
 
@@ -472,9 +492,13 @@ def _median_ms_per_face(run, images, runs: int) -> float:
 
 
 def latency(
-    keras_model, exported, runtime: str, image_size: int, runs: int, batches=LATENCY_BATCHES
+    keras_model, exported, runtime: str, image_size: int, runs: int, batches=LATENCY_BATCHES, spec=None
 ) -> list[dict]:
-    """ms per face (median of ``runs``) of Keras ``predict`` / ``predict_on_batch`` and the exported model."""
+    """ms per face (per pair, for a pair model: ``spec``) (median of ``runs``) of Keras ``predict`` /
+    ``predict_on_batch`` and the exported model."""
+    from kdface.tasks.expressions.pairs import IMAGE_INPUT
+
+    spec = spec or IMAGE_INPUT
     rng = np.random.default_rng(0)
     rows = []
     runners = {
@@ -485,7 +509,7 @@ def latency(
     for name, run in runners.items():
         row = {"runtime": name}
         for batch in batches:
-            images = rng.random((batch, image_size, image_size, 3), dtype=np.float32)
+            images = spec.random(batch, image_size, rng)
             try:
                 row[f"batch_{batch}"] = round(_median_ms_per_face(run, images, runs), 3)
             except Exception as exc:  # e.g. a runtime that cannot resize its input
@@ -495,7 +519,7 @@ def latency(
     return rows
 
 
-def latency_table(rows: list[dict], runs: int, batches=LATENCY_BATCHES) -> str:
+def latency_table(rows: list[dict], runs: int, batches=LATENCY_BATCHES, unit: str = "face") -> str:
     head = f"  {'runtime':<28s}" + "".join(f"{f'batch {b}':>10s}" for b in batches)
     body = [
         f"  {row['runtime']:<28s}"
@@ -506,7 +530,7 @@ def latency_table(rows: list[dict], runs: int, batches=LATENCY_BATCHES) -> str:
         for row in rows
     ]
     title = (
-        f"latency, ms per face (median of {runs} runs; {os.cpu_count()} CPU cores, Keras uses all of them):"
+        f"latency, ms per {unit} (median of {runs} runs; {os.cpu_count()} CPU cores, Keras uses all of them):"
     )
     return "\n".join([title, head, *body])
 
@@ -557,31 +581,35 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
     from kdface.io.safe_load import load_keras_model
 
     model = load_keras_model(model_path, unsafe=options.unsafe_load_model)
-    image_size = int(model.input_shape[1])
+    from kdface.tasks.expressions.pairs import InputSpec
+
+    spec = InputSpec.of(model, card)  # (neutral, target) pairs for a pair model (card "input": "pair")
+    image_size = spec.image_size(model.input_shape)
     common = dict(task=task, card=card, image_size=image_size, tfds_dir=options.tfds_dir,
-                  on_bad_sample=options.on_bad_sample)  # fmt: skip
+                  on_bad_sample=options.on_bad_sample, spec=spec)  # fmt: skip
     compare_images = None
     if options.compare:  # loaded (prepared) before converting: a missing dataset or split fails fast
         from kdface.io.cards import model_dataset
 
         dataset = model_dataset(model_path, card, options.dataset)
-        split = options.compare_split or _default_test_split(dataset, task)
+        split = options.compare_split or _default_test_split(dataset, task, card)
         compare_images = face_images(
             dataset, split, count=options.compare_count, data_dir=options.data_dir, **common
         )
     record = {"model": str(model_path), "out": str(out), "format": options.format, "quantize": options.quantize,
-              "uint8_io": options.uint8_io, "task": task, "input": "float32 crops in [0, 1]",
+              "uint8_io": options.uint8_io, "task": task, "input": spec.describe(image_size),
               "output": "float32"}  # fmt: skip
     calibration = None
     if options.quantize == "int8":
         dataset = options.calibration_dataset or card["dataset"]
         data_dir = options.calibration_data_dir or options.data_dir
-        images = face_images(dataset, options.calibration_split, count=options.calibration_count, spread=True,
-                             data_dir=data_dir, purpose="int8 calibration", **common)  # fmt: skip
+        split = _calibration_split(options.calibration_split, dataset, card)
+        images = face_images(dataset, split, count=options.calibration_count, spread=True, data_dir=data_dir,
+                             purpose="int8 calibration", **common)  # fmt: skip
         calibration = calibration_images(images, options.calibration_count)
-        record["calibration"] = {"dataset": dataset, "split": options.calibration_split, "count": len(calibration),
+        record["calibration"] = {"dataset": dataset, "split": split, "count": len(calibration),
                                  "selection": "evenly spaced over the split", "view": images.view}  # fmt: skip
-        print(f"calibration: {len(calibration)} images of {dataset} {options.calibration_split} "
+        print(f"calibration: {len(calibration)} {'pairs' if spec.pairs else 'images'} of {dataset} {split} "
               f"(evenly spaced; {images.view})")  # fmt: skip
 
     to_export, extra_output = deployable(model, card, task)
@@ -595,7 +623,7 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
         threads = options.threads or 1  # ai_edge_litert's default
         runtime = f"litert {options.quantize}, {threads} thread{'s' * (threads > 1)}"
         record.update(builtin_ops_only=True, operators=exported.operators, outputs=exported.output_names,
-                      interpreter_threads=threads)  # fmt: skip
+                      interpreter_threads=threads, input_shape=[int(v) for v in exported.input_details["shape"]])  # fmt: skip
         if options.uint8_io:
             details = {"input": exported.input_details, "output": exported.output_details()}
             for key, d in details.items():
@@ -619,16 +647,17 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
           f"(Keras {_mb(record['keras_size_bytes'])})")  # fmt: skip
     if options.format == "litert":
         print(f"builtin ops only: {', '.join(exported.operators)}")
+        print(f"input {tuple(record['input_shape'])} (batch axis resizable): {record['input']}")
 
     if compare_images is not None:
         result = compare(model, exported, compare_images, task, card)
         record["comparison"] = result
         print(_comparison_text(result))
     if options.latency_runs:
-        rows = latency(model, exported, runtime, image_size, options.latency_runs)
-        record["latency"] = {"unit": "ms per face", "statistic": f"median of {options.latency_runs} runs",
+        rows = latency(model, exported, runtime, image_size, options.latency_runs, spec=spec)
+        record["latency"] = {"unit": f"ms per {spec.unit}", "statistic": f"median of {options.latency_runs} runs",
                              "cpu_count": os.cpu_count(), "rows": rows}  # fmt: skip
-        print(latency_table(rows, options.latency_runs))
+        print(latency_table(rows, options.latency_runs, unit=spec.unit))
 
     write_json(paths["record"], record)
     card_note = (
@@ -638,12 +667,17 @@ def export_model(model_path, options: ExportOptions | None = None, **overrides) 
     return record
 
 
-def _default_test_split(dataset: str, task: str) -> str:
+def _default_test_split(dataset: str, task: str, card: dict | None = None) -> str:
+    """The split the comparison runs on: the dataset's first test split; for an expression model trained on
+    one fold of this pair dataset, the fold it held out (as ``test.py``)."""
+    from kdface.tasks.expressions.evaluation import default_test_splits
     from kdface.tasks.expressions.sources import EXPRESSION_TEST_SPLITS
     from kdface.tasks.landmarks.sources import TEST_SPLITS
 
     if task == "recognition":
         return "pairs"
+    if task == "expressions" and dataset in EXPRESSION_TEST_SPLITS:
+        return default_test_splits(dataset, card or {})[0]
     tables = [TEST_SPLITS, EXPRESSION_TEST_SPLITS]
     if task == "expressions":
         tables.reverse()
@@ -651,6 +685,18 @@ def _default_test_split(dataset: str, task: str) -> str:
         if dataset in table:
             return table[dataset][0]
     return "test"
+
+
+def _calibration_split(split: str, dataset: str, card: dict) -> str:
+    """``--calibration-split``: ``train`` of the pair dataset the model was trained on is the folds it
+    trained on (its card's ``train_split``, e.g. ``train-fold3``), so calibration never reads the
+    subjects it is compared and tested on; any other split as given."""
+    from kdface.tasks.expressions.sources import is_pair_dataset
+
+    trained_on = (card.get("config") or {}).get("train_split")
+    if split == "train" and is_pair_dataset(dataset) and card.get("dataset") == dataset and trained_on:
+        return trained_on.partition("[")[0]
+    return split
 
 
 def _comparison_text(r: dict) -> str:

@@ -210,6 +210,8 @@ MISTAKES = [
     ("train_teacher.py", ["--method", "ddoe-step1"], ["--identity-weights is needed", "python -m kdface.convert resnet"]),
     ("train_teacher.py", ["--method", "ddoe-step1", "--dataset", "raf-db", "--fold", "2", "--identity-weights", "none"],
      ["--fold 2: raf-db has no folds"]),
+    ("train_teacher.py", ["--method", "ddoe-step1", "--dataset", "raf-db", "--neutral-class", "--identity-weights", "none"],
+     ["--neutral-class: raf-db has no neutral pairs", "ck+, synthface-ck+"]),
     ("train_teacher.py", ["--method", "ddoe-step2"], ["the following arguments are required: --step1"]),
     ("train_teacher.py", ["--method", "ddoe-step2", "--step1", "step1.keras"],
      ["--step1 step1.keras: no such model file", "--method ddoe-step1"]),

@@ -20,6 +20,7 @@ from kdface.methods.ddoe import DDoEStep1Config, DDoEStep2Config, build_step1_ne
 from kdface.methods.doe import DoEConfig, build_network
 from kdface.models import build_ddoe_step2
 from kdface.tasks.expressions.evaluation import default_test_splits
+from kdface.tasks.expressions.labels import CLASS_NAMES
 from kdface.tasks.expressions.sources import held_out_split
 from kdface.tasks.expressions.training import ExpressionClassifier, group_adam
 
@@ -294,3 +295,113 @@ def test_doe_training_errors_on_or_skips_a_bad_frame(tiny, capsys):
     listing = json.loads((bad / "skip" / "skipped_samples.json").read_text())
     assert listing["count"] >= 1 and all(victim.name in r["path"] + r["reason"] for r in listing["skipped"])
     assert "skipped" in capsys.readouterr().out
+
+
+# --- CK+'s optional 8th class: --neutral-class ------------------------------------------------------------
+
+NEUTRAL = CLASS_NAMES.index("neutral")
+
+
+def _pairs_of(tiny, split, neutral_pairs=True):
+    from kdface.tasks.expressions.sources import PairOptions, load_pair_split
+
+    source = load_pair_split("synthface-ck+", split, tiny / "synthfaces", tiny / "tfds",
+                             options=PairOptions(neutral_pairs=neutral_pairs))  # fmt: skip
+    return source, list(source.dataset.as_numpy_iterator())
+
+
+def _sequences(tiny, folds):
+    """The number of sequences of the tiny tree's subjects in ``folds`` (one neutral pair each)."""
+    from kdface.tasks.expressions.ckplus import dataset_folds
+
+    root = tiny / "synthfaces" / "ckplus"
+    return sum(len(list((root / "cohn-kanade-images" / s).iterdir())) for s, f in dataset_folds(root).items()
+               if f in folds)  # fmt: skip
+
+
+def test_neutral_class_is_a_pair_dataset_option():
+    config = DoEConfig(weights="none", neutral_class=True, fold=3).resolved()
+    assert config.pair_options().neutral_pairs and config.neutral_tag() == "_neutral"
+    assert not DDoEStep2Config(step1="s1.keras").resolved().pair_options().neutral_pairs
+    with pytest.raises(ConfigError, match="--neutral-class: raf-db has no neutral pairs"):
+        DDoEStep1Config(dataset="raf-db", identity_weights="none", neutral_class=True).resolved()
+
+
+@pytest.mark.slow
+def test_doe_with_the_neutral_class_trains_and_tests_on_neutral_pairs(tiny):
+    weights = tiny / "resnet18.keras"
+    doe = _train(tiny, "doe", "doe_neutral", "--backbone", "resnet18", "--backbone-weights", weights,
+                 "--neutral-class")  # fmt: skip
+    card = json.loads(doe.with_suffix(".json").read_text())
+    assert card["class_names"] == list(CLASS_NAMES) and card["num_classes"] == 8
+    assert card["pair_options"]["neutral_pairs"] and card["config"]["neutral_class"]
+    assert card["train_class_counts"][NEUTRAL] > 0  # neutral pairs were trained on
+    model = keras.saving.load_model(doe, safe_mode=True)
+    assert tuple(model.output_shape) == (None, 8)
+
+    # the pairs: each sequence's onset with the next one's of the same subject, labelled neutral
+    for split, folds in (("train-fold0", range(1, 10)), ("test-fold0", (0,))):
+        source, pairs = _pairs_of(tiny, split)
+        neutral = [p for p in pairs if p["label"] == NEUTRAL]
+        assert len(neutral) == _sequences(tiny, folds) > 0 and source.class_counts[NEUTRAL] == len(neutral)
+        _, default = _pairs_of(tiny, split, neutral_pairs=False)
+        assert len(pairs) == len(default) + len(neutral)  # what the flag adds
+        for pair in pairs:  # never two people: both frames are the pair's subject's
+            subject = pair["subject"].decode()
+            assert all(name.startswith(subject + "_") for name in pair["key"].decode().split("+"))
+
+    report = _test_py(tiny, "test_doe_neutral", doe)["doe_neutral"]
+    assert report["class_names"] == list(CLASS_NAMES)
+    test = report["splits"]["test-fold0"]
+    source, _ = _pairs_of(tiny, "test-fold0")
+    assert test["count"] == source.size  # the expression and the neutral pairs of fold 0
+    assert test["per_class"]["neutral"]["count"] == _sequences(tiny, (0,))
+
+
+def _fake_step1(tiny, name, card):
+    """A file that passes as a step-1 model up to its card (a zip holding config.json), and the card."""
+    import zipfile
+
+    path = tiny / "fake" / f"{name}.keras"
+    path.parent.mkdir(exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+    path.with_suffix(".json").write_text(json.dumps({"task": "expressions", "method": "ddoe-step1",
+                                                     "image_size": SIZE, **card}))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("step1_neutral", [True, False])
+def test_ddoe_step2_refuses_a_step1_with_other_classes(tiny, capsys, step1_neutral):
+    pair_options = {"folds": 10, "peak_frames": 3, "neutral_pairs": step1_neutral}
+    step1 = _fake_step1(tiny, f"neutral_{step1_neutral}", {"dataset": "synthface-ck+", "pair_options": pair_options,
+                                                           "config": {"train_split": "train-fold0"}})  # fmt: skip
+    flags = [] if step1_neutral else ["--neutral-class"]
+    with pytest.raises(SystemExit) as stopped:
+        _train(tiny, "ddoe-step2", f"mismatch_{step1_neutral}", "--step1", step1, *flags)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    with_it, without = "with --neutral-class (8 classes: ", "without --neutral-class (7 classes: "
+    first, second = (with_it, without) if step1_neutral else (without, with_it)
+    assert f"was trained {first}" in err[0] and f"this run is {second}" in err[0], err[0]
+    assert "give both steps the same --neutral-class" in err[0]
+    assert not (tiny / "runs" / f"mismatch_{step1_neutral}").exists()
+    # a step 1 trained on single-image data (its head is dropped) is not a mismatch
+    other = _fake_step1(tiny, "raf", {"dataset": "raf-db", "config": {"train_split": "train"}})
+    DDoEStep2Config(step1=str(other), data_dir=str(tiny / "synthfaces"), tfds_dir=str(tiny / "tfds"),
+                    image_size=SIZE, neutral_class=True).resolved().check_inputs()  # fmt: skip
+
+
+def test_ddoe_step1_with_the_neutral_class_trains_on_the_neutral_onsets(tiny):
+    from kdface.tasks.expressions.training import training_data
+
+    config = DDoEStep1Config(identity_weights="none", data_dir=str(tiny / "synthfaces"), tfds_dir=str(tiny / "tfds"),
+                             image_size=SIZE, batch_size=4, neutral_class=True).resolved()  # fmt: skip
+    data = training_data(config)
+    assert data.card["pair_options"]["neutral_pairs"] and data.class_names == CLASS_NAMES
+    source, pairs = _pairs_of(tiny, "train-fold0[:90%]")
+    assert data.card["train_class_counts"] == source.class_counts and source.class_counts[NEUTRAL] > 0
+    neutral_keys = {p["key"] for p in pairs if p["label"] == NEUTRAL}
+    labels = dict(zip(data.split.keys, data.split.labels, strict=True))
+    assert neutral_keys and all(labels[key] == NEUTRAL for key in neutral_keys)  # their targets: onsets

@@ -337,3 +337,148 @@ def test_test_py_without_the_litert_runtime_is_one_error_line(work, exported, ca
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     line = _error_line(capsys, _test_cli().main, ["--model", tflite, "--out", str(work / "no_runtime")])
     assert "pip install ai-edge-litert==2.3.0" in line
+
+
+# --- pair models (DoE): (neutral, target) pairs in; calibrated and compared on a pair dataset's pairs ----------
+
+PAIR_OPTIONS = {"folds": 10, "peak_frames": 3, "neutral_pairs": True}  # --neutral-class: neutral pairs too
+PAIR_CARD = {"task": "expressions", "method": "doe", "dataset": "synthface-ck+", "class_names": list(CLASS_NAMES),
+             "num_classes": 8, "image_size": SIZE, "input": "pair", "pair_options": PAIR_OPTIONS,
+             "config": {"train_split": "train-fold0"}}  # fmt: skip
+
+
+def _pairs(work, split):
+    from kdface.tasks.expressions.pairs import PAIR_INPUT
+    from kdface.tasks.expressions.sources import PairOptions
+
+    return PAIR_INPUT.load_split("synthface-ck+", split, work / "synthfaces", work / "tfds",
+                                 options=PairOptions(**PAIR_OPTIONS))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pair_model(work):
+    """A tiny DoE (:func:`kdface.models.build_doe`: one frozen encoder on both images of a pair, the MLP on
+    ``[target - neutral, target]``) trained for a moment on synthface-ck+'s fold-0 training pairs, with
+    the card a ``--method doe --neutral-class`` run writes."""
+    from kdface.models import build_doe
+    from kdface.tasks.expressions.pairs import PAIR_INPUT
+    from kdface.tasks.expressions.training import probabilities_model
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((SIZE, SIZE, 3), name="image")
+    encoder = keras.Model(image, {"embedding": _features(image)}, name="tiny_encoder")
+    network = build_doe(encoder, len(CLASS_NAMES), image_size=SIZE)
+    model = probabilities_model(network.input, network.output, name="doe")
+    ds = PAIR_INPUT.eval_dataset(
+        _pairs(work, "train-fold0").dataset, image_size=SIZE, batch_size=8, cache=True
+    )
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(ds, epochs=30, verbose=0, shuffle=False)
+    path = work / "doe.keras"
+    model.save(path)
+    path.with_suffix(".json").write_text(json.dumps(PAIR_CARD))
+    return path
+
+
+def _random_pairs(n=5, seed=2):
+    return np.random.default_rng(seed).random((n, 2, SIZE, SIZE, 3), dtype=np.float32)
+
+
+def test_pair_model_exports_with_a_pair_input_and_is_compared_on_the_held_out_pairs(work, pair_model, capsys):
+    out = work / "exports" / "doe.tflite"
+    record = export.export_model(pair_model, out=str(out), data_dir=str(work / "synthfaces"),
+                                 tfds_dir=str(work / "tfds"), latency_runs=1)  # fmt: skip
+    assert record["input_shape"] == [1, 2, SIZE, SIZE, 3] and record["builtin_ops_only"]
+    assert record["input"].startswith(f"float32 (neutral, target) pairs (B, 2, {SIZE}, {SIZE}, 3)")
+    comparison = record["comparison"]
+    held_out = _pairs(
+        work, "test-fold0"
+    )  # the fold the card's train-fold0 held out, its neutral pairs included
+    assert comparison["split"] == "test-fold0" and comparison["count"] == held_out.size > 0
+    assert held_out.class_counts[CLASS_NAMES.index("neutral")] > 0
+    assert (
+        comparison["max_abs_diff"] < 1e-4
+        and comparison["argmax_agreement"] == 100
+        and comparison["target_met"]
+    )
+    assert record["latency"]["unit"] == "ms per pair" and all(
+        row["batch_32"] > 0 for row in record["latency"]["rows"]
+    )
+    printed = capsys.readouterr().out
+    assert (
+        f"input (1, 2, {SIZE}, {SIZE}, 3) (batch axis resizable): float32 (neutral, target) pairs" in printed
+    )
+    assert "latency, ms per pair" in printed
+
+    keras_model, litert = keras.saving.load_model(pair_model), LiteRTModel(out)
+    assert litert.input_shape == keras_model.input_shape == (None, 2, SIZE, SIZE, 3)
+    pairs = _random_pairs()
+    for batch in (pairs, pairs[:1]):
+        np.testing.assert_allclose(
+            litert.predict_on_batch(batch), keras_model.predict_on_batch(batch), atol=1e-4
+        )
+    swapped = pairs[:, ::-1]  # the order matters: neutral first (the difference is target - neutral)
+    assert not np.allclose(litert.predict_on_batch(swapped), litert.predict_on_batch(pairs), atol=1e-3)
+    assert json.loads(out.with_suffix(".json").read_text()) == PAIR_CARD  # test.py finds "input": "pair"
+
+
+@pytest.mark.parametrize("quantize, options", [("float16", {}), ("int8", {}), ("int8", {"uint8_io": True})])
+def test_pair_model_quantises_calibrated_on_training_pairs(work, pair_model, quantize, options):
+    tag = "_".join([quantize, *options])
+    record = export.export_model(pair_model, quantize=quantize, out=str(work / "exports" / f"doe_{tag}.tflite"),
+                                 data_dir=str(work / "synthfaces"), tfds_dir=str(work / "tfds"), latency_runs=0,
+                                 compare_split="train-fold0", calibration_count=16 if quantize == "int8" else 200,
+                                 **options)  # fmt: skip
+    comparison = record["comparison"]
+    assert (
+        comparison["count"] == _pairs(work, "train-fold0").size
+    )  # more pairs than the one held-out subject's
+    model = LiteRTModel(record["out"])
+    assert model.input_shape == (None, 2, SIZE, SIZE, 3) and record["input_shape"] == [1, 2, SIZE, SIZE, 3]
+    if quantize == "float16":
+        assert comparison["max_abs_diff"] < 1e-2 and comparison["argmax_agreement"] == 100
+        return
+    # "train" of the pair dataset it was trained on: the folds it trained on, not the one it is tested on
+    calibration = record["calibration"]
+    assert calibration["split"] == "train-fold0" and calibration["count"] == 16
+    assert calibration["view"].startswith("(neutral, target) pairs")
+    assert {"QUANTIZE", "DEQUANTIZE"} <= set(record["operators"]) or options.get("uint8_io")
+    assert comparison["argmax_agreement"] >= 90 and comparison["cosine_mean"] >= 0.99, comparison
+    dtype = np.uint8 if options.get("uint8_io") else np.float32
+    assert model.input_details["dtype"] == dtype and model.output_details()["dtype"] == dtype
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--dataset", "synthface"], "comparison: the model takes (neutral, target) pairs of one person; synthface"),
+        (["--no-compare", "--quantize", "int8", "--calibration-dataset", "raf-db"],
+         "int8 calibration: the model takes (neutral, target) pairs of one person; raf-db has single images"),
+    ],
+)  # fmt: skip
+def test_pair_model_refuses_single_image_data_in_one_line(work, pair_model, capsys, argv, expected):
+    argv = ["--model", str(pair_model), *argv, "--data-dir", str(work / "synthfaces"), "--tfds-dir",
+            str(work / "tfds"), "--out", str(work / "mistakes" / "doe.tflite")]  # fmt: skip
+    line = _error_line(capsys, export.main, argv)
+    assert expected in line and "give a pair dataset (ck+, synthface-ck+)" in line, line
+    assert not (work / "mistakes" / "doe.tflite").exists()
+
+
+@pytest.mark.slow
+def test_test_py_reports_a_pair_tflite_like_its_keras(work, pair_model, tmp_path):
+    tflite = work / "exports" / "doe_for_test_py.tflite"
+    export.export_model(pair_model, out=str(tflite), compare=False, latency_runs=0)
+    reports = {}
+    for model in (pair_model, tflite):
+        out = tmp_path / model.suffix[1:]
+        _test_cli().main(["--model", str(model), "--data-dir", str(work / "synthfaces"),
+                          "--tfds-dir", str(work / "tfds"), "--out", str(out)])  # fmt: skip
+        (reports[model.suffix],) = json.loads((out / "report.json").read_text()).values()
+    ours, theirs = reports[".keras"], reports[".tflite"]
+    assert theirs["input"] == ours["input"] == "pair" and list(theirs["splits"]) == ["test-fold0"]
+    test = theirs["splits"]["test-fold0"]
+    assert test["count"] == ours["splits"]["test-fold0"]["count"] == _pairs(work, "test-fold0").size
+    assert (
+        test["accuracy"] == ours["splits"]["test-fold0"]["accuracy"]
+        and test["per_class"]["neutral"]["count"] > 0
+    )

@@ -182,7 +182,8 @@ class LiteRTModel:
         return other
 
     def predict_on_batch(self, images):
-        """``images`` ``(B, S, S, 3)`` float in ``[0, 1]`` -> the main output (or a list, :meth:`with_output`)."""
+        """``images`` ``(B, S, S, 3)`` (a pair model's ``(B, 2, S, S, 3)``) float in ``[0, 1]`` -> the main
+        output (or a list, :meth:`with_output`)."""
         images = np.asarray(images, np.float32)
         if self._input["shape_signature"][0] == -1:
             results = [self._run(images)]

@@ -17,6 +17,10 @@ then ``python train_teacher.py --method ddoe-step2 --step1 models/teachers/ck+_d
   ``--method doe``. The input size is step 1's. On the dataset step 1 was trained on, step 2 must use
   the same fold: step 1's training subjects would otherwise include step 2's test subjects.
 
+``--neutral-class`` (both steps, pair datasets only): CK+'s optional 8th class, neutral pairs (step 1:
+their targets, the subjects' onset frames, labelled neutral). Step 2 on a step 1 trained on a pair
+dataset must use the same setting (refused otherwise, one error line naming both).
+
 Both save Functional models (probabilities): step 1 takes images, step 2 pairs (card
 ``"input": "pair"``, ``model.predict(np.stack([neutral, target], axis=1))``).
 """
@@ -34,7 +38,8 @@ from kdface.io.cards import read_model_card
 from kdface.io.safe_load import check_model_file, load_keras_model
 from kdface.methods import Method, Role, register_method
 from kdface.models import build_ddoe_step1, build_ddoe_step2
-from kdface.tasks.expressions.sources import held_out_split, pair_datasets
+from kdface.tasks.expressions.labels import CLASS_NAMES
+from kdface.tasks.expressions.sources import held_out_split, is_pair_dataset, pair_datasets
 from kdface.tasks.expressions.training import (
     ExpressionClassifier,
     FoldConfig,
@@ -125,7 +130,8 @@ def train_step1(config: DDoEStep1Config, out=None, run_dir=None, options=None) -
         model.compile(optimizer=group_adam(config, data.steps_per_epoch))
         return model
 
-    name = f"ddoe_step1_{config.backbone}_{config.identity_backbone}{config.fold_tag()}{config.noise_tag()}"
+    tags = f"{config.neutral_tag()}{config.fold_tag()}{config.noise_tag()}"
+    name = f"ddoe_step1_{config.backbone}_{config.identity_backbone}{tags}"
     return train_run(config, method="ddoe-step1", role="teacher", name=name, load_data=load_data, build=build,
                      out=out, run_dir=run_dir, options=options)  # fmt: skip
 
@@ -177,6 +183,21 @@ class DDoEStep2Config(FoldConfig):
                     f"--step1 {self.step1} was trained on {self.dataset} {trained_on}, whose subjects include "
                     f"those of {ours}, which this run tests on; train step 1 with the same --fold"
                 )
+        if is_pair_dataset(card.get("dataset") or ""):
+            theirs = bool((card.get("pair_options") or {}).get("neutral_pairs", False))
+            if theirs != self.neutral_class:
+                raise ConfigError(
+                    f"--step1 {self.step1} was trained {_trained_classes(theirs)}, but this run is "
+                    f"{_trained_classes(self.neutral_class)}: give both steps the same --neutral-class"
+                )
+
+
+def _trained_classes(neutral_class: bool) -> str:
+    """What a pair dataset trains with or without ``--neutral-class``, for the step-2 mismatch error."""
+    names = [n for n in CLASS_NAMES if neutral_class or n != "neutral"]
+    without = "" if neutral_class else "; the neutral output has no examples"
+    flag = "with" if neutral_class else "without"
+    return f"{flag} --neutral-class ({len(names)} classes: {', '.join(names)}{without})"
 
 
 def train_step2(config: DDoEStep2Config, out=None, run_dir=None, options=None) -> Path:
@@ -201,7 +222,7 @@ def train_step2(config: DDoEStep2Config, out=None, run_dir=None, options=None) -
         model.compile(optimizer=group_adam(config, data.steps_per_epoch))
         return model
 
-    name = f"ddoe_step2{config.fold_tag()}{config.noise_tag()}"
+    name = f"ddoe_step2{config.neutral_tag()}{config.fold_tag()}{config.noise_tag()}"
     return train_run(config, method="ddoe-step2", role="teacher", name=name, load_data=load_data, build=build,
                      out=out, run_dir=run_dir, options=options, card={"step1": str(config.step1)})  # fmt: skip
 

@@ -22,6 +22,11 @@ the target image alone (:func:`kdface.models.build_target_only`), on the same pa
 same batches and augmentation draws; the neutral images are read and ignored). It saves a
 single-image model.
 
+``--neutral-class`` adds CK+'s optional 8th class (all three pair methods, pair datasets only): one
+neutral pair per sequence, its onset with the next sequence's onset of the same subject, labelled
+neutral (:class:`~kdface.tasks.expressions.sources.PairOptions` ``neutral_pairs``). The card's
+``pair_options`` record it, so ``test.py`` tests on the same kind of pairs.
+
 Saved model: pairs ``(B, 2, S, S, 3)`` -> class probabilities ``(B, K)`` in kdface's class order,
 card ``"input": "pair"``: ``model.predict(np.stack([neutral, target], axis=1))``; ``test.py`` and
 :func:`kdface.predict_expressions` (``(neutral, target)`` face pairs) take it.
@@ -132,7 +137,7 @@ def train_doe(config: DoEConfig, out=None, run_dir=None, options=None) -> Path:
         return model
 
     ablation = "_target_only" if config.target_only else ""
-    name = f"doe_{config.backbone}{ablation}{config.fold_tag()}{config.noise_tag()}"
+    name = f"doe_{config.backbone}{ablation}{config.neutral_tag()}{config.fold_tag()}{config.noise_tag()}"
     card = IMAGE_INPUT.card() if config.target_only else None  # the ablation deploys a single-image model
     return train_run(config, method="doe", role="teacher", name=name, load_data=load_data, build=build, out=out,
                      run_dir=run_dir, options=options, card=card)  # fmt: skip

@@ -28,8 +28,8 @@ from kdface.io.cards import model_dataset, read_model_card
 from kdface.registry import unknown_name_message
 from kdface.report import detect_faces
 from kdface.tasks.expressions.labels import CLASS_NAMES
-from kdface.tasks.expressions.pairs import InputSpec, pair_dataset
-from kdface.tasks.expressions.pipeline import expression_dataset, prepare_eval
+from kdface.tasks.expressions.pairs import IMAGE_INPUT, PAIR_INPUT, InputSpec
+from kdface.tasks.expressions.pipeline import prepare_eval
 
 
 def class_names_of(model, card: dict) -> tuple[str, ...]:
@@ -66,14 +66,12 @@ def with_per_image_output(model, layer: str | None):
 def takes_pairs(model, card: dict) -> bool:
     """Whether ``model`` takes neutral/target pairs: its card says so (``"input": "pair"``), or, for a
     model without a card, its input is ``(B, 2, S, S, 3)``."""
-    if "input" in card:
-        return InputSpec.from_card(card).pairs
-    return len(model.input_shape) == 5
+    return InputSpec.of(model, card).pairs
 
 
 def input_size(model, pairs: bool) -> int:
     """The side ``S`` of the crops ``model`` takes (``(B, S, S, 3)``, or ``(B, 2, S, S, 3)`` for pairs)."""
-    return int(model.input_shape[2 if pairs else 1])
+    return (PAIR_INPUT if pairs else IMAGE_INPUT).image_size(model.input_shape)
 
 
 def check_pair_dataset(model_path, card: dict, dataset: str) -> None:
@@ -87,11 +85,14 @@ def check_pair_dataset(model_path, card: dict, dataset: str) -> None:
 
 def pair_options_of(card: dict, dataset: str):
     """The pair protocol (:class:`~kdface.tasks.expressions.sources.PairOptions`) a model was trained
-    with, when it is tested on the dataset it was trained on; the default one otherwise."""
+    with, when it is tested on the dataset it was trained on; on another pair dataset its default
+    protocol, with neutral pairs if the model was trained with them (``--neutral-class``)."""
     from kdface.tasks.expressions.sources import PairOptions
 
-    options = card.get("pair_options") if card.get("dataset") == dataset else None
-    return PairOptions(**options) if options else PairOptions()
+    recorded = card.get("pair_options") or {}
+    if card.get("dataset") == dataset:
+        return PairOptions(**recorded)
+    return PairOptions(neutral_pairs=bool(recorded.get("neutral_pairs", False)))
 
 
 def default_test_splits(dataset: str, card: dict) -> tuple[str, ...]:
@@ -112,9 +113,10 @@ def predict_source(model, source, num_classes: int, batch_size: int = 64, both=N
     takes ``pairs``: ``source`` is then a :class:`~kdface.tasks.expressions.sources.PairSource`);
     ``excluded`` counts test images whose class the model lacks; ``per_image`` is the per-image output
     of ``both`` (:func:`with_per_image_output`, built once per model), else None."""
-    size = input_size(model, pairs)
-    view = pair_dataset if pairs else expression_dataset
-    ds = view(source.dataset, image_size=size, batch_size=batch_size, with_key=True)
+    spec = PAIR_INPUT if pairs else IMAGE_INPUT
+    ds = spec.eval_dataset(
+        source.dataset, image_size=input_size(model, pairs), batch_size=batch_size, with_key=True
+    )
     labels, probs, keys, weights, excluded = [], [], [], [], 0
     for images, y, k in ds:
         y = y.numpy()
@@ -168,11 +170,7 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
     per-image predictions (``predictions_<model>_<split>.csv``). A model whose card names a per-image
     output (SCN: ``importance``) also gets that column, its mean in the report and a histogram
     (``--split train`` dumps the training set's)."""
-    from kdface.tasks.expressions.sources import (
-        EXPRESSION_TEST_SPLITS,
-        load_expression_split,
-        load_pair_split,
-    )
+    from kdface.tasks.expressions.sources import EXPRESSION_TEST_SPLITS
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,13 +197,10 @@ def evaluate(model_paths, dataset=None, splits=None, data_dir=None, tfds_dir="da
             "splits": {},
         }
         for split in splits or default_test_splits(ds_name, card):
-            options = pair_options_of(card, ds_name)
-            if pairs:
-                source = load_pair_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample,
-                                         options=options)  # fmt: skip
-            else:
-                source = load_expression_split(ds_name, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample,
-                                               pair_options=options)  # fmt: skip
+            spec = PAIR_INPUT if pairs else IMAGE_INPUT
+            source = spec.load_split(
+                ds_name, split, data_dir, tfds_dir, on_bad_sample, pair_options_of(card, ds_name)
+            )
             skipped.extend(r for r in source.skipped if r not in skipped)
             labels, probs, keys, excluded, importance = predict_source(
                 model, source, len(names), both=both, pairs=pairs

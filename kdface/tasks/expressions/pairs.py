@@ -12,7 +12,10 @@ saved model and its LiteRT export one input as every other kdface model has, and
 DoE's layout (``[B, 2, C, H, W]``). Inside the model, :func:`unstack_pair` splits it again. The
 layout is the pair models' own (:mod:`kdface.models.doe`: :data:`NEUTRAL`, :data:`TARGET`,
 :func:`~kdface.models.doe.split_pair`), so the pipeline and the models cannot disagree. The model
-card records the spec (``"input": "pair"``, :meth:`InputSpec.card`).
+card records the spec (``"input": "pair"``, :meth:`InputSpec.card`). Whatever reads data for a saved
+model asks its spec (:meth:`InputSpec.of`) for the split (:meth:`InputSpec.load_split`: pairs, or a
+pair dataset's target images) and its evaluation view (:meth:`InputSpec.eval_dataset`): ``test.py``
+and ``python -m kdface.export`` (calibration, comparison) take pair models that way.
 
 Pipeline
 --------
@@ -40,6 +43,7 @@ from kdface.tasks.expressions.pipeline import (
     FileBackedSplit,
     InMemorySplit,
     _options,
+    expression_dataset,
     indexed_stream,
     prepare_eval,
     prepare_train,
@@ -75,6 +79,58 @@ class InputSpec:
     def from_card(cls, card: dict) -> InputSpec:
         """The spec a model card records; cards without one are single-image models."""
         return cls(card.get("input", "image"))
+
+    @classmethod
+    def of(cls, model, card: dict) -> InputSpec:
+        """The spec of ``model`` (a Keras model or an exported one): its card's, or, for a model without
+        a card naming one, its input's rank (``(B, 2, S, S, 3)``: pairs)."""
+        if "input" in card:
+            return cls.from_card(card)
+        return PAIR_INPUT if len(model.input_shape) == 5 else IMAGE_INPUT
+
+    @property
+    def unit(self) -> str:
+        """What one example of the input is, in words (``"face"`` or ``"pair"``)."""
+        return "pair" if self.pairs else "face"
+
+    def image_size(self, input_shape) -> int:
+        """The side ``S`` of a model's input shape (with its batch axis)."""
+        return int(input_shape[2 if self.pairs else 1])
+
+    def describe(self, image_size: int | None = None) -> str:
+        """The input in words, for export records and messages."""
+        s = "S" if image_size is None else int(image_size)
+        if self.pairs:
+            return (f"float32 (neutral, target) pairs (B, 2, {s}, {s}, 3) in [0, 1], the neutral face at index "
+                    f"{NEUTRAL} of axis 1 and the target at {TARGET}")  # fmt: skip
+        return f"float32 crops (B, {s}, {s}, 3) in [0, 1]"
+
+    def random(self, batch: int, image_size: int, rng: np.random.Generator) -> np.ndarray:
+        """``batch`` random inputs in ``[0, 1]`` (latency measurements)."""
+        return rng.random((batch, *self.shape(image_size)), dtype=np.float32)
+
+    def load_split(self, dataset: str, split: str, data_dir=None, tfds_dir="datasets/tfds",
+                   on_bad_sample: str = "error", options=None):  # fmt: skip
+        """A split as this input reads it: a pair dataset's :class:`~kdface.tasks.expressions.sources.PairSource`
+        for pairs, an :class:`~kdface.tasks.expressions.sources.ExpressionSource` (a pair dataset's
+        target images) for single images; ``options`` the pair protocol
+        (:class:`~kdface.tasks.expressions.sources.PairOptions`, e.g. a card's,
+        :func:`~kdface.tasks.expressions.evaluation.pair_options_of`)."""
+        from kdface.tasks.expressions.sources import load_expression_split, load_pair_split
+
+        if self.pairs:
+            return load_pair_split(
+                dataset, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample, options=options
+            )
+        return load_expression_split(dataset, split, data_dir, tfds_dir, on_bad_sample=on_bad_sample,
+                                     pair_options=options)  # fmt: skip
+
+    def eval_dataset(self, source: tf.data.Dataset, *, image_size: int, batch_size: int, with_key: bool = False,
+                     cache: bool = False) -> tf.data.Dataset:  # fmt: skip
+        """The evaluation view of a :meth:`load_split` source's ``dataset``: batches of ``(inputs, labels)``
+        (plus ``keys``), inputs ``(B, S, S, 3)`` or ``(B, 2, S, S, 3)``."""
+        view = pair_dataset if self.pairs else expression_dataset
+        return view(source, image_size=image_size, batch_size=batch_size, with_key=with_key, cache=cache)
 
 
 IMAGE_INPUT = InputSpec("image")

@@ -164,6 +164,11 @@ class ExpressionConfig(ExperimentConfig):
         """``_noise20`` for ``--label-noise 0.2`` (in default model and run names), else ``""``."""
         return f"_noise{int(round(self.label_noise * 100))}" if self.label_noise else ""
 
+    def pair_options(self) -> PairOptions | None:
+        """The pair protocol a pair dataset is read with (``None``: the default
+        :class:`~kdface.tasks.expressions.sources.PairOptions`); :class:`FoldConfig` sets it."""
+        return None
+
 
 # --- data -----------------------------------------------------------------------------------------------
 
@@ -181,8 +186,8 @@ class ExpressionData(TrainingData):
 
 
 def load_split(config: ExpressionConfig, split: str, on_bad_sample: str = "error"):
-    return load_expression_split(config.dataset, split, config.data_dir, config.tfds_dir,
-                                 on_bad_sample=on_bad_sample, num_classes=config.num_classes)  # fmt: skip
+    return load_expression_split(config.dataset, split, config.data_dir, config.tfds_dir, on_bad_sample=on_bad_sample,
+                                 num_classes=config.num_classes, pair_options=config.pair_options())  # fmt: skip
 
 
 def image_store_dir(config: ExpressionConfig) -> Path:
@@ -222,7 +227,10 @@ def training_data(config: ExpressionConfig, on_bad_sample: str = "error", *, era
         val_source = load_split(config, val_split, on_bad_sample)
         val = expression_dataset(val_source.dataset, image_size=config.image_size, batch_size=config.batch_size,
                                  cache=True)  # fmt: skip
-    return _expression_data(config, source, split, noise, stream, val, skipped)
+    card = None
+    if is_pair_dataset(config.dataset):  # the targets of pairs: test.py reads the test fold the same way
+        card = {"pair_options": dataclasses.asdict(config.pair_options() or PairOptions())}
+    return _expression_data(config, source, split, noise, stream, val, skipped, card)
 
 
 def _with_label_noise(config: ExpressionConfig, split, source, run):
@@ -264,7 +272,8 @@ def pair_training_data(config: ExpressionConfig, on_bad_sample: str = "error", *
     """:func:`training_data` for a model taking neutral/target pairs (``(B, 2, S, S, 3)``,
     :data:`~kdface.tasks.expressions.pairs.PAIR_INPUT`): ``config.dataset`` is a pair dataset
     (``ck+``, ``synthface-ck+``) and ``config.train_split`` names the folds (``train-fold3``);
-    ``options`` pick the protocol (:class:`~kdface.tasks.expressions.sources.PairOptions`).
+    ``options`` pick the protocol (:class:`~kdface.tasks.expressions.sources.PairOptions`; default
+    ``config.pair_options()``, e.g. neutral pairs with ``--neutral-class``).
 
     Both images of a pair share one augmentation draw (:mod:`kdface.tasks.expressions.pairs`). The
     validation set is ``val_fraction`` of each training fold's pairs, so its subjects are training
@@ -272,6 +281,7 @@ def pair_training_data(config: ExpressionConfig, on_bad_sample: str = "error", *
     folds trained on and the protocol options.
     """
     train_split, val_split = config.splits(config.train_split)
+    options = options or config.pair_options()
 
     def load(split: str):
         return load_pair_split(config.dataset, split, config.data_dir, config.tfds_dir,
@@ -416,6 +426,15 @@ class FoldConfig(ExpressionConfig):
         f"test fold of the pair datasets' subject-independent {FOLDS}-fold cross-validation: "
         "training uses the other folds (train-fold<k>), test.py tests on this one",
     )
+    neutral_class: bool = option(
+        False,
+        "CK+'s optional 8th class: add neutral pairs (each sequence's onset with the next sequence's "
+        "onset of the same subject, labelled neutral), so the neutral output is trained and tested "
+        "(pair datasets only; single-image models get those onsets as neutral images)",
+    )
+
+    def pair_options(self) -> PairOptions:
+        return PairOptions(neutral_pairs=self.neutral_class)
 
     def resolved(self, role: str | None = None):
         config = super().resolved(role)
@@ -434,6 +453,13 @@ class FoldConfig(ExpressionConfig):
         if self.fold and not is_pair_dataset(self.dataset):
             raise ConfigError(f"--fold {self.fold}: {self.dataset} has no folds (the pair datasets "
                               f"{', '.join(pair_datasets())} have)")  # fmt: skip
+        if self.neutral_class and not is_pair_dataset(self.dataset):
+            raise ConfigError(f"--neutral-class: {self.dataset} has no neutral pairs (the pair datasets "
+                              f"{', '.join(pair_datasets())} have; its own classes are used)")  # fmt: skip
+
+    def neutral_tag(self) -> str:
+        """``_neutral`` with ``--neutral-class`` (in default model and run names), else ``""``."""
+        return "_neutral" if self.neutral_class else ""
 
     def fold_tag(self) -> str:
         """``_fold3`` for a model tested on fold 3 of a pair dataset (in default names), else ``""``."""
