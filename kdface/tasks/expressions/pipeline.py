@@ -204,20 +204,32 @@ def _options(deterministic: bool = True) -> tf.data.Options:
     return options
 
 
-def expression_dataset(source: tf.data.Dataset, *, image_size: int, batch_size: int, with_key: bool = False,
+def evaluation_batches(source: tf.data.Dataset, inputs, *, batch_size: int, with_key: bool = False,
                        cache: bool = False) -> tf.data.Dataset:  # fmt: skip
-    """One pass over ``source`` in its order, as batches of ``(images, labels)`` (plus ``keys`` if
-    ``with_key``): for validation and evaluation. ``cache`` keeps the decoded crops in memory."""
+    """One pass over ``source`` in its order, as batches of ``(inputs(example), labels)`` (plus ``keys``
+    if ``with_key``): for validation and evaluation. ``inputs`` maps an example to the model input;
+    ``cache`` keeps those in memory."""
 
     def element(example):
-        image = prepare_eval(example["image"], example["box"], image_size)
+        x = inputs(example)
         label = tf.cast(example["label"], tf.int32)
-        return (image, label, example["key"]) if with_key else (image, label)
+        return (x, label, example["key"]) if with_key else (x, label)
 
     ds = source.with_options(_options()).map(element, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache()
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def expression_dataset(source: tf.data.Dataset, *, image_size: int, batch_size: int, with_key: bool = False,
+                       cache: bool = False) -> tf.data.Dataset:  # fmt: skip
+    """One pass over ``source`` in its order, as batches of ``(images, labels)`` (plus ``keys`` if
+    ``with_key``): for validation and evaluation. ``cache`` keeps the decoded crops in memory."""
+
+    def image(example):
+        return prepare_eval(example["image"], example["box"], image_size)
+
+    return evaluation_batches(source, image, batch_size=batch_size, with_key=with_key, cache=cache)
 
 
 class _SplitArrays:
