@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kdface.data.image_store import ImageStore, StoreKey, cached_store
+from kdface.data.image_store import ImageStore, StoreKey, cached_store, store_source
 from kdface.errors import RunError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -307,7 +307,6 @@ class InMemorySplit(_SplitArrays):
 # What one sample of a FileBackedSplit holds in memory besides its key: box, label, store index entry,
 # the key's object and pointer, and their copies as tensors in the input pipeline (an upper bound).
 RESIDENT_BYTES_PER_SAMPLE = 160
-_LOAD_BATCH = 256  # examples read at once while loading (their images too: a bound, whatever the split size)
 
 
 @dataclasses.dataclass
@@ -327,11 +326,10 @@ class FileBackedSplit(_SplitArrays):
 
         ``max_bytes`` bounds what is held in memory (:data:`RESIDENT_BYTES_PER_SAMPLE` plus the key a
         sample); the images are never held, whatever their size."""
-        key, lengths, boxes, labels, keys, resident = StoreKey(), [], [], [], [], 0
-        for batch in source.batch(_LOAD_BATCH).as_numpy_iterator():  # batches: far fewer Python objects
-            for image in batch["image"]:
-                key.update(image)
-            lengths.append(np.fromiter(map(len, batch["image"]), np.int64, len(batch["image"])))
+        boxes, labels, keys, resident = [], [], [], 0
+
+        def keep(batch):
+            nonlocal resident
             boxes.append(batch["box"].astype(np.float32))
             labels.append(batch["label"].astype(np.int32))
             keys.append(batch["key"])
@@ -341,14 +339,11 @@ class FileBackedSplit(_SplitArrays):
                     f"the training split's keys, boxes and labels exceed {max_bytes / 2**30:.3g} GiB "
                     "(its images are read from disk). Raise --max-memory-gb, or train on a subset"
                 )
-        if not labels:
+
+        loaded = store_source(source, cache_dir, keep)
+        if loaded is None:
             raise RunError("the training split is empty")
-
-        def images():
-            for batch in source.map(lambda example: example["image"]).batch(_LOAD_BATCH).as_numpy_iterator():
-                yield from batch
-
-        store, written = cached_store(cache_dir, key.hexdigest(), np.concatenate(lengths), images)
+        store, written = loaded
         if written:
             print(f"wrote the training split's {len(store)} encoded images to {store.folder} (once; read "
                   "from there while training)")  # fmt: skip
