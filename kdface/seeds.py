@@ -191,15 +191,17 @@ def records_from_report(report: dict, seed: int) -> list[SeedRecord]:
 
 
 def _seed_and_json(path: Path, seed: int | None, what: str) -> tuple[int, dict]:
+    """The seed and the parsed file; a file that cannot be read is the error before a missing seed."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(path, what, got=str(exc)[:120]) from None
     if seed is None:
         found = [int(m.group(1)) for part in path.parts if (m := re.fullmatch(r"seed(\d+)", part))]
         if not found:
             raise DataFormatError(path, f"{what} inside a seed<N> folder (or pass its seed)")
         seed = found[-1]
-    try:
-        return seed, json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataFormatError(path, what, got=str(exc)[:120]) from None
+    return seed, data
 
 
 def read_report(path, seed: int | None = None) -> list[SeedRecord]:

@@ -125,3 +125,12 @@ def test_a_file_that_is_not_a_test_py_report_names_the_file(tmp_path):
     other.write_text(json.dumps({"samples": 3}))  # e.g. an SCN label report passed as --report
     with pytest.raises(DataFormatError, match="report.json"):
         read_report(other)
+
+
+def test_a_missing_report_outside_a_seed_folder_is_one_error_naming_the_file(tmp_path, capsys):
+    missing = tmp_path / "report.json"  # a bare path, no seed<N> folder: the missing file is the error
+    with pytest.raises(SystemExit) as exit_:
+        main(["--report", str(missing)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("error:") == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {missing}: ") and "No such file" in err and "seed<N>" not in err

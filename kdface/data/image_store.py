@@ -36,6 +36,7 @@ import numpy as np
 from kdface.io.atomic import atomic_path, write_bytes
 
 PACK_BYTES = 64 * 2**10
+LOAD_BATCH = 256  # examples read at once while loading (their images too: a bound, whatever the split size)
 INDEX_FILE = "index.npy"
 _FORMAT = b"kdface image store v1\0"
 
@@ -177,3 +178,29 @@ def cached_store(
     if store is not None:
         return store, False
     return ImageStore.write(folder, images(), expected_key=key), True
+
+
+def store_source(source, cache_dir, on_batch: Callable[[dict], None]) -> tuple[ImageStore, bool] | None:
+    """The store of a ``tf.data`` source's encoded images (``example["image"]``) in ``cache_dir``.
+
+    A first pass reads ``source`` in batches of :data:`LOAD_BATCH` examples (numpy; far fewer Python
+    objects than one by one): each batch's images go into the content key (:class:`StoreKey`), then the
+    batch to ``on_batch``, which keeps the caller's other fields (and may raise to stop). The store is
+    opened, or written from a second pass if it is not there yet, so the images are never held.
+    Returns ``(store, written)`` as :func:`cached_store`, or None if ``source`` is empty (nothing
+    written).
+    """
+    key, lengths = StoreKey(), []
+    for batch in source.batch(LOAD_BATCH).as_numpy_iterator():
+        for image in batch["image"]:
+            key.update(image)
+        lengths.append(np.fromiter(map(len, batch["image"]), np.int64, len(batch["image"])))
+        on_batch(batch)
+    if not lengths:
+        return None
+
+    def images():
+        for batch in source.map(lambda example: example["image"]).batch(LOAD_BATCH).as_numpy_iterator():
+            yield from batch
+
+    return cached_store(cache_dir, key.hexdigest(), np.concatenate(lengths), images)

@@ -9,7 +9,8 @@ with one are not comparable with another (spec §7.4):
   and up. For an integer factor ``f = H / d`` that is the top-left pixel of every ``f x f`` block
   (``x[::f, ::f]``), repeated ``f x f`` times; it is implemented that way (bit-exact, any dtype)
   and therefore needs ``d`` to divide ``H`` and ``W``.
-* ``"askd"`` (A-SKD): the same nearest down/up, then a 5 x 5 Gaussian blur with
+* ``"nearest_blur"`` (A-SKD's; ``"askd"`` in the CLI, run configs and model cards, see
+  :data:`METHOD_NAMES`): the same nearest down/up, then a 5 x 5 Gaussian blur with
   ``sigma = (0.1 along x, 2.0 along y)`` and reflect padding. The horizontal factor's off-centre
   weights are ``exp(-50)`` relative to the centre (below float64 precision), so the blur is the
   vertical 5-tap kernel ``[0.1525, 0.2218, 0.2514, 0.2218, 0.1525]`` (:func:`askd_blur_kernel`
@@ -27,7 +28,7 @@ training list holds 112 together with smaller sizes and 112 is drawn, A-SKD stil
 here 112 always means the untouched HR image.
 
 :func:`draw_down_sizes` reproduces the ``--down_size`` semantics (spec §2.3), :func:`degrade_pair`
-the HR/LR pair with the shared flip, in each method's order, and :func:`low_resolution_tf` the
+the HR/LR pair with the shared flip, in either original's order (:data:`ORDERS`), and :func:`low_resolution_tf` the
 ``"nearest"`` degradation with a per-sample size inside a TensorFlow graph (``tf.data``, XLA):
 no ``py_function``. Do not use ``tf.image.resize(method="nearest")`` for this: its half-pixel
 centres sample pixel ``f*i + f/2``, not ``f*i`` (spec §8).
@@ -38,7 +39,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-METHODS = ("nearest", "askd", "random", "linear")
+METHODS = ("nearest", "nearest_blur", "random", "linear")
+# The degradations named after the original that uses them, as ``--degradation``, run configs and model
+# cards spell them; accepted wherever a method is named.
+METHOD_NAMES = {"askd": "nearest_blur"}
+BLOCK_METHODS = ("nearest", "nearest_blur")  # one pixel per block: the size must divide the image
 # cv2 interpolations the later F-SKD code draws from (``--interpolation random``), in its order.
 RANDOM_INTERPOLATIONS = (
     cv2.INTER_NEAREST,
@@ -52,7 +57,33 @@ ASKD_SIGMA = (0.1, 2.0)  # (sigma_x, sigma_y) as A-SKD passes them: fixed, not a
 # The blur's column (spec §2.2); equal to askd_blur_kernel()[:, 2] to 1e-16.
 ASKD_VERTICAL_KERNEL = (0.15246914402033734, 0.2218412955437769, 0.25137912087177144,
                         0.2218412955437769, 0.15246914402033734)  # fmt: skip
-ORDERS = ("fskd", "askd")
+# HR/LR order of the shared flip: F-SKD v1 degrades the unflipped image, then flips both; A-SKD flips
+# first, then degrades. ORDER_NAMES: the originals' names (``--flip-order``, run configs), accepted too.
+ORDERS = ("degrade_then_flip", "flip_then_degrade")
+ORDER_NAMES = {"fskd": "degrade_then_flip", "askd": "flip_then_degrade"}
+
+
+def _canonical(value: str, names: dict, choices: tuple, what: str) -> str:
+    canonical = names.get(value, value)
+    if canonical not in choices:
+        raise ValueError(f"{what} must be one of {choices + tuple(names)}, got {value!r}")
+    return canonical
+
+
+def degradation_method(method: str, what: str = "method") -> str:
+    """``method`` as one of :data:`METHODS` (an original's name from :data:`METHOD_NAMES` mapped)."""
+    return _canonical(method, METHOD_NAMES, METHODS, what)
+
+
+def flip_order(order: str, what: str = "order") -> str:
+    """``order`` as one of :data:`ORDERS` (an original's name from :data:`ORDER_NAMES` mapped)."""
+    return _canonical(order, ORDER_NAMES, ORDERS, what)
+
+
+def samples_blocks(method: str) -> bool:
+    """Whether degradation ``method`` (either name) keeps one pixel per block, so that a size must divide
+    the image; False for a name it does not know."""
+    return METHOD_NAMES.get(method, method) in BLOCK_METHODS
 
 
 def gaussian_kernel1d(size: int, sigma: float) -> np.ndarray:
@@ -179,12 +210,11 @@ def low_resolution(images, size, method: str = "nearest", rng=None) -> np.ndarra
     """Degrade ``images`` (``NHWC`` or one ``HWC``, uint8 or float) to ``size`` and back; same shape
     and dtype.
 
-    ``size``: an int or one per image. ``method``: ``"nearest"`` (F-SKD v1), ``"askd"`` (nearest +
-    vertical blur), ``"random"`` (a cv2 interpolation drawn per image and direction from ``rng``),
-    ``"linear"``; see the module doc. ``size >= H`` leaves an image unchanged.
+    ``size``: an int or one per image. ``method``: ``"nearest"`` (F-SKD v1), ``"nearest_blur"`` (or
+    ``"askd"``: nearest + A-SKD's vertical blur), ``"random"`` (a cv2 interpolation drawn per image and
+    direction from ``rng``), ``"linear"``; see the module doc. ``size >= H`` leaves an image unchanged.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    method = degradation_method(method)
     batch, single = _as_batch(images)
     sizes = _sizes(size, len(batch))
     if method == "random" and rng is None:
@@ -195,9 +225,9 @@ def low_resolution(images, size, method: str = "nearest", rng=None) -> np.ndarra
         d = int(d)
         if d >= height:
             continue
-        if method in ("nearest", "askd"):
+        if method in BLOCK_METHODS:
             out[i] = _nearest(batch[i], d)
-            if method == "askd":
+            if method == "nearest_blur":
                 out[i] = _vertical_blur(out[i])
         elif method == "linear":
             out[i] = _cv2_resize(batch[i], d, cv2.INTER_LINEAR, cv2.INTER_LINEAR)
@@ -256,18 +286,18 @@ def _flip(images: np.ndarray, flip) -> np.ndarray:
 
 
 def degrade_pair(
-    image, size, flip, order: str = "fskd", method: str = "nearest", rng=None
+    image, size, flip, order: str = "degrade_then_flip", method: str = "nearest", rng=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The (HR, LR) training pair of one sample (or a batch), with the same flip on both (spec §2.1).
 
-    ``order="fskd"`` (F-SKD v1): degrade the unflipped image, then flip HR and LR; ``"askd"``: flip
-    first, then degrade (A-SKD flips the loaded image before its transform). With nearest sampling
-    the two differ: degrading after the flip keeps the top-*right* pixel of every original block.
+    ``order="degrade_then_flip"`` (``"fskd"``, F-SKD v1): degrade the unflipped image, then flip HR
+    and LR; ``"flip_then_degrade"`` (``"askd"``): flip first, then degrade (A-SKD flips the loaded
+    image before its transform). With nearest sampling the two differ: degrading after the flip keeps
+    the top-*right* pixel of every original block.
     """
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    order = flip_order(order)
     image = np.asarray(image)
-    if order == "fskd":
+    if order == "degrade_then_flip":
         lr = low_resolution(image, size, method, rng)
         return _flip(image, flip), _flip(lr, flip)
     hr = _flip(image, flip)
@@ -277,13 +307,20 @@ def degrade_pair(
 __all__ = [
     "ASKD_SIGMA",
     "ASKD_VERTICAL_KERNEL",
+    "BLOCK_METHODS",
     "METHODS",
+    "METHOD_NAMES",
+    "ORDERS",
+    "ORDER_NAMES",
     "RANDOM_INTERPOLATIONS",
     "askd_blur_kernel",
+    "degradation_method",
     "degrade_pair",
     "draw_down_sizes",
+    "flip_order",
     "gaussian_kernel1d",
     "low_resolution",
     "low_resolution_tf",
     "resolution_ladder",
+    "samples_blocks",
 ]

@@ -77,26 +77,41 @@ def feature_similarity_loss(student_stages: Sequence, teacher_stages: Sequence):
     return _mean_over([_cosine_term(s, t) for s, t in zip(student_stages, teacher_stages, strict=True)])
 
 
-def attention_similarity_loss(student_maps: Sequence, teacher_maps: Sequence, variant: str = "askd"):
+# The originals' names for the two reductions: the ECCV A-SKD repo sums, the F-SKD repo's A_SKD averages.
+ATTENTION_VARIANTS = {"askd": "sum", "fskd": "mean"}
+
+
+def attention_similarity_loss(
+    student_maps: Sequence, teacher_maps: Sequence, reduction: str = "sum", *, variant: str | None = None
+):
     """A-SKD: cosine distance between student and teacher CBAM attention maps, block by block.
 
     ``student_maps`` / ``teacher_maps`` hold one ``(channel, spatial)`` pair per CBAM block (channel
-    ``(B, C)``, spatial ``(B, H, W, 1)``).
+    ``(B, C)``, spatial ``(B, H, W, 1)``); each map gives a term ``1 - cos`` (mean over the batch).
 
-    * ``variant="askd"`` (ECCV repo): ``sum_j [(1 - cos c_j) + (1 - cos s_j)]``, **summed** over all
-      blocks and both maps, not averaged (β = 5 by the caller); the original feeds pre-sigmoid maps.
-    * ``variant="fskd"`` (the ``A_SKD`` option of the F-SKD repo): ``(1/J) sum_j ½[(1 - cos c_j) +
-      (1 - cos s_j)]`` (λ by the caller); that repo feeds post-sigmoid maps.
+    * ``reduction="sum"`` (ECCV repo, ``variant="askd"``): ``sum_j [(1 - cos c_j) + (1 - cos s_j)]``,
+      **summed** over all blocks and both maps, not averaged (β = 5 by the caller); the original feeds
+      pre-sigmoid maps.
+    * ``reduction="mean"`` (the ``A_SKD`` option of the F-SKD repo, ``variant="fskd"``): the mean of
+      the same terms, ``(1/J) sum_j ½[(1 - cos c_j) + (1 - cos s_j)]`` (λ by the caller); that repo
+      feeds post-sigmoid maps.
+
+    ``variant`` (or ``reduction``) may name the original instead (:data:`ATTENTION_VARIANTS`).
     """
-    if variant not in ("askd", "fskd"):
-        raise ValueError(f"attention_similarity_loss: variant must be 'askd' or 'fskd', got {variant!r}")
+    if variant is not None:
+        if variant not in ATTENTION_VARIANTS:
+            raise ValueError(f"attention_similarity_loss: variant must be 'askd' or 'fskd', got {variant!r}")
+        reduction = variant
+    reduction = ATTENTION_VARIANTS.get(reduction, reduction)
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"attention_similarity_loss: reduction must be 'sum' or 'mean', got {reduction!r}")
     _check_pairs(student_maps, teacher_maps, "attention_similarity_loss")
     blocks = []
     for j, (s_pair, t_pair) in enumerate(zip(student_maps, teacher_maps, strict=True)):
         if len(s_pair) != 2 or len(t_pair) != 2:
             raise ValueError(f"attention_similarity_loss: block {j} is not a (channel, spatial) pair")
         blocks.append(_cosine_term(s_pair[0], t_pair[0]) + _cosine_term(s_pair[1], t_pair[1]))
-    if variant == "askd":
+    if reduction == "sum":
         return tf.add_n(blocks)
     return 0.5 * _mean_over(blocks)
 

@@ -24,7 +24,10 @@ from kdface.losses import attention_similarity_loss
 from kdface.methods import Method, Role, register_method
 from kdface.tasks.recognition.training import Distillation, StudentConfig, train_lowres_student
 
-WEIGHTS = {"askd": 5.0, "fskd": 80.0}  # ECCV beta per map (summed); F-SKD repo lambda (averaged)
+# By the teacher's CBAM: how the per-map terms are reduced and their weight (ECCV: summed, beta 5 per
+# map; F-SKD repo: averaged, lambda 80).
+REDUCTIONS = {"askd": "sum", "fskd": "mean"}
+WEIGHTS = {"askd": 5.0, "fskd": 80.0}
 
 
 def _check(backbone, source) -> None:
@@ -33,9 +36,11 @@ def _check(backbone, source) -> None:
                           "train_teacher.py --method fskd --mode cbam --cbam askd")  # fmt: skip
 
 
-def _loss(variant):
+def _loss(reduction):
     def askd_loss(student, teacher):
-        return attention_similarity_loss(attention_maps(student), attention_maps(teacher), variant=variant)
+        return attention_similarity_loss(
+            attention_maps(student), attention_maps(teacher), reduction=reduction
+        )
 
     return askd_loss
 
@@ -60,7 +65,7 @@ def train_student(config: ASKDConfig, out=None, run_dir=None, options=None):
                           "needs a CBAM teacher: python train_teacher.py --method fskd --mode cbam --cbam askd")  # fmt: skip
     variant = attention.removeprefix("cbam_")
     distillation = Distillation(
-        f"askd ({variant} CBAM)", _loss(variant), "attention similarity (A-SKD)", _check
+        f"askd ({variant} CBAM)", _loss(REDUCTIONS[variant]), "attention similarity (A-SKD)", _check
     )
     return train_lowres_student(config, distillation, method="askd", defaults={"distill_weight": WEIGHTS[variant]},
                                 out=out, run_dir=run_dir, options=options)  # fmt: skip

@@ -42,7 +42,7 @@ from kdface.tasks.expressions.pipeline import (
     ExpressionAugment,
     FileBackedSplit,
     InMemorySplit,
-    _options,
+    evaluation_batches,
     expression_dataset,
     indexed_stream,
     prepare_eval,
@@ -207,15 +207,10 @@ def pair_dataset(source: tf.data.Dataset, *, image_size: int, batch_size: int, w
     """One pass over a pair source in its order, as batches of ``(pairs (B, 2, S, S, 3), labels)``
     (plus ``keys`` if ``with_key``): for validation and evaluation. ``cache`` keeps the crops in memory."""
 
-    def element(pair):
-        view = pair_view(pair["neutral"], pair["neutral_box"], pair["target"], pair["target_box"], image_size)
-        label = tf.cast(pair["label"], tf.int32)
-        return (view, label, pair["key"]) if with_key else (view, label)
+    def view(pair):
+        return pair_view(pair["neutral"], pair["neutral_box"], pair["target"], pair["target_box"], image_size)
 
-    ds = source.with_options(_options()).map(element, num_parallel_calls=tf.data.AUTOTUNE)
-    if cache:
-        ds = ds.cache()
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return evaluation_batches(source, view, batch_size=batch_size, with_key=with_key, cache=cache)
 
 
 def pair_training_stream(

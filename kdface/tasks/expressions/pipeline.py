@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kdface.data.image_store import ImageStore, StoreKey, cached_store
+from kdface.data.image_store import ImageStore, StoreKey, cached_store, store_source
 from kdface.errors import RunError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -204,20 +204,32 @@ def _options(deterministic: bool = True) -> tf.data.Options:
     return options
 
 
-def expression_dataset(source: tf.data.Dataset, *, image_size: int, batch_size: int, with_key: bool = False,
+def evaluation_batches(source: tf.data.Dataset, inputs, *, batch_size: int, with_key: bool = False,
                        cache: bool = False) -> tf.data.Dataset:  # fmt: skip
-    """One pass over ``source`` in its order, as batches of ``(images, labels)`` (plus ``keys`` if
-    ``with_key``): for validation and evaluation. ``cache`` keeps the decoded crops in memory."""
+    """One pass over ``source`` in its order, as batches of ``(inputs(example), labels)`` (plus ``keys``
+    if ``with_key``): for validation and evaluation. ``inputs`` maps an example to the model input;
+    ``cache`` keeps those in memory."""
 
     def element(example):
-        image = prepare_eval(example["image"], example["box"], image_size)
+        x = inputs(example)
         label = tf.cast(example["label"], tf.int32)
-        return (image, label, example["key"]) if with_key else (image, label)
+        return (x, label, example["key"]) if with_key else (x, label)
 
     ds = source.with_options(_options()).map(element, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache()
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def expression_dataset(source: tf.data.Dataset, *, image_size: int, batch_size: int, with_key: bool = False,
+                       cache: bool = False) -> tf.data.Dataset:  # fmt: skip
+    """One pass over ``source`` in its order, as batches of ``(images, labels)`` (plus ``keys`` if
+    ``with_key``): for validation and evaluation. ``cache`` keeps the decoded crops in memory."""
+
+    def image(example):
+        return prepare_eval(example["image"], example["box"], image_size)
+
+    return evaluation_batches(source, image, batch_size=batch_size, with_key=with_key, cache=cache)
 
 
 class _SplitArrays:
@@ -295,7 +307,6 @@ class InMemorySplit(_SplitArrays):
 # What one sample of a FileBackedSplit holds in memory besides its key: box, label, store index entry,
 # the key's object and pointer, and their copies as tensors in the input pipeline (an upper bound).
 RESIDENT_BYTES_PER_SAMPLE = 160
-_LOAD_BATCH = 256  # examples read at once while loading (their images too: a bound, whatever the split size)
 
 
 @dataclasses.dataclass
@@ -315,11 +326,10 @@ class FileBackedSplit(_SplitArrays):
 
         ``max_bytes`` bounds what is held in memory (:data:`RESIDENT_BYTES_PER_SAMPLE` plus the key a
         sample); the images are never held, whatever their size."""
-        key, lengths, boxes, labels, keys, resident = StoreKey(), [], [], [], [], 0
-        for batch in source.batch(_LOAD_BATCH).as_numpy_iterator():  # batches: far fewer Python objects
-            for image in batch["image"]:
-                key.update(image)
-            lengths.append(np.fromiter(map(len, batch["image"]), np.int64, len(batch["image"])))
+        boxes, labels, keys, resident = [], [], [], 0
+
+        def keep(batch):
+            nonlocal resident
             boxes.append(batch["box"].astype(np.float32))
             labels.append(batch["label"].astype(np.int32))
             keys.append(batch["key"])
@@ -329,14 +339,11 @@ class FileBackedSplit(_SplitArrays):
                     f"the training split's keys, boxes and labels exceed {max_bytes / 2**30:.3g} GiB "
                     "(its images are read from disk). Raise --max-memory-gb, or train on a subset"
                 )
-        if not labels:
+
+        loaded = store_source(source, cache_dir, keep)
+        if loaded is None:
             raise RunError("the training split is empty")
-
-        def images():
-            for batch in source.map(lambda example: example["image"]).batch(_LOAD_BATCH).as_numpy_iterator():
-                yield from batch
-
-        store, written = cached_store(cache_dir, key.hexdigest(), np.concatenate(lengths), images)
+        store, written = loaded
         if written:
             print(f"wrote the training split's {len(store)} encoded images to {store.folder} (once; read "
                   "from there while training)")  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kdface import report
+from kdface.data.resolution import samples_blocks
 from kdface.io import load_model, write_json
 from kdface.io.cards import model_dataset, read_model_card
 from kdface.metrics.verification import plot_roc, roc_curve_points, tar_at_far, verification_10_fold
@@ -48,7 +49,7 @@ def evaluation_sizes(requested, card: dict, image_size: int) -> list[int]:
 
     degradation = card.get("resolution", {}).get("degradation", "nearest")
     sizes = [min(int(s), image_size) for s in requested] if requested else default_sizes(card, image_size)
-    if degradation in ("nearest", "askd"):
+    if samples_blocks(degradation):
         bad = [s for s in sizes if image_size % s]
         if bad:
             raise ConfigError(

@@ -24,11 +24,21 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from kdface.data.resolution import low_resolution, low_resolution_tf, resolution_ladder
+from kdface.data.resolution import (
+    METHOD_NAMES,
+    ORDER_NAMES,
+    degradation_method,
+    flip_order,
+    low_resolution,
+    low_resolution_tf,
+    resolution_ladder,
+)
 from kdface.data.streams import epoch_stream
 
-DEGRADATIONS = ("nearest", "askd", "random", "linear")
-FLIP_ORDERS = ("fskd", "askd")
+# The CLI's names (--degradation, --flip-order), as run configs and model cards keep them; Resolution
+# maps each to the behaviour it names (kdface.data.resolution METHODS, ORDERS).
+DEGRADATIONS = ("nearest", *METHOD_NAMES, "random", "linear")
+FLIP_ORDERS = tuple(ORDER_NAMES)
 _FLIP, _SIZE, _DEGRADE = 1, 2, 3  # purposes folded into an element's seed
 
 
@@ -37,19 +47,19 @@ class Resolution:
     """How training views are degraded: ``down_size`` with the originals' meaning (0 = HR only,
     1 = multi-resolution, any other value a fixed side in pixels at ``image_size``), ``equal`` (the
     multi-resolution draw: uniform over the ladder, or HR half of the time), the ``degradation``
-    method and the HR/LR ``flip_order``."""
+    method and the HR/LR ``flip_order``. Those two are kept as the behaviour they name
+    (:func:`~kdface.data.resolution.degradation_method`, :func:`~kdface.data.resolution.flip_order`),
+    whether given so or by the CLI's names (``"askd"``, ``"fskd"``)."""
 
     image_size: int
     down_size: int = 0
     equal: bool = True
     degradation: str = "nearest"
-    flip_order: str = "fskd"
+    flip_order: str = "degrade_then_flip"
 
     def __post_init__(self):
-        if self.degradation not in DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
-        if self.flip_order not in FLIP_ORDERS:
-            raise ValueError(f"flip_order must be one of {FLIP_ORDERS}, got {self.flip_order!r}")
+        object.__setattr__(self, "degradation", degradation_method(self.degradation, "degradation"))
+        object.__setattr__(self, "flip_order", flip_order(self.flip_order, "flip_order"))
 
     @property
     def choices(self) -> tuple[int, ...]:
@@ -123,7 +133,7 @@ def training_views(image, seed, resolution: Resolution):
     def flipped(x):
         return tf.where(flip, tf.reverse(x, axis=[1]), x)
 
-    if resolution.flip_order == "askd":
+    if resolution.flip_order == "flip_then_degrade":
         hr = flipped(image)
         return hr, degrade(hr, size, resolution, seed)
     return flipped(image), flipped(degrade(image, size, resolution, seed))

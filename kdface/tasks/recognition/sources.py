@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdface.data.image_store import StoreKey, cached_store
+from kdface.data.image_store import store_source
 from kdface.data.sources import (
     DEFAULT_SYNTHFACES_DIR,
     DEFAULT_TFDS_DIR,
@@ -42,7 +42,6 @@ VERIFICATION_FILES = {
     "cfp-fp": ("cfp_fp.bin", 700),
     "synthface": ("verification/synthface.bin", None),  # 10 equal folds
 }
-_LOAD_BATCH = 256
 
 
 def identity_datasets() -> list[str]:
@@ -100,22 +99,16 @@ def load_identity_split(name: str, data_dir=None, tfds_dir=DEFAULT_TFDS_DIR, on_
                                                 synthfaces_preset, on_bad_sample)  # fmt: skip
     skipped = split_records(skipped, ["train"], on_bad_sample)
     ds = read_split(builder, "train")
-    key, lengths, labels, keys = StoreKey(), [], [], []
-    for batch in ds.batch(_LOAD_BATCH).as_numpy_iterator():
-        for image in batch["image"]:
-            key.update(image)
-        lengths.append(np.fromiter(map(len, batch["image"]), np.int64, len(batch["image"])))
+    labels, keys = [], []
+
+    def keep(batch):
         labels.append(batch["label"].astype(np.int64))
         keys.append(batch["key"])
-    if not labels:
+
+    loaded = store_source(ds, Path(tfds_dir) / "kdface-image-stores", keep)
+    if loaded is None:
         raise RunError(f"{name}: the training split is empty")
-
-    def images():
-        for batch in ds.map(lambda example: example["image"]).batch(_LOAD_BATCH).as_numpy_iterator():
-            yield from batch
-
-    store, written = cached_store(Path(tfds_dir) / "kdface-image-stores", key.hexdigest(), np.concatenate(lengths),
-                                  images)  # fmt: skip
+    store, written = loaded
     if written:
         print(f"wrote the {name} training images ({len(store)}) to {store.folder} (once; read from there)")
     labels = np.concatenate(labels)
