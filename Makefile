@@ -29,13 +29,12 @@ $(STAMP): $(ROOT)requirements.txt $(ROOT)pyproject.toml
 	$(PY) -m pip install -q --no-deps -e $(ROOT)
 	touch $(STAMP)
 
-# Two workers, each taking whole test files (module fixtures are built once) in collection order, the longest
-# files first (tests/conftest.py); the slowest tests are listed.
+# Two workers, each taking whole test files (module fixtures are built once); the slowest tests are listed.
 test: $(STAMP) lint
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

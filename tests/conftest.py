@@ -30,22 +30,3 @@ settings.register_profile(
     derandomize=False,
 )
 settings.load_profile("long" if os.environ.get("KDFACE_FUZZ_PROFILE") == "long" else "ci")
-
-
-# The longest files first. `make test` runs `--dist loadfile --no-loadscope-reorder`: the two workers take
-# whole files in collection order, so a long file collected late runs alone at the end (xdist's default
-# reorder puts the files with the most tests first, which left the few but long SIGKILL-resume and
-# make-demo tests for last: 15 min wall against about 13 of work per worker).
-LONGEST_FIRST = (
-    "test_resume_kill.py",
-    "test_demos_make.py",
-    "test_distributed.py",
-    "test_cli_e2e.py",
-    "test_recognition_method.py",
-    "test_doe.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
