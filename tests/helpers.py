@@ -1,4 +1,5 @@
-"""Helpers shared by several test files: running a kdface script, and the interrupted-run check."""
+"""Helpers shared by several test files: running a kdface script, the interrupted-run check, and
+bit-exact variable snapshots (what a train step changed)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,14 @@ def _store_dir():
         _STORE_DIR.append(tempfile.mkdtemp(prefix="kdface-test-stores-"))
         atexit.register(shutil.rmtree, _STORE_DIR[0], True)
     return _STORE_DIR[0]
+
+
+def snapshot(model) -> dict:
+    """Every variable of ``model`` (BatchNorm moving statistics included), by path."""
+    return {v.path: np.array(keras.ops.convert_to_numpy(v)) for v in model.weights}
+
+
+def changed(before: dict, model) -> list[str]:
+    """The paths of ``model``'s variables that differ from ``before``, bit for bit."""
+    now = snapshot(model)
+    return sorted(path for path, value in before.items() if not np.array_equal(now[path], value))

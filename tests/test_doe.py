@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import changed, snapshot
 
 from kdface.backbones import create_backbone, is_frozen
 from kdface.errors import ConfigError
@@ -27,16 +28,6 @@ from kdface.tasks.expressions.training import ExpressionClassifier, group_adam
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
 K = 5
-
-
-def snapshot(model):
-    """Every variable of ``model`` (BatchNorm moving statistics included), by path."""
-    return {v.path: np.array(keras.ops.convert_to_numpy(v)) for v in model.weights}
-
-
-def changed(before, model):
-    now = snapshot(model)
-    return sorted(path for path, value in before.items() if not np.array_equal(now[path], value))
 
 
 def moving_statistics(model):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from helpers import changed, snapshot
 
 from kdface.backbones import create_backbone, freeze, is_frozen
 from kdface.backbones.contract import leaf_layers
@@ -36,17 +37,6 @@ def pairs(batch=4, seed=0):
 
 
 LABELS = np.array([0, 0, 1, 2])  # unbalanced: the bias gradient is not zero even at uniform logits
-
-
-def snapshot(model):
-    """Every variable of ``model`` (BatchNorm moving statistics included), by path."""
-    return {v.path: np.array(keras.ops.convert_to_numpy(v)) for v in model.weights}
-
-
-def changed(before, model):
-    """The paths of ``model``'s variables that differ from ``before``, bit for bit."""
-    now = snapshot(model)
-    return sorted(path for path, value in before.items() if not np.array_equal(now[path], value))
 
 
 def moving_statistics(model):
